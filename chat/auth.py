@@ -1,0 +1,100 @@
+"""Bearer tokens: issue, authenticate, revoke.
+
+A token is 32 random bytes, shown to the client once. Only its SHA-256 is stored, which
+is enough for a secret of that entropy (no salt or slow hash needed: nobody can guess it).
+"""
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from chat.models import AuthToken, User
+
+TOKEN_PREFIX = "ct_"  # noqa: S105 - a marker, not a secret
+# Writing `last_used_at` on every request would turn every read into a write.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def hash_token(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def parse_authorization(header: str) -> str | None:
+    """The token in an `Authorization: Bearer <token>` value, or None when malformed."""
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or " " in token:
+        return None
+    return token
+
+
+def issue_token(*, user: User, user_agent: str = "") -> tuple[str, AuthToken]:
+    """A new token for `user`: the raw value (return it to the client once) and its row."""
+    raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    now = timezone.now()
+    token = AuthToken.objects.create(
+        user=user,
+        key_hash=hash_token(raw),
+        prefix=raw[:12],
+        user_agent=user_agent[:200],
+        created_at=now,
+        expires_at=now + settings.AUTH_TOKEN_TTL,
+    )
+    return raw, token
+
+
+def _live_tokens():
+    return AuthToken.objects.filter(
+        revoked_at__isnull=True, expires_at__gt=timezone.now(), user__is_active=True
+    ).select_related("user")
+
+
+def authenticate_token(raw: str) -> AuthToken | None:
+    """The live token for `raw` with its user loaded, or None (unknown, expired, revoked)."""
+    token = _live_tokens().filter(key_hash=hash_token(raw)).first()
+    if token is not None:
+        _touch(token)
+    return token
+
+
+async def aauthenticate_token(raw: str) -> AuthToken | None:
+    token = await _live_tokens().filter(key_hash=hash_token(raw)).afirst()
+    if token is not None:
+        await _atouch(token)
+    return token
+
+
+def _stale(token: AuthToken, now) -> bool:
+    return token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION
+
+
+def _touch(token: AuthToken) -> None:
+    now = timezone.now()
+    if _stale(token, now):
+        AuthToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+
+
+async def _atouch(token: AuthToken) -> None:
+    now = timezone.now()
+    if _stale(token, now):
+        await AuthToken.objects.filter(pk=token.pk).aupdate(last_used_at=now)
+        token.last_used_at = now
+
+
+def revoke_token(token: AuthToken) -> None:
+    AuthToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+
+
+def revoke_user_tokens(user: User, *, keep: AuthToken | None = None) -> int:
+    """Revoke every live token of `user` except `keep`; returns how many were revoked."""
+    tokens = AuthToken.objects.filter(user=user, revoked_at__isnull=True)
+    if keep is not None:
+        tokens = tokens.filter(~Q(pk=keep.pk))
+    return tokens.update(revoked_at=timezone.now())

@@ -1,0 +1,27 @@
+"""Domain failures that are not a field's validation error.
+
+Validation failures are Django `ValidationError`s with a code from `error_codes`; the
+exceptions here are conditions the API layer reports with a GraphQL `extensions.code`.
+"""
+
+
+class DomainError(Exception):
+    code = "DOMAIN_ERROR"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(DomainError):
+    """The object does not exist, or the caller may not know that it does."""
+
+    code = "NOT_FOUND"
+
+
+class RateLimited(DomainError):
+    code = "RATE_LIMITED"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

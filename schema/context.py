@@ -1,0 +1,58 @@
+"""Who is asking: one context type for HTTP requests and WebSocket connections."""
+
+from dataclasses import dataclass
+from typing import Any
+
+import strawberry
+from django.http import HttpRequest, HttpResponse
+
+from chat.models import AuthToken, User
+from schema.errors import unauthenticated
+
+
+@dataclass
+class Context:
+    # The Django request, or the Channels consumer on a WebSocket (strawberry-django's
+    # helpers and Strawberry's protocol handlers look for `request`).
+    request: Any
+    response: HttpResponse | None = None
+    user: User | None = None
+    # The bearer token in use, when the caller authenticated with one (logout revokes it).
+    token: AuthToken | None = None
+    # Why the credentials sent were refused: reported by `require_viewer`, not before,
+    # so that `login` still works for a client holding a stale token.
+    auth_error: str | None = None
+    # The `connection_init` payload on a WebSocket; Strawberry sets it.
+    connection_params: dict[str, Any] | None = None
+
+    @property
+    def is_websocket(self) -> bool:
+        return not isinstance(self.request, HttpRequest)
+
+    @property
+    def client_address(self) -> str:
+        if isinstance(self.request, HttpRequest):
+            return self.request.META.get("REMOTE_ADDR") or "unknown"
+        client = self.request.scope.get("client")
+        return client[0] if client else "unknown"
+
+    @property
+    def user_agent(self) -> str:
+        if isinstance(self.request, HttpRequest):
+            return self.request.headers.get("User-Agent", "")
+        for name, value in self.request.scope.get("headers", []):
+            if name == b"user-agent":
+                return value.decode("latin1")
+        return ""
+
+
+def viewer(info: strawberry.Info) -> User | None:
+    return info.context.user
+
+
+def require_viewer(info: strawberry.Info) -> User:
+    """The signed-in user, or an `UNAUTHENTICATED` error."""
+    context: Context = info.context
+    if context.user is None:
+        raise unauthenticated(context.auth_error)
+    return context.user

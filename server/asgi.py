@@ -1,0 +1,43 @@
+"""ASGI entry point: HTTP to Django, WebSocket `/graphql/` to the GraphQL consumer.
+
+HTTP GraphQL goes through Django's view, not Channels' HTTP consumer, because that one
+skips Django's middleware (sessions, CSRF, body-size limits).
+"""
+
+import os
+from datetime import timedelta
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "server.settings")
+django_application = get_asgi_application()
+
+# Imported after Django is set up: they load models.
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+from django.urls import re_path  # noqa: E402
+
+from schema import schema  # noqa: E402
+from server.consumers import GraphQLConsumer  # noqa: E402
+
+graphql_consumer = GraphQLConsumer.as_asgi(
+    schema=schema,
+    connection_init_wait_timeout=timedelta(seconds=settings.GRAPHQL_WS_CONNECTION_INIT_TIMEOUT),
+    max_subscriptions_per_connection=settings.GRAPHQL_WS_MAX_SUBSCRIPTIONS,
+    # Browsers on these origins may connect; same-origin pages and clients that send no
+    # Origin (native apps, servers) always may. Checked before anything else runs.
+    allowed_origins=settings.ALLOWED_ORIGINS,
+)
+
+application = ProtocolTypeRouter(
+    {
+        "http": (
+            ASGIStaticFilesHandler(django_application)
+            if settings.SERVE_STATIC
+            else django_application
+        ),
+        "websocket": AuthMiddlewareStack(URLRouter([re_path(r"^graphql/?$", graphql_consumer)])),
+    }
+)

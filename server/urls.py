@@ -1,0 +1,21 @@
+from django.conf import settings
+from django.contrib import admin
+from django.urls import path
+from django.views.decorators.csrf import csrf_exempt
+
+from schema import schema
+from server.views import GraphQLView, healthz
+
+urlpatterns = [
+    # CSRF is checked inside the view, for cookie-authenticated requests only.
+    path(
+        "graphql/",
+        csrf_exempt(
+            GraphQLView.as_view(
+                schema=schema, graphql_ide="graphiql" if settings.GRAPHIQL else None
+            )
+        ),
+    ),
+    path("healthz", healthz),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,54 @@
+import copy
+import uuid
+
+import pytest
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
+
+from chat.models import User
+from tests.factories import UserFactory, token_for
+from tests.graphql_client import GraphQLClient
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(settings) -> None:
+    """A fresh cache key space per test, so rate-limit counters never leak between tests
+    (on Redis too, without flushing a database other processes may share)."""
+    caches = copy.deepcopy(settings.CACHES)
+    caches["default"]["KEY_PREFIX"] = f"test-{uuid.uuid4().hex}"
+    settings.CACHES = caches
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _keep_test_connection() -> None:
+    """Django closes the database connection after each request; inside a test that
+    would end the test's transaction (Django's own test client disconnects it too)."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+
+
+@pytest.fixture
+def asgi_app():
+    from server.asgi import application
+
+    return application
+
+
+@pytest.fixture
+def gql(asgi_app) -> GraphQLClient:
+    return GraphQLClient(asgi_app)
+
+
+@pytest.fixture
+def make_user(db):
+    return UserFactory
+
+
+@pytest.fixture
+def user(make_user) -> User:
+    return make_user(email="ada@example.com", display_name="Ada Lovelace")
+
+
+@pytest.fixture
+def token(user) -> str:
+    return token_for(user)
