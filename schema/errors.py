@@ -11,6 +11,7 @@ from typing import Any
 from django.conf import settings
 from graphql import GraphQLError, GraphQLSyntaxError
 from strawberry.extensions import MaskErrors
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 
 from chat.exceptions import DomainError, RateLimited
 
@@ -29,10 +30,15 @@ def bad_user_input(message: str, **extensions: Any) -> GraphQLError:
     return graphql_error(message, "BAD_USER_INPUT", **extensions)
 
 
+# Raised by Strawberry for an operation the transport does not carry (a query sent over
+# the legacy `graphql-ws` protocol, a mutation over GET): the client's mistake.
+_BAD_REQUESTS = (CannotGetOperationTypeError, InvalidOperationTypeError)
+
+
 def is_expected(error: GraphQLError) -> bool:
     """True for errors the API raises on purpose or the client caused."""
     original = error.original_error
-    return original is None or isinstance(original, GraphQLError | DomainError)
+    return original is None or isinstance(original, (GraphQLError, DomainError, *_BAD_REQUESTS))
 
 
 def _code_for_graphql_error(error: GraphQLError) -> str:
@@ -62,7 +68,9 @@ class ErrorPolicy(MaskErrors):
             if isinstance(original, RateLimited):
                 extensions["retryAfter"] = original.retry_after
             error.message = original.message
-        elif original is None:
+        elif isinstance(original, _BAD_REQUESTS):
+            extensions["code"] = "BAD_REQUEST"
+        elif original is None or isinstance(original, GraphQLError):
             extensions["code"] = _code_for_graphql_error(error)
         elif settings.DEBUG:
             extensions["code"] = "INTERNAL_SERVER_ERROR"

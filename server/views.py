@@ -7,7 +7,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.middleware.csrf import CsrfViewMiddleware
+from django.middleware.csrf import CsrfViewMiddleware, get_token
 from strawberry.django.views import AsyncGraphQLView
 
 from chat.auth import aauthenticate_token, parse_authorization
@@ -49,6 +49,11 @@ class GraphQLView(AsyncGraphQLView):
                         status=403,
                     )
         return await super().dispatch(request, *args, **kwargs)
+
+    async def render_graphql_ide(self, request: HttpRequest) -> HttpResponse:
+        # GraphiQL reads the `csrftoken` cookie to send cookie-session requests.
+        get_token(request)
+        return await super().render_graphql_ide(request)
 
     async def get_context(self, request: HttpRequest, response: HttpResponse) -> Context:
         context = Context(request=request, response=response)

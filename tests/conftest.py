@@ -19,12 +19,21 @@ def _isolated_cache(settings) -> None:
     settings.CACHES = caches
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _keep_test_connection() -> None:
-    """Django closes the database connection after each request; inside a test that
-    would end the test's transaction (Django's own test client disconnects it too)."""
+@pytest.fixture(autouse=True)
+def _keep_test_connection(request):
+    """Django closes the database connection after each request. Inside a test wrapped in
+    a transaction that would end the test's transaction, so (like Django's own test
+    client) keep it open there. Transactional tests keep the real behaviour: their
+    requests run in threads of their own, whose connections must be closed."""
+    marker = request.node.get_closest_marker("django_db")
+    if marker is not None and marker.kwargs.get("transaction"):
+        yield
+        return
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
 
 
 @pytest.fixture

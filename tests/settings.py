@@ -13,4 +13,5 @@ from server.settings import *  # noqa: F403
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 GRAPHQL_INTROSPECTION = True
+GRAPHIQL = True
 LOGGING["loggers"]["httpx"] = {"level": "WARNING"}  # noqa: F405

@@ -1,0 +1,236 @@
+import pytest
+import pytest_asyncio
+from asgiref.sync import sync_to_async
+from django.db import connections
+from django.test import Client
+
+from tests.factories import UserFactory, token_for
+from tests.graphql_client import GraphQLClient
+from tests.ws import LEGACY_WS, TRANSPORT_WS, GraphQLSocket
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+
+ME = "query { me { id displayName email } }"
+# Strawberry's legacy `graphql-ws` carries subscriptions only; there `me` is a subscription.
+ME_OVER = {TRANSPORT_WS: ME, LEGACY_WS: "subscription { me { id displayName email } }"}
+ME_SUBSCRIPTION = "subscription { me { id displayName } }"
+UPDATE_PROFILE = 'mutation { updateProfile(displayName: "Ada King") { __typename } }'
+BOTH = pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def _close_worker_connections():
+    """The ORM work of these tests runs in asgiref's worker thread, whose connections
+    would otherwise stay open and block dropping the test database."""
+    yield
+    await sync_to_async(connections.close_all)()
+
+
+@pytest.fixture
+def ada(transactional_db):
+    user = UserFactory(email="ada@example.com", display_name="Ada")
+    return user, token_for(user)
+
+
+@BOTH
+@pytest.mark.parametrize("key", ["authorization", "Authorization"])
+async def test_me_over_a_socket_authenticated_in_connection_init(asgi_app, ada, protocol, key):
+    user, token = ada
+    socket = GraphQLSocket(asgi_app, protocol)
+    connected, subprotocol = await socket.connect()
+
+    ack = await socket.init({key: f"Bearer {token}"})
+    await socket.subscribe("1", ME_OVER[protocol])
+    payload = await socket.next_payload("1")
+    await socket.close()
+
+    assert (connected, subprotocol) == (True, protocol)
+    assert ack == {"type": "connection_ack"}
+    assert payload == {
+        "data": {"me": {"id": str(user.id), "displayName": "Ada", "email": "ada@example.com"}}
+    }
+
+
+async def test_a_query_over_the_query_carrying_protocol_completes(asgi_app, ada):
+    _, token = ada
+    socket = GraphQLSocket(asgi_app)
+    await socket.connect()
+    await socket.init({"authorization": f"Bearer {token}"})
+
+    await socket.subscribe("1", ME)
+    await socket.next_payload("1")
+
+    await socket.expect_complete("1")
+    await socket.close()
+
+
+async def test_a_query_over_legacy_graphql_ws_is_a_client_error_not_a_crash(asgi_app, ada):
+    _, token = ada
+    socket = GraphQLSocket(asgi_app, LEGACY_WS)
+    await socket.connect()
+    await socket.init({"authorization": f"Bearer {token}"})
+
+    await socket.subscribe("1", ME)
+
+    assert await socket.receive() == {
+        "type": "error",
+        "id": "1",
+        "payload": {"message": "queries are not allowed", "extensions": {"code": "BAD_REQUEST"}},
+    }
+    await socket.close()
+
+
+async def test_the_auth_token_key_takes_a_bare_token(asgi_app, ada):
+    user, token = ada
+    socket = GraphQLSocket(asgi_app)
+    await socket.connect()
+
+    await socket.init({"authToken": token})
+    await socket.subscribe("1", ME)
+
+    assert (await socket.next_payload("1"))["data"]["me"]["id"] == str(user.id)
+    await socket.close()
+
+
+@BOTH
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"authorization": "Bearer ct_not_a_real_token"},
+        {"authorization": "Token abc"},
+        {"Authorization": "Bearer"},
+        {"authToken": "ct_unknown"},
+        {"authorization": 42},
+    ],
+)
+async def test_a_bad_token_is_refused_at_connection_init_with_4403(
+    asgi_app, db, protocol, payload
+):
+    socket = GraphQLSocket(asgi_app, protocol)
+    await socket.connect()
+
+    await socket.send({"type": "connection_init", "payload": payload})
+
+    assert await socket.receive_close() == 4403
+
+
+async def test_a_revoked_token_is_refused(asgi_app, ada):
+    user, token = ada
+    from chat import auth
+
+    await sync_to_async(auth.revoke_user_tokens)(user)
+    socket = GraphQLSocket(asgi_app)
+    await socket.connect()
+
+    await socket.send({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
+
+    assert await socket.receive_close() == 4403
+
+
+@BOTH
+async def test_a_socket_without_credentials_connects_but_me_is_unauthenticated(
+    asgi_app, db, protocol
+):
+    socket = GraphQLSocket(asgi_app, protocol)
+    await socket.connect()
+
+    ack = await socket.init()
+    await socket.subscribe("1", ME_OVER[protocol])
+    payload = await socket.next_payload("1")
+    await socket.close()
+
+    assert ack == {"type": "connection_ack"}
+    assert payload["data"] is None
+    assert [e["extensions"]["code"] for e in payload["errors"]] == ["UNAUTHENTICATED"]
+
+
+async def test_a_cookie_session_authenticates_the_socket(asgi_app, ada):
+    user, _ = ada
+    client = Client()
+    await sync_to_async(client.force_login)(user)
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+    socket = GraphQLSocket(asgi_app, headers=[(b"cookie", cookie)])
+    await socket.connect()
+
+    await socket.init()
+    await socket.subscribe("1", ME)
+
+    assert (await socket.next_payload("1"))["data"]["me"]["id"] == str(user.id)
+    await socket.close()
+
+
+@pytest.mark.parametrize(
+    ("headers", "accepted"),
+    [
+        ([(b"origin", b"https://evil.example"), (b"host", b"127.0.0.1:8000")], False),
+        ([(b"origin", b"null"), (b"host", b"127.0.0.1:8000")], False),
+        ([(b"origin", b"http://127.0.0.1:8000"), (b"host", b"127.0.0.1:8000")], True),
+        ([(b"host", b"127.0.0.1:8000")], True),  # native clients send no Origin
+    ],
+)
+async def test_cross_site_origins_are_refused_before_the_handshake(
+    asgi_app, db, headers, accepted
+):
+    socket = GraphQLSocket(asgi_app, headers=headers)
+
+    connected, _ = await socket.connect()
+
+    assert connected is accepted
+    if connected:
+        await socket.close()
+
+
+async def test_subscribing_before_connection_init_closes_4401(asgi_app, db):
+    socket = GraphQLSocket(asgi_app)
+    await socket.connect()
+
+    await socket.subscribe("1", ME)
+
+    assert await socket.receive_close() == 4401
+
+
+async def test_a_second_connection_init_closes_4429(asgi_app, ada):
+    _, token = ada
+    socket = GraphQLSocket(asgi_app)
+    await socket.connect()
+    await socket.init({"authorization": f"Bearer {token}"})
+
+    await socket.send({"type": "connection_init", "payload": {}})
+
+    assert await socket.receive_close() == 4429
+
+
+@BOTH
+async def test_the_me_subscription_follows_profile_changes(asgi_app, ada, protocol):
+    user, token = ada
+    socket = GraphQLSocket(asgi_app, protocol)
+    await socket.connect()
+    await socket.init({"authorization": f"Bearer {token}"})
+    await socket.subscribe("sub", ME_SUBSCRIPTION)
+    first = await socket.next_payload("sub")
+
+    client = GraphQLClient(asgi_app, token=token)
+    response = await client._post({"query": UPDATE_PROFILE}, {"Authorization": f"Bearer {token}"})
+    second = await socket.next_payload("sub")
+    await socket.close()
+
+    assert response.json == {"data": {"updateProfile": {"__typename": "User"}}}
+    assert first == {"data": {"me": {"id": str(user.id), "displayName": "Ada"}}}
+    assert second == {"data": {"me": {"id": str(user.id), "displayName": "Ada King"}}}
+
+
+async def test_the_me_subscription_ignores_other_users_changes(asgi_app, ada):
+    _, token = ada
+    grace = await sync_to_async(UserFactory)(display_name="Grace")
+    grace_token = await sync_to_async(token_for)(grace)
+    socket = GraphQLSocket(asgi_app)
+    await socket.connect()
+    await socket.init({"authorization": f"Bearer {token}"})
+    await socket.subscribe("sub", ME_SUBSCRIPTION)
+    await socket.next_payload("sub")
+
+    client = GraphQLClient(asgi_app)
+    await client._post({"query": UPDATE_PROFILE}, {"Authorization": f"Bearer {grace_token}"})
+
+    assert await socket.communicator.receive_nothing(timeout=0.3)
+    await socket.close()

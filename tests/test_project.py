@@ -1,0 +1,88 @@
+import os
+import subprocess
+import sys
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from graphql import GraphQLObjectType, GraphQLUnionType
+
+from schema import schema
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_schema_graphql_is_what_the_code_exports(tmp_path):
+    exported = tmp_path / "schema.graphql"
+
+    call_command("export_schema", "schema", "--path", str(exported), stdout=StringIO())
+
+    assert exported.read_text() == (ROOT / "schema.graphql").read_text(), (
+        "schema.graphql is out of date: run `make schema` and commit it"
+    )
+
+
+@pytest.mark.django_db
+def test_models_and_migrations_agree():
+    call_command("makemigrations", "--check", "--dry-run", stdout=StringIO())
+
+
+# Types strawberry-django generates for `handle_django_errors` (the `<Mutation>Payload`
+# unions) carry no description and take none.
+GENERATED_UNIONS = {
+    name
+    for name, type_ in schema._schema.type_map.items()
+    if isinstance(type_, GraphQLUnionType) and name.endswith("Payload")
+}
+# strawberry-django's error types: their fields are described, the types are not.
+LIBRARY_TYPES = {"OperationInfo", "OperationMessage", "OperationMessageKind"}
+
+
+def test_every_public_type_field_and_argument_has_a_description():
+    missing = []
+    for name, type_ in schema._schema.type_map.items():
+        if name.startswith("__") or name in GENERATED_UNIONS:
+            continue
+        if not type_.description and name not in LIBRARY_TYPES:
+            missing.append(name)
+        if isinstance(type_, GraphQLObjectType):
+            for field_name, field in type_.fields.items():
+                if not field.description:
+                    missing.append(f"{name}.{field_name}")
+                missing.extend(
+                    f"{name}.{field_name}({arg_name})"
+                    for arg_name, arg in field.args.items()
+                    if not arg.description
+                )
+    builtins = {"String", "Boolean", "ID", "Int", "Float"}
+    assert [m for m in missing if m not in builtins] == []
+
+
+def _import_settings(**env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DEBUG"}}
+    return subprocess.run(
+        [sys.executable, "-c", "import server.settings"],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_secret_key_is_required_when_debug_is_off():
+    result = _import_settings()
+
+    assert result.returncode == 1
+    assert "SECRET_KEY is required when DEBUG is off." in result.stderr
+
+
+def test_debug_runs_without_a_secret_key():
+    assert _import_settings(DEBUG="true").returncode == 0
+
+
+def test_a_malformed_boolean_setting_is_an_error_not_a_guess():
+    result = _import_settings(DEBUG="maybe")
+
+    assert "DEBUG must be a boolean, got 'maybe'" in result.stderr
