@@ -1,5 +1,4 @@
 import pytest
-import pytest_asyncio
 from asgiref.sync import sync_to_async
 from django.db import connections
 from django.test import Client
@@ -8,7 +7,7 @@ from tests.factories import UserFactory, token_for
 from tests.graphql_client import GraphQLClient
 from tests.ws import LEGACY_WS, TRANSPORT_WS, GraphQLSocket
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 ME = "query { me { id displayName email } }"
 # Strawberry's legacy `graphql-ws` carries subscriptions only; there `me` is a subscription.
@@ -18,7 +17,7 @@ UPDATE_PROFILE = 'mutation { updateProfile(displayName: "Ada King") { __typename
 BOTH = pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
 
 
-@pytest_asyncio.fixture(autouse=True)
+@pytest.fixture(autouse=True)
 async def _close_worker_connections():
     """The ORM work of these tests runs in asgiref's worker thread, whose connections
     would otherwise stay open and block dropping the test database."""

@@ -1,0 +1,158 @@
+"""Real daphne processes for system tests, each on its own 127.0.0.1 port.
+
+A stack has its own database (a fresh PostgreSQL database when DATABASE_URL names one,
+else a temporary SQLite file), migrated by a subprocess, so these tests share nothing with
+pytest-django's test database. All processes of a stack share that database and, when
+REDIS_URL is set, one Redis channel layer under a prefix of their own.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dj_database_url
+import httpx
+import psycopg2
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def live_database(tmp_dir: Path) -> Iterator[str]:
+    url = os.environ.get("DATABASE_URL", "")
+    config = dj_database_url.parse(url) if url else {}
+    if config.get("ENGINE") != "django.db.backends.postgresql":
+        yield f"sqlite:///{tmp_dir / 'live.sqlite3'}"
+        return
+    name = f"chat_live_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(
+        dbname=config["NAME"],
+        user=config["USER"],
+        password=config["PASSWORD"],
+        host=config["HOST"],
+        port=config["PORT"] or 5432,
+    )
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+class LiveServer:
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}/graphql/"
+        self.log = log
+        self._log_file = log.open("wb")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "server.asgi:application",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+        )
+        self._wait_until_healthy()
+
+    def _wait_until_healthy(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"daphne exited: {self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"daphne did not become healthy: {self.log.read_text()[-3000:]}")
+
+    def graphql(self, query: str, variables: dict | None = None, token: str | None = None):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = httpx.post(
+            f"{self.url}/graphql/",
+            json={"query": query, "variables": variables or {}},
+            headers=headers,
+            timeout=10,
+        )
+        return response.json()
+
+    def kill(self) -> None:
+        """Die as a crashed process does: no shutdown code runs."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+        self._log_file.close()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self._log_file.close()
+
+
+class LiveStack:
+    """One database, one channel layer, and as many daphne processes as asked for."""
+
+    def __init__(self, tmp_dir: Path, database_url: str, **settings: str) -> None:
+        self.tmp_dir = tmp_dir
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("PYTEST")},
+            "DJANGO_SETTINGS_MODULE": "server.settings",
+            "DATABASE_URL": database_url,
+            "DEBUG": "false",
+            "SECRET_KEY": "live-tests-secret",
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "GRAPHIQL": "true",
+            "SECURE_COOKIES": "false",
+            "CHANNEL_LAYER_PREFIX": f"live-{uuid.uuid4().hex[:8]}",
+            "PYTHONUNBUFFERED": "1",
+            **settings,
+        }
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
+            cwd=ROOT,
+            env=self.env,
+            check=True,
+        )
+        self.servers: list[LiveServer] = []
+
+    def start(self, **settings: str) -> LiveServer:
+        log = self.tmp_dir / f"daphne-{len(self.servers)}.log"
+        server = LiveServer({**self.env, **settings}, log)
+        self.servers.append(server)
+        return server
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
