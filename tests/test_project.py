@@ -86,3 +86,28 @@ def test_a_malformed_boolean_setting_is_an_error_not_a_guess():
     result = _import_settings(DEBUG="maybe")
 
     assert "DEBUG must be a boolean, got 'maybe'" in result.stderr
+
+
+@pytest.mark.parametrize(("ci", "exit_code"), [("true", 1), ("", 0)])
+def test_the_services_pass_says_why_it_cannot_run(ci, exit_code):
+    env = {
+        **os.environ,
+        "CI": ci,
+        "DATABASE_URL": "postgres://postgres@127.0.0.1:1/nothing",
+        "REDIS_URL": "redis://127.0.0.1:1/0",
+    }
+
+    result = subprocess.run(
+        [sys.executable, "tests/run_on_services.py"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert result.returncode == exit_code
+    assert "services pass: PostgreSQL at postgres://postgres@127.0.0.1:1/nothing" in result.stderr
+    assert "services pass: Redis at 'redis://127.0.0.1:1/0' did not answer" in result.stderr
+    verdict = "FAILED (CI=true requires" if ci else "skipped (set CI=true"
+    assert f"services pass: {verdict}" in result.stderr
