@@ -62,6 +62,10 @@ class UserAdmin(DjangoUserAdmin):
     inlines = [AuthTokenInline]
     actions = ["revoke_tokens"]
 
+    def get_inlines(self, request: HttpRequest, obj: User | None) -> list:
+        # A user being created has no tokens yet.
+        return self.inlines if obj is not None else []
+
     @admin.action(description="Sign out everywhere (revoke all tokens)")
     def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         count = sum(auth.revoke_user_tokens(user) for user in queryset)
