@@ -16,3 +16,28 @@ class AccountErrorCode(StrEnum):
     WRONG_PASSWORD = "wrong_password"  # noqa: S105
     INVALID_RESET_LINK = "invalid_reset_link"
     NOTHING_TO_UPDATE = "nothing_to_update"
+
+
+class ChatErrorCode(StrEnum):
+    # A chat, user or message the viewer cannot see: "not found", never "forbidden", so
+    # the answer does not reveal that it exists.
+    NOT_FOUND = "not_found"
+    CANNOT_CHAT_WITH_SELF = "cannot_chat_with_self"
+    INVALID_ROOM_NAME = "invalid_room_name"
+    TOPIC_TOO_LONG = "topic_too_long"
+    NOT_A_ROOM = "not_a_room"
+    ALREADY_MEMBER = "already_member"
+    OWNER_ONLY = "owner_only"
+    CANNOT_REMOVE_SELF = "cannot_remove_self"
+    TOO_MANY_MEMBERS = "too_many_members"
+
+
+class MessageErrorCode(StrEnum):
+    MESSAGE_EMPTY = "message_empty"
+    MESSAGE_TOO_LONG = "message_too_long"
+    INVALID_CLIENT_ID = "invalid_client_id"
+    CLIENT_ID_REUSED = "client_id_reused"
+    NOT_AUTHOR = "not_author"
+    MESSAGE_DELETED = "message_deleted"
+    NOT_EDITABLE = "not_editable"
+    INVALID_SEQ = "invalid_seq"

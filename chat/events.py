@@ -14,7 +14,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
-from chat.models import User
+from chat.models import Chat, Message, User
 
 logger = logging.getLogger(__name__)
 
@@ -30,9 +30,45 @@ def chat_group(chat_id: uuid.UUID) -> str:
     return f"chat.{chat_id.hex}"
 
 
-def user_payload(user: User) -> dict[str, Any]:
+def user_payload(user: User | None) -> dict[str, Any] | None:
     """The public fields of a user, as events carry them."""
+    if user is None:
+        return None
     return {"id": str(user.id), "display_name": user.display_name}
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def message_payload(message: Message) -> dict[str, Any]:
+    """Everything a client renders for a message. Call with `author` and `subject` loaded."""
+    return {
+        "id": str(message.id),
+        "chat_id": str(message.chat_id),
+        "seq": message.seq,
+        "kind": message.kind,
+        "body": message.body,
+        "author": user_payload(message.author),
+        "system_event": message.system_event,
+        "subject": user_payload(message.subject),
+        "client_id": message.client_id,
+        "created_at": _iso(message.created_at),
+        "edited_at": _iso(message.edited_at),
+        "deleted_at": _iso(message.deleted_at),
+    }
+
+
+def chat_payload(chat: Chat) -> dict[str, Any]:
+    return {
+        "id": str(chat.id),
+        "kind": chat.kind,
+        "name": chat.name,
+        "topic": chat.topic,
+        "is_public": chat.is_public,
+        "last_seq": chat.last_seq,
+        "member_count": chat.member_count,
+    }
 
 
 def publish_on_commit(group: str, event: str, data: dict[str, Any]) -> None:
@@ -55,3 +91,34 @@ def _send(group: str, message: dict[str, Any]) -> None:
 
 def profile_updated(user: User) -> None:
     publish_on_commit(user_group(user.id), "profile_updated", user_payload(user))
+
+
+def message_added(message: Message, member_ids: list) -> None:
+    """To the chat's subscribers, and to every member's inbox (chat lists, unread counts)."""
+    data = message_payload(message)
+    publish_on_commit(chat_group(message.chat_id), "message_added", data)
+    for member_id in member_ids:
+        publish_on_commit(user_group(member_id), "message_added", data)
+
+
+def message_changed(message: Message, event: str) -> None:
+    """`message_edited` or `message_deleted`, to the chat's subscribers."""
+    publish_on_commit(chat_group(message.chat_id), event, message_payload(message))
+
+
+def membership_changed(chat: Chat, user: User, event: str) -> None:
+    """`member_joined` or `member_left`: to the chat, and to the user's inbox (their chat
+    list gains or loses the chat)."""
+    data = {"chat": chat_payload(chat), "user": user_payload(user)}
+    publish_on_commit(chat_group(chat.id), event, data)
+    publish_on_commit(user_group(user.id), event, data)
+
+
+def chat_created(chat: Chat, member_ids: list) -> None:
+    for member_id in member_ids:
+        publish_on_commit(user_group(member_id), "chat_created", chat_payload(chat))
+
+
+def read_up_to(chat: Chat, user: User, seq: int) -> None:
+    data = {"chat_id": str(chat.id), "user": user_payload(user), "seq": seq}
+    publish_on_commit(chat_group(chat.id), "read_up_to", data)

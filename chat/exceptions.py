@@ -4,6 +4,8 @@ Validation failures are Django `ValidationError`s with a code from `error_codes`
 exceptions here are conditions the API layer reports with a GraphQL `extensions.code`.
 """
 
+from django.core.exceptions import PermissionDenied
+
 
 class DomainError(Exception):
     code = "DOMAIN_ERROR"
@@ -25,3 +27,15 @@ class RateLimited(DomainError):
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class Forbidden(PermissionDenied):
+    """The caller may see the object but not do this to it (a mutation's PERMISSION error).
+
+    `msg` and `code` are the attributes strawberry-django reads into `OperationMessage`.
+    """
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.msg = message
+        self.code = code

@@ -91,3 +91,146 @@ class AuthToken(models.Model):
     @property
     def is_live(self) -> bool:
         return self.revoked_at is None and self.expires_at > timezone.now()
+
+
+class Chat(models.Model):
+    """A conversation: a direct chat between two users, or a group room."""
+
+    class Kind(models.TextChoices):
+        DIRECT = "DIRECT", "Direct"
+        GROUP = "GROUP", "Group"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    kind = models.CharField(max_length=6, choices=Kind.choices)
+    name = models.CharField(
+        max_length=100, blank=True, help_text="Room name; empty for direct chats."
+    )
+    topic = models.CharField(max_length=300, blank=True)
+    is_public = models.BooleanField(
+        default=False, help_text="Anyone may find and join a public room."
+    )
+    # "<smaller user id>:<larger user id>" for a direct chat: one chat per pair, enforced
+    # by the database even when both users open it at the same moment.
+    direct_key = models.CharField(
+        max_length=65, unique=True, null=True, blank=True, editable=False
+    )
+    created_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    # The seq of the newest message; messages are numbered 1..last_seq without gaps.
+    last_seq = models.BigIntegerField(default=0)
+    last_message_at = models.DateTimeField(null=True, blank=True)
+    member_count = models.PositiveIntegerField(default=0)
+    members = models.ManyToManyField(User, through="Membership", related_name="chats")
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(kind="GROUP", direct_key__isnull=True)
+                | models.Q(kind="DIRECT", direct_key__isnull=False),
+                name="chat_direct_key_iff_direct",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                Lower("name"), name="chat_public_name_idx", condition=models.Q(is_public=True)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name or f"direct {self.direct_key}"
+
+    @staticmethod
+    def direct_key_for(a: uuid.UUID, b: uuid.UUID) -> str:
+        low, high = sorted([a.hex, b.hex])
+        return f"{low}:{high}"
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "OWNER", "Owner"
+        MEMBER = "MEMBER", "Member"
+
+    # Both lookups are served by the composite keys below, not single-column indexes.
+    chat = models.ForeignKey(
+        Chat, on_delete=models.CASCADE, related_name="memberships", db_index=False
+    )
+    user = models.ForeignKey(
+        User, on_delete=models.CASCADE, related_name="memberships", db_index=False
+    )
+    role = models.CharField(max_length=6, choices=Role.choices, default=Role.MEMBER)
+    joined_at = models.DateTimeField(default=timezone.now)
+    # Messages up to this seq have been read by the user; unread = chat.last_seq - this.
+    last_read_seq = models.BigIntegerField(default=0)
+    muted_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["chat", "user"], name="membership_chat_user_unique"),
+        ]
+        indexes = [models.Index(fields=["user", "chat"], name="membership_user_chat_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} in {self.chat_id}"
+
+
+class Message(models.Model):
+    class Kind(models.TextChoices):
+        TEXT = "TEXT", "Text"
+        LOCATION = "LOCATION", "Location"
+        IMAGE = "IMAGE", "Image"
+        FILE = "FILE", "File"
+        SYSTEM = "SYSTEM", "System"
+
+    class SystemEvent(models.TextChoices):
+        MEMBER_JOINED = "MEMBER_JOINED", "Member joined"
+        MEMBER_LEFT = "MEMBER_LEFT", "Member left"
+        MEMBER_ADDED = "MEMBER_ADDED", "Member added"
+        MEMBER_REMOVED = "MEMBER_REMOVED", "Member removed"
+        ROOM_CREATED = "ROOM_CREATED", "Room created"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # (chat, seq) is unique and indexed; a chat_id index alone would be redundant.
+    chat = models.ForeignKey(
+        Chat, on_delete=models.CASCADE, related_name="messages", db_index=False
+    )
+    seq = models.BigIntegerField(help_text="Position in the chat: 1, 2, 3… without gaps.")
+    author = models.ForeignKey(
+        User,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="messages",
+        help_text="Null for system messages.",
+    )
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.TEXT)
+    body = models.TextField(blank=True)
+    # For SYSTEM messages: what happened, and to whom.
+    system_event = models.CharField(max_length=16, choices=SystemEvent.choices, blank=True)
+    subject = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The sender's idempotency key: a retried send with the same key is the same message.
+    client_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001 - NULL is "no key"; the partial unique constraint needs it
+    created_at = models.DateTimeField(default=timezone.now)
+    edited_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # Also the index every history page reads: (chat, seq) in either direction.
+            models.UniqueConstraint(fields=["chat", "seq"], name="message_chat_seq_unique"),
+            models.UniqueConstraint(
+                fields=["author", "client_id"],
+                name="message_author_client_id_unique",
+                condition=models.Q(client_id__isnull=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.chat_id}#{self.seq}"
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None

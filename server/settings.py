@@ -232,3 +232,12 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Chats ----------------------------------------------------------------------------
+
+MESSAGE_MAX_LENGTH = env_int("MESSAGE_MAX_LENGTH", 4000)
+# Messages a user may send at once, then per second after that (a token bucket).
+SEND_RATE_BURST = env_int("SEND_RATE_BURST", 20)
+SEND_RATE_PER_SECOND = float(env_str("SEND_RATE_PER_SECOND", "1") or 1)
+GRAPHQL_MAX_PAGE_SIZE = env_int("GRAPHQL_MAX_PAGE_SIZE", 100)
+ROOM_MAX_MEMBERS = env_int("ROOM_MAX_MEMBERS", 10000)

@@ -1,8 +1,4 @@
-"""Writes. Resolvers, the admin, management commands and tests all call these.
-
-Each service validates its input and raises Django `ValidationError`s keyed by field, with
-a code from `chat.error_codes` (or Django's own password codes), before it writes anything.
-"""
+"""Accounts: registration, sign-in with bearer tokens, passwords, profile."""
 
 from django.conf import settings
 from django.contrib.auth.password_validation import validate_password

@@ -1,0 +1,96 @@
+"""Reads and access checks. Queries, subscriptions, services and the admin share these, so
+"who may see what" is decided in one place."""
+
+import uuid
+
+from django.db.models import F, Q, QuerySet
+from django.db.models.functions import Coalesce
+
+from chat.exceptions import NotFound
+from chat.models import Chat, Membership, Message, User
+
+CHAT_NOT_FOUND = "Chat not found."
+
+
+def parse_id(value: object) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+def membership_for(*, user: User, chat_id: object) -> Membership:
+    """The user's membership of the chat, with the chat loaded; `NotFound` for a chat that
+    does not exist or that the user is not in (the two look the same)."""
+    pk = parse_id(chat_id)
+    membership = (
+        Membership.objects.select_related("chat").filter(chat_id=pk, user=user).first()
+        if pk
+        else None
+    )
+    if membership is None:
+        raise NotFound(CHAT_NOT_FOUND)
+    return membership
+
+
+def chat_for_member(*, user: User, chat_id: object) -> Chat:
+    return membership_for(user=user, chat_id=chat_id).chat
+
+
+def chats_for_user(user: User) -> QuerySet[Chat]:
+    """The user's chats, most recent activity first, each with `my_last_read_seq`."""
+    return (
+        Chat.objects.filter(memberships__user=user)
+        .annotate(
+            activity_at=Coalesce("last_message_at", "created_at"),
+            # The filter above constrains this join to the user's own membership.
+            my_last_read_seq=F("memberships__last_read_seq"),
+            my_role=F("memberships__role"),
+        )
+        .order_by("-activity_at", "-id")
+    )
+
+
+def public_rooms(*, search: str = "") -> QuerySet[Chat]:
+    rooms = Chat.objects.filter(kind=Chat.Kind.GROUP, is_public=True)
+    search = search.strip()
+    if search:
+        rooms = rooms.filter(Q(name__icontains=search) | Q(topic__icontains=search))
+    return rooms.order_by("-member_count", "-id")
+
+
+def search_users(*, search: str) -> QuerySet[User]:
+    """Active users whose display name starts a word with `search`, or whose email starts
+    with it (an address is only matched from its start, so it cannot be guessed at)."""
+    search = search.strip()
+    users = User.objects.filter(is_active=True)
+    if search:
+        users = users.filter(
+            Q(display_name__istartswith=search)
+            | Q(display_name__icontains=f" {search}")
+            | Q(email__startswith=search.lower())
+        )
+    return users.order_by("display_name", "id")
+
+
+def messages_of(chat: Chat) -> QuerySet[Message]:
+    return Message.objects.filter(chat=chat).select_related("author", "subject")
+
+
+def last_messages(chats: list[Chat]) -> dict[uuid.UUID, Message]:
+    """The newest message of each chat, in one query (by the known `last_seq`)."""
+    wanted = Q(pk__in=[])
+    for chat in chats:
+        if chat.last_seq:
+            wanted |= Q(chat_id=chat.id, seq=chat.last_seq)
+    return {
+        message.chat_id: message
+        for message in Message.objects.filter(wanted).select_related("author", "subject")
+    }
+
+
+def direct_peers(chats: list[Chat], *, viewer: User) -> dict[uuid.UUID, User]:
+    """For each direct chat, the other member, in one query."""
+    direct_ids = [chat.id for chat in chats if chat.kind == Chat.Kind.DIRECT]
+    memberships = Membership.objects.filter(chat_id__in=direct_ids).exclude(user=viewer)
+    return {m.chat_id: m.user for m in memberships.select_related("user")}

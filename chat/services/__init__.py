@@ -1,0 +1,44 @@
+"""Writes. Resolvers, the admin, management commands and tests all call these.
+
+Each service validates its input and raises Django `ValidationError`s keyed by field, with
+a code from `chat.error_codes` (or Django's own password codes), before it writes anything.
+"""
+
+from chat.services.accounts import (
+    change_password,
+    login,
+    logout,
+    register,
+    request_password_reset,
+    reset_password,
+    update_profile,
+)
+from chat.services.chats import (
+    add_members,
+    create_room,
+    join_room,
+    leave_room,
+    open_direct_chat,
+    remove_member,
+)
+from chat.services.messages import delete_message, edit_message, mark_read, send_message
+
+__all__ = [
+    "add_members",
+    "change_password",
+    "create_room",
+    "delete_message",
+    "edit_message",
+    "join_room",
+    "leave_room",
+    "login",
+    "logout",
+    "mark_read",
+    "open_direct_chat",
+    "register",
+    "remove_member",
+    "request_password_reset",
+    "reset_password",
+    "send_message",
+    "update_profile",
+]

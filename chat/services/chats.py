@@ -1,0 +1,267 @@
+"""Direct chats, rooms and membership.
+
+Every change of membership is also a SYSTEM message in the chat's timeline, written under
+the chat's row lock like any message, so history shows joins and leaves in order.
+"""
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import F
+
+from chat import events
+from chat.error_codes import ChatErrorCode
+from chat.exceptions import Forbidden
+from chat.models import Chat, Membership, Message, User
+from chat.selectors import parse_id
+
+NAME_MAX = 100
+TOPIC_MAX = 300
+
+
+def _error(field: str | None, message: str, code: str) -> ValidationError:
+    error = ValidationError(message, code=code)
+    return ValidationError({field: error}) if field else error
+
+
+def _not_found(field: str = "chat_id") -> ValidationError:
+    return _error(field, "Chat not found.", ChatErrorCode.NOT_FOUND)
+
+
+def lock_chat(chat_id: object, **filters: object) -> Chat:
+    """The chat row, locked until the transaction ends (`select_for_update`): every write
+    that appends to a chat's timeline holds it, which keeps `seq` contiguous."""
+    pk = parse_id(chat_id)
+    chat = (
+        Chat.objects.select_for_update(of=("self",)).filter(pk=pk, **filters).first()
+        if pk
+        else None
+    )
+    if chat is None:
+        raise _not_found()
+    return chat
+
+
+def append_message(
+    chat: Chat,
+    *,
+    author: User | None,
+    kind: str,
+    body: str = "",
+    system_event: str = "",
+    subject: User | None = None,
+    client_id: str | None = None,
+) -> Message:
+    """Write the chat's next message and publish it on commit.
+
+    Precondition: the caller holds the chat's row lock (`lock_chat`) in this transaction.
+    """
+    message = Message.objects.create(
+        chat=chat,
+        seq=chat.last_seq + 1,
+        author=author,
+        kind=kind,
+        body=body,
+        system_event=system_event,
+        subject=subject,
+        client_id=client_id,
+    )
+    chat.last_seq = message.seq
+    chat.last_message_at = message.created_at
+    Chat.objects.filter(pk=chat.pk).update(
+        last_seq=message.seq, last_message_at=message.created_at
+    )
+    if author is not None:
+        # Sending a message means having read the chat up to it.
+        Membership.objects.filter(chat=chat, user=author).update(last_read_seq=message.seq)
+    member_ids = list(Membership.objects.filter(chat=chat).values_list("user_id", flat=True))
+    events.message_added(message, member_ids)
+    return message
+
+
+def _system_message(chat: Chat, event: str, subject: User, actor: User | None = None) -> Message:
+    texts = {
+        Message.SystemEvent.ROOM_CREATED: "{subject} created the room",
+        Message.SystemEvent.MEMBER_JOINED: "{subject} joined",
+        Message.SystemEvent.MEMBER_LEFT: "{subject} left",
+        Message.SystemEvent.MEMBER_ADDED: "{actor} added {subject}",
+        Message.SystemEvent.MEMBER_REMOVED: "{actor} removed {subject}",
+    }
+    body = texts[event].format(
+        subject=subject.display_name, actor=actor.display_name if actor else "Someone"
+    )
+    return append_message(
+        chat, author=None, kind=Message.Kind.SYSTEM, body=body, system_event=event, subject=subject
+    )
+
+
+def open_direct_chat(*, user: User, other_user_id: object) -> Chat:
+    """The one direct chat between the two users, created on first use. Safe when both
+    open it at the same moment: the database keeps one chat per pair."""
+    pk = parse_id(other_user_id)
+    other = User.objects.filter(pk=pk, is_active=True).first() if pk else None
+    if other is None:
+        raise _error("user_id", "User not found.", ChatErrorCode.NOT_FOUND)
+    if other.pk == user.pk:
+        raise _error(
+            "user_id", "You cannot chat with yourself.", ChatErrorCode.CANNOT_CHAT_WITH_SELF
+        )
+    key = Chat.direct_key_for(user.pk, other.pk)
+    existing = Chat.objects.filter(direct_key=key).first()
+    if existing is not None:
+        return existing
+    try:
+        with transaction.atomic():
+            chat = Chat.objects.create(
+                kind=Chat.Kind.DIRECT, direct_key=key, created_by=user, member_count=2
+            )
+            Membership.objects.bulk_create(
+                [Membership(chat=chat, user=user), Membership(chat=chat, user=other)]
+            )
+            events.chat_created(chat, [user.pk, other.pk])
+    except IntegrityError:  # the other side created it first
+        return Chat.objects.get(direct_key=key)
+    return chat
+
+
+def _clean_room(name: str, topic: str) -> tuple[str, str]:
+    name = " ".join(name.split())
+    topic = topic.strip()
+    errors: dict[str, ValidationError] = {}
+    if not name or len(name) > NAME_MAX:
+        errors["name"] = ValidationError(
+            f"Room name must be 1 to {NAME_MAX} characters.", code=ChatErrorCode.INVALID_ROOM_NAME
+        )
+    if len(topic) > TOPIC_MAX:
+        errors["topic"] = ValidationError(
+            f"Topic must be at most {TOPIC_MAX} characters.", code=ChatErrorCode.TOPIC_TOO_LONG
+        )
+    if errors:
+        raise ValidationError(errors)
+    return name, topic
+
+
+@transaction.atomic
+def create_room(*, owner: User, name: str, topic: str = "", is_public: bool = False) -> Chat:
+    """A group room with `owner` as its first member; its timeline opens with a SYSTEM
+    message."""
+    name, topic = _clean_room(name, topic)
+    chat = Chat.objects.create(
+        kind=Chat.Kind.GROUP,
+        name=name,
+        topic=topic,
+        is_public=is_public,
+        created_by=owner,
+        member_count=1,
+    )
+    Membership.objects.create(chat=chat, user=owner, role=Membership.Role.OWNER)
+    chat = Chat.objects.select_for_update().get(pk=chat.pk)
+    _system_message(chat, Message.SystemEvent.ROOM_CREATED, owner)
+    events.chat_created(chat, [owner.pk])
+    return chat
+
+
+def _add_member(chat: Chat, user: User, event: str, actor: User | None = None) -> None:
+    if chat.member_count >= settings.ROOM_MAX_MEMBERS:
+        raise _error(None, "This room is full.", ChatErrorCode.TOO_MANY_MEMBERS)
+    membership = Membership.objects.create(chat=chat, user=user)
+    chat.member_count += 1
+    Chat.objects.filter(pk=chat.pk).update(member_count=F("member_count") + 1)
+    message = _system_message(chat, event, user, actor)
+    # A new member starts with nothing unread, their own arrival included.
+    Membership.objects.filter(pk=membership.pk).update(last_read_seq=message.seq)
+    events.membership_changed(chat, user, "member_joined")
+
+
+def _remove_member(chat: Chat, membership: Membership, event: str, actor: User | None) -> None:
+    membership.delete()
+    chat.member_count -= 1
+    Chat.objects.filter(pk=chat.pk).update(member_count=F("member_count") - 1)
+    _system_message(chat, event, membership.user, actor)
+    events.membership_changed(chat, membership.user, "member_left")
+
+
+@transaction.atomic
+def join_room(*, user: User, chat_id: object) -> Chat:
+    """Join a public room. Joining a room one is already in changes nothing."""
+    chat = lock_chat(chat_id, kind=Chat.Kind.GROUP, is_public=True)
+    if not Membership.objects.filter(chat=chat, user=user).exists():
+        _add_member(chat, user, Message.SystemEvent.MEMBER_JOINED)
+    return chat
+
+
+@transaction.atomic
+def leave_room(*, user: User, chat_id: object) -> Chat:
+    """Leave a room. An owner who leaves hands the room to its longest-standing member."""
+    pk = parse_id(chat_id)
+    membership = (
+        Membership.objects.select_related("chat", "user").filter(chat_id=pk, user=user).first()
+        if pk
+        else None
+    )
+    if membership is None:
+        raise _not_found()
+    if membership.chat.kind != Chat.Kind.GROUP:
+        raise _error("chat_id", "Direct chats cannot be left.", ChatErrorCode.NOT_A_ROOM)
+    chat = lock_chat(pk)
+    if membership.role == Membership.Role.OWNER:
+        heir = (
+            Membership.objects.filter(chat=chat)
+            .exclude(pk=membership.pk)
+            .order_by("joined_at", "pk")
+            .first()
+        )
+        if heir is not None:
+            Membership.objects.filter(pk=heir.pk).update(role=Membership.Role.OWNER)
+    _remove_member(chat, membership, Message.SystemEvent.MEMBER_LEFT, actor=None)
+    return chat
+
+
+def _owned_room(*, owner: User, chat_id: object) -> Chat:
+    pk = parse_id(chat_id)
+    membership = Membership.objects.filter(chat_id=pk, user=owner).first() if pk else None
+    if membership is None:
+        raise _not_found()
+    chat = lock_chat(pk)
+    if chat.kind != Chat.Kind.GROUP:
+        raise _error("chat_id", "Only rooms have members to manage.", ChatErrorCode.NOT_A_ROOM)
+    if membership.role != Membership.Role.OWNER:
+        raise Forbidden("Only the room's owner can do this.", code=ChatErrorCode.OWNER_ONLY)
+    return chat
+
+
+@transaction.atomic
+def add_members(*, owner: User, chat_id: object, user_ids: list[object]) -> Chat:
+    """Add users to a room the caller owns (private rooms are joined this way). Users
+    already in the room are skipped."""
+    chat = _owned_room(owner=owner, chat_id=chat_id)
+    pks = [parse_id(value) for value in user_ids]
+    users = {u.pk: u for u in User.objects.filter(pk__in=[p for p in pks if p], is_active=True)}
+    if None in pks or len(users) != len(set(pks)):
+        raise _error("user_ids", "User not found.", ChatErrorCode.NOT_FOUND)
+    present = set(
+        Membership.objects.filter(chat=chat, user_id__in=users).values_list("user_id", flat=True)
+    )
+    for pk in dict.fromkeys(pks):
+        if pk not in present:
+            _add_member(chat, users[pk], Message.SystemEvent.MEMBER_ADDED, actor=owner)
+    return chat
+
+
+@transaction.atomic
+def remove_member(*, owner: User, chat_id: object, user_id: object) -> Chat:
+    chat = _owned_room(owner=owner, chat_id=chat_id)
+    pk = parse_id(user_id)
+    if pk == owner.pk:
+        raise _error(
+            "user_id", "Use leaveRoom to leave your own room.", ChatErrorCode.CANNOT_REMOVE_SELF
+        )
+    membership = (
+        Membership.objects.select_related("user").filter(chat=chat, user_id=pk).first()
+        if pk
+        else None
+    )
+    if membership is None:
+        raise _error("user_id", "That user is not in this room.", ChatErrorCode.NOT_FOUND)
+    _remove_member(chat, membership, Message.SystemEvent.MEMBER_REMOVED, actor=owner)
+    return chat
