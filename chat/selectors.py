@@ -94,3 +94,21 @@ def direct_peers(chats: list[Chat], *, viewer: User) -> dict[uuid.UUID, User]:
     direct_ids = [chat.id for chat in chats if chat.kind == Chat.Kind.DIRECT]
     memberships = Membership.objects.filter(chat_id__in=direct_ids).exclude(user=viewer)
     return {m.chat_id: m.user for m in memberships.select_related("user")}
+
+
+def prepare_chat_page(chats: list[Chat], *, viewer: User) -> None:
+    """Attach what a chat list shows (newest message, direct-chat peer) to a page of
+    chats, in two queries whatever the page size."""
+    latest = last_messages(chats)
+    peers = direct_peers(chats, viewer=viewer)
+    for chat in chats:
+        chat.prefetched_last_message = latest.get(chat.id)
+        chat.prefetched_peer = peers.get(chat.id)
+
+
+def active_user(user_id: object) -> User:
+    pk = parse_id(user_id)
+    user = User.objects.filter(pk=pk, is_active=True).first() if pk else None
+    if user is None:
+        raise NotFound("User not found.")
+    return user

@@ -11,13 +11,29 @@ from django.http import HttpRequest
 
 from chat import models, services
 from schema.context import Context, require_viewer
-from schema.types import AuthPayload, Done, User
+from schema.types import AuthPayload, Chat, Done, Message, User
 
 Email = Annotated[str, strawberry.argument(description="The sign-in email address.")]
 Password = Annotated[str, strawberry.argument(description="The account password.")]
+ChatId = Annotated[strawberry.ID, strawberry.argument(description="The chat's id.")]
+MessageId = Annotated[strawberry.ID, strawberry.argument(description="The message's id.")]
+Body = Annotated[str, strawberry.argument(description="The text; trimmed, 1 to 4,000 characters.")]
 NewPassword = Annotated[
     str, strawberry.argument(description="The new password; must pass the password rules.")
 ]
+
+
+@strawberry.input(description="A text message to send.")
+class SendMessageInput:
+    chat_id: strawberry.ID = strawberry.field(description="The chat to send to.")
+    body: str = strawberry.field(description="The text; trimmed, 1 to 4,000 characters.")
+    client_id: str | None = strawberry.field(
+        default=None,
+        description=(
+            "Your idempotency key (1 to 64 of A-Z a-z 0-9 . _ : -), unique per message you "
+            "send. Retrying with the same key returns the original message, never a copy."
+        ),
+    )
 
 
 def _signed_in(context: Context, token: str, user: models.User) -> AuthPayload:
@@ -126,3 +142,96 @@ class Mutation:
     ) -> Done:
         services.reset_password(uid=uid, token=token, new_password=new_password)
         return Done(message="Your password was changed. Sign in with the new one.")
+
+    @strawberry_django.mutation(
+        description="The direct chat with a user: the existing one, or a new one."
+    )
+    def open_direct_chat(
+        self,
+        info: strawberry.Info[Context],
+        user_id: Annotated[strawberry.ID, strawberry.argument(description="The other user.")],
+    ) -> Chat:
+        return services.open_direct_chat(user=require_viewer(info), other_user_id=user_id)
+
+    @strawberry_django.mutation(description="Create a group room; the viewer becomes its owner.")
+    def create_room(
+        self,
+        info: strawberry.Info[Context],
+        name: Annotated[str, strawberry.argument(description="1 to 100 characters.")],
+        topic: Annotated[str, strawberry.argument(description="Up to 300 characters.")] = "",
+        is_public: Annotated[
+            bool, strawberry.argument(description="Anyone may find and join it.")
+        ] = False,
+    ) -> Chat:
+        return services.create_room(
+            owner=require_viewer(info), name=name, topic=topic, is_public=is_public
+        )
+
+    @strawberry_django.mutation(description="Join a public room. Joining twice is harmless.")
+    def join_room(self, info: strawberry.Info[Context], chat_id: ChatId) -> Chat:
+        return services.join_room(user=require_viewer(info), chat_id=chat_id)
+
+    @strawberry_django.mutation(
+        description="Leave a room. An owner hands the room to its longest-standing member."
+    )
+    def leave_room(self, info: strawberry.Info[Context], chat_id: ChatId) -> Chat:
+        return services.leave_room(user=require_viewer(info), chat_id=chat_id)
+
+    @strawberry_django.mutation(description="Add users to a room you own (private rooms too).")
+    def add_members(
+        self,
+        info: strawberry.Info[Context],
+        chat_id: ChatId,
+        user_ids: Annotated[list[strawberry.ID], strawberry.argument(description="Who to add.")],
+    ) -> Chat:
+        return services.add_members(owner=require_viewer(info), chat_id=chat_id, user_ids=user_ids)
+
+    @strawberry_django.mutation(description="Remove a member from a room you own.")
+    def remove_member(
+        self,
+        info: strawberry.Info[Context],
+        chat_id: ChatId,
+        user_id: Annotated[strawberry.ID, strawberry.argument(description="Who to remove.")],
+    ) -> Chat:
+        return services.remove_member(owner=require_viewer(info), chat_id=chat_id, user_id=user_id)
+
+    @strawberry_django.mutation(
+        description="Send a text message. Limited per user: a burst, then a steady rate."
+    )
+    def send_message(
+        self,
+        info: strawberry.Info[Context],
+        input: Annotated[SendMessageInput, strawberry.argument(description="What to send.")],
+    ) -> Message:
+        return services.send_message(
+            author=require_viewer(info),
+            chat_id=input.chat_id,
+            body=input.body,
+            client_id=input.client_id,
+        )
+
+    @strawberry_django.mutation(description="Change the text of your own message.")
+    def edit_message(
+        self, info: strawberry.Info[Context], message_id: MessageId, body: Body
+    ) -> Message:
+        return services.edit_message(user=require_viewer(info), message_id=message_id, body=body)
+
+    @strawberry_django.mutation(
+        description="Delete your own message; it stays in the timeline, marked deleted."
+    )
+    def delete_message(self, info: strawberry.Info[Context], message_id: MessageId) -> Message:
+        return services.delete_message(user=require_viewer(info), message_id=message_id)
+
+    @strawberry_django.mutation(
+        description="Mark a chat read up to `seq`. The marker only moves forward."
+    )
+    def mark_read(
+        self,
+        info: strawberry.Info[Context],
+        chat_id: ChatId,
+        seq: Annotated[int, strawberry.argument(description="The newest `seq` the user saw.")],
+    ) -> Chat:
+        membership = services.mark_read(user=require_viewer(info), chat_id=chat_id, seq=seq)
+        chat = membership.chat
+        chat.my_last_read_seq, chat.my_role = membership.last_read_seq, membership.role
+        return chat

@@ -1,12 +1,110 @@
+from typing import Annotated
+
 import strawberry
 import strawberry_django
 
-from schema.context import require_viewer
-from schema.types import User
+from chat import selectors
+from schema.context import Context, require_viewer
+from schema.pagination import Connection, Keyset, paginate
+from schema.types import Chat, Message, User
+
+First = Annotated[int | None, strawberry.argument(description="Page forward: this many items.")]
+After = Annotated[str | None, strawberry.argument(description="Page forward from this cursor.")]
+Last = Annotated[int | None, strawberry.argument(description="Page backward: this many items.")]
+Before = Annotated[str | None, strawberry.argument(description="Page backward from this cursor.")]
+Search = Annotated[str, strawberry.argument(description="Text to look for; empty lists all.")]
+
+CHAT_ORDER = Keyset((("activity_at", True), ("id", True)))
+MESSAGE_ORDER = Keyset((("seq", False),))
+ROOM_ORDER = Keyset((("member_count", True), ("id", True)))
+USER_ORDER = Keyset((("display_name", False), ("id", False)))
 
 
 @strawberry.type(description="Reads. Each raises `UNAUTHENTICATED` when it needs a user.")
 class Query:
     @strawberry_django.field(description="The signed-in user. `UNAUTHENTICATED` when signed out.")
-    def me(self, info: strawberry.Info) -> User:
+    def me(self, info: strawberry.Info[Context]) -> User:
         return require_viewer(info)
+
+    @strawberry_django.field(description="An active user by id; `NOT_FOUND` otherwise.")
+    def user(
+        self,
+        info: strawberry.Info[Context],
+        id: Annotated[strawberry.ID, strawberry.argument(description="The user's id.")],
+    ) -> User:
+        require_viewer(info)
+        return selectors.active_user(id)
+
+    @strawberry_django.field(
+        description="Active users whose display name or email starts with `search`."
+    )
+    def users(
+        self,
+        info: strawberry.Info[Context],
+        search: Search = "",
+        first: First = None,
+        after: After = None,
+    ) -> Connection[User]:
+        require_viewer(info)
+        users = selectors.search_users(search=search)
+        return paginate(users, USER_ORDER, first=first, after=after, default_first=20)
+
+    @strawberry_django.field(description="The viewer's chats, most recent activity first.")
+    def chats(
+        self, info: strawberry.Info[Context], first: First = None, after: After = None
+    ) -> Connection[Chat]:
+        viewer = require_viewer(info)
+        return paginate(
+            selectors.chats_for_user(viewer),
+            CHAT_ORDER,
+            first=first,
+            after=after,
+            default_first=50,
+            prepare=lambda chats: selectors.prepare_chat_page(chats, viewer=viewer),
+        )
+
+    @strawberry_django.field(description="One of the viewer's chats; `NOT_FOUND` otherwise.")
+    def chat(
+        self,
+        info: strawberry.Info[Context],
+        id: Annotated[strawberry.ID, strawberry.argument(description="The chat's id.")],
+    ) -> Chat:
+        return selectors.chat_for_member(user=require_viewer(info), chat_id=id)
+
+    @strawberry_django.field(description="Public rooms, the busiest first.")
+    def rooms(
+        self,
+        info: strawberry.Info[Context],
+        search: Search = "",
+        first: First = None,
+        after: After = None,
+    ) -> Connection[Chat]:
+        require_viewer(info)
+        rooms = selectors.public_rooms(search=search)
+        return paginate(rooms, ROOM_ORDER, first=first, after=after, default_first=20)
+
+    @strawberry_django.field(
+        description=(
+            "A chat's history in `seq` order. `last: 30` is the newest page; "
+            "`last: 30, before: <first cursor>` loads the messages before it."
+        )
+    )
+    def messages(
+        self,
+        info: strawberry.Info[Context],
+        chat_id: Annotated[strawberry.ID, strawberry.argument(description="The chat's id.")],
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
+    ) -> Connection[Message]:
+        chat = selectors.chat_for_member(user=require_viewer(info), chat_id=chat_id)
+        return paginate(
+            selectors.messages_of(chat),
+            MESSAGE_ORDER,
+            first=first,
+            after=after,
+            last=last,
+            before=before,
+            default_last=50,
+        )

@@ -5,7 +5,7 @@ from datetime import datetime
 import strawberry
 import strawberry_django
 
-from chat import models
+from chat import models, selectors
 
 
 @strawberry_django.type(models.User, name="User", description="A person using the chat.")
@@ -40,3 +40,104 @@ class AuthPayload:
 @strawberry.type(description="The operation succeeded; `message` says what happened.")
 class Done:
     message: str = strawberry.field(description="A sentence to show the user.")
+
+
+ChatKind = strawberry.enum(
+    models.Chat.Kind, name="ChatKind", description="A direct chat between two users, or a room."
+)
+MemberRole = strawberry.enum(
+    models.Membership.Role, name="MemberRole", description="What a member may do in a room."
+)
+MessageKind = strawberry.enum(
+    models.Message.Kind, name="MessageKind", description="What a message carries."
+)
+SystemEvent = strawberry.enum(
+    models.Message.SystemEvent,
+    name="SystemEvent",
+    description="What a SYSTEM message records.",
+)
+
+
+@strawberry_django.type(
+    models.Message, name="Message", description="A message in a chat's timeline."
+)
+class Message:
+    id: strawberry.ID = strawberry_django.field(description="The message's UUID.")
+    chat_id: strawberry.ID = strawberry_django.field(description="The chat it belongs to.")
+    seq: int = strawberry_django.field(
+        description="Its position in the chat: 1, 2, 3… without gaps. Replay with `after`."
+    )
+    kind: MessageKind = strawberry_django.field(description="TEXT, or SYSTEM for joins/leaves.")
+    body: str = strawberry_django.field(
+        description="The text (trimmed). Empty for a deleted message."
+    )
+    author: User | None = strawberry_django.field(description="Who wrote it; null for SYSTEM.")
+    subject: User | None = strawberry_django.field(
+        description="For SYSTEM messages: who joined, left, was added or removed."
+    )
+    client_id: str | None = strawberry_django.field(
+        description="The sender's idempotency key, to match an optimistic message."
+    )
+    created_at: datetime = strawberry_django.field(description="When it was sent.")
+    edited_at: datetime | None = strawberry_django.field(description="When it was last edited.")
+    deleted_at: datetime | None = strawberry_django.field(description="When it was deleted.")
+
+    @strawberry_django.field(only=["deleted_at"], description="True once deleted.")
+    def is_deleted(self: models.Message) -> bool:
+        return self.is_deleted
+
+    @strawberry_django.field(
+        only=["system_event"], description="For SYSTEM messages: what happened."
+    )
+    def system_event(self: models.Message) -> SystemEvent | None:
+        return models.Message.SystemEvent(self.system_event) if self.system_event else None
+
+
+@strawberry_django.type(
+    models.Chat, name="Chat", description="A conversation: a direct chat or a group room."
+)
+class Chat:
+    id: strawberry.ID = strawberry_django.field(description="The chat's UUID.")
+    kind: ChatKind = strawberry_django.field(description="DIRECT or GROUP.")
+    name: str = strawberry_django.field(description="The room's name; empty for direct chats.")
+    topic: str = strawberry_django.field(description="The room's topic; may be empty.")
+    is_public: bool = strawberry_django.field(description="Anyone may find and join it.")
+    created_at: datetime = strawberry_django.field(description="When it was created.")
+    last_seq: int = strawberry_django.field(description="The `seq` of its newest message.")
+    last_message_at: datetime | None = strawberry_django.field(
+        description="When its newest message was sent."
+    )
+    member_count: int = strawberry_django.field(description="How many members it has.")
+
+    @strawberry_django.field(description="The viewer's unread messages in this chat.")
+    def unread_count(self: models.Chat, info: strawberry.Info) -> int:
+        return self.last_seq - _my_membership(self, info).last_read_seq
+
+    @strawberry_django.field(description="The `seq` the viewer has read up to.")
+    def last_read_seq(self: models.Chat, info: strawberry.Info) -> int:
+        return _my_membership(self, info).last_read_seq
+
+    @strawberry_django.field(description="The viewer's role; null if not a member.")
+    def my_role(self: models.Chat, info: strawberry.Info) -> MemberRole | None:
+        role = _my_membership(self, info).role
+        return models.Membership.Role(role) if role else None
+
+    @strawberry_django.field(description="The newest message, if any.")
+    def last_message(self: models.Chat) -> Message | None:
+        if hasattr(self, "prefetched_last_message"):
+            return self.prefetched_last_message
+        return selectors.last_messages([self]).get(self.id)
+
+    @strawberry_django.field(description="For a direct chat, the other member; null for rooms.")
+    def peer(self: models.Chat, info: strawberry.Info) -> User | None:
+        if hasattr(self, "prefetched_peer"):
+            return self.prefetched_peer
+        return selectors.direct_peers([self], viewer=info.context.user).get(self.id)
+
+
+def _my_membership(chat: models.Chat, info: strawberry.Info) -> models.Membership:
+    """The viewer's membership, from the list query's annotations when it has them."""
+    if hasattr(chat, "my_last_read_seq"):
+        return models.Membership(last_read_seq=chat.my_last_read_seq, role=chat.my_role or "")
+    membership = models.Membership.objects.filter(chat=chat, user=info.context.user).first()
+    return membership or models.Membership(last_read_seq=chat.last_seq, role="")

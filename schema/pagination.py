@@ -1,0 +1,145 @@
+"""Relay connections on keyset cursors: a page costs the same wherever it is in the list.
+
+A cursor is an opaque base64 of the row's sort key, never an offset, so inserts between two
+page loads neither skip nor repeat rows, and `WHERE key < cursor ORDER BY key LIMIT n`
+reads n rows from an index however deep the page is.
+"""
+
+import base64
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import strawberry
+from django.conf import settings
+from django.db.models import Model, Q, QuerySet
+
+from schema.errors import bad_user_input
+
+T = TypeVar("T")
+
+
+@strawberry.type(description="Where a page sits in the whole list (Relay).")
+class PageInfo:
+    has_next_page: bool = strawberry.field(description="More items follow the last edge.")
+    has_previous_page: bool = strawberry.field(description="More items precede the first edge.")
+    start_cursor: str | None = strawberry.field(description="The first edge's cursor.")
+    end_cursor: str | None = strawberry.field(description="The last edge's cursor.")
+
+
+@strawberry.type(description="An item and the cursor to page from it.")
+class Edge(Generic[T]):
+    node: T = strawberry.field(description="The item.")
+    cursor: str = strawberry.field(description="Pass as `after` or `before` to page from here.")
+
+
+@strawberry.type(description="A page of items (Relay connection with keyset cursors).")
+class Connection(Generic[T]):
+    edges: list[Edge[T]] = strawberry.field(description="The items of this page, in order.")
+    page_info: PageInfo = strawberry.field(description="Where this page sits.")
+
+
+@dataclass(frozen=True)
+class Keyset:
+    """A total order over rows: `(field, descending)` pairs, the last one unique."""
+
+    fields: tuple[tuple[str, bool], ...]
+
+    def order_by(self, reverse: bool = False) -> list[str]:
+        return [("-" if desc != reverse else "") + name for name, desc in self.fields]
+
+    def key(self, row: Model) -> list[Any]:
+        return [_plain(getattr(row, name)) for name, _ in self.fields]
+
+    def beyond(self, values: Sequence[Any], reverse: bool = False) -> Q:
+        """Rows strictly after `values` in this order (before them when `reverse`)."""
+        condition = Q(pk__in=[])
+        for i, (name, desc) in enumerate(self.fields):
+            later = "lt" if desc != reverse else "gt"
+            equal = {self.fields[j][0]: values[j] for j in range(i)}
+            condition |= Q(**equal, **{f"{name}__{later}": values[i]})
+        return condition
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-safe form the ORM accepts back in a filter (datetimes as ISO, UUIDs as str)."""
+    if isinstance(value, int | str):
+        return value
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def encode_cursor(values: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode()
+
+
+def decode_cursor(cursor: str, length: int) -> list[Any]:
+    try:
+        values = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except ValueError:
+        values = None
+    if not isinstance(values, list) or len(values) != length:
+        raise bad_user_input("Invalid cursor.")
+    return values
+
+
+def _page_size(name: str, value: int | None) -> int | None:
+    cap = settings.GRAPHQL_MAX_PAGE_SIZE
+    if value is not None and not 0 <= value <= cap:
+        raise bad_user_input(f"`{name}` must be between 0 and {cap}.", argument=name)
+    return value
+
+
+def paginate(
+    queryset: QuerySet,
+    keyset: Keyset,
+    *,
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+    default_first: int | None = None,
+    default_last: int | None = None,
+    prepare: Callable[[list[Any]], None] | None = None,
+) -> Connection:
+    """One page of `queryset` as a connection, in one query.
+
+    `first`/`after` page forward, `last`/`before` page backward ("load older messages");
+    with neither, `default_first` or `default_last` applies. `prepare` may batch-load what
+    the page's nodes need, so fields resolve without a query per node.
+    """
+    first, last = _page_size("first", first), _page_size("last", last)
+    if first is not None and last is not None:
+        raise bad_user_input("Pass `first` or `last`, not both.")
+    if first is None and last is None:
+        first, last = default_first, default_last
+    width = len(keyset.fields)
+    if after is not None:
+        queryset = queryset.filter(keyset.beyond(decode_cursor(after, width)))
+    if before is not None:
+        queryset = queryset.filter(keyset.beyond(decode_cursor(before, width), reverse=True))
+    if last is not None:
+        rows = list(queryset.order_by(*keyset.order_by(reverse=True))[: last + 1])
+        more = len(rows) > last
+        rows = rows[:last][::-1]
+        has_previous, has_next = more, before is not None
+    else:
+        size = first if first is not None else settings.GRAPHQL_MAX_PAGE_SIZE
+        rows = list(queryset.order_by(*keyset.order_by())[: size + 1])
+        more = len(rows) > size
+        rows = rows[:size]
+        has_next, has_previous = more, after is not None
+    if prepare is not None and rows:
+        prepare(rows)
+    edges = [Edge(node=row, cursor=encode_cursor(keyset.key(row))) for row in rows]
+    return Connection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=has_next,
+            has_previous_page=has_previous,
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+        ),
+    )
