@@ -61,3 +61,32 @@ def user(make_user) -> User:
 @pytest.fixture
 def token(user) -> str:
     return token_for(user)
+
+
+@pytest.fixture
+def events_sent(monkeypatch, django_capture_on_commit_callbacks):
+    """Record what services publish. Use as `with events_sent() as sent:`; on leaving the
+    block the transaction's on-commit callbacks run and `sent` holds
+    `(group, event, data)` for each publication."""
+    from contextlib import contextmanager
+
+    from chat import events
+
+    sent: list[tuple[str, str, dict]] = []
+    monkeypatch.setattr(
+        events,
+        "_send",
+        lambda group, message: sent.append((group, message["event"], message["data"])),
+    )
+
+    @contextmanager
+    def capture():
+        with django_capture_on_commit_callbacks(execute=True):
+            yield sent
+
+    return capture
+
+
+@pytest.fixture
+def grace(make_user) -> User:
+    return make_user(email="grace@example.com", display_name="Grace Hopper")
