@@ -15,3 +15,12 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 GRAPHQL_INTROSPECTION = True
 GRAPHIQL = True
 LOGGING["loggers"]["httpx"] = {"level": "WARNING"}  # noqa: F405
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # A file, as the embedded server uses: an in-memory shared-cache database takes table
+    # locks that ignore the busy timeout, which concurrent-writer tests would trip over.
+    import tempfile
+
+    DATABASES["default"]["TEST"] = {  # noqa: F405
+        "NAME": os.path.join(tempfile.gettempdir(), f"chat-tests-{os.getpid()}.sqlite3")
+    }

@@ -154,9 +154,11 @@ def create_room(*, owner: User, name: str, topic: str = "", is_public: bool = Fa
         created_by=owner,
         member_count=1,
     )
-    Membership.objects.create(chat=chat, user=owner, role=Membership.Role.OWNER)
+    membership = Membership.objects.create(chat=chat, user=owner, role=Membership.Role.OWNER)
     chat = Chat.objects.select_for_update().get(pk=chat.pk)
-    _system_message(chat, Message.SystemEvent.ROOM_CREATED, owner)
+    message = _system_message(chat, Message.SystemEvent.ROOM_CREATED, owner)
+    # The creator has nothing unread in a room they just made.
+    Membership.objects.filter(pk=membership.pk).update(last_read_seq=message.seq)
     events.chat_created(chat, [owner.pk])
     return chat
 

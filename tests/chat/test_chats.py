@@ -64,7 +64,10 @@ def test_creating_a_room_makes_an_owner_and_opens_the_timeline(user):
         1,
         1,
     )
-    assert Membership.objects.get(chat=room).role == "OWNER"
+    assert (
+        Membership.objects.get(chat=room).role,
+        Membership.objects.get(chat=room).last_read_seq,
+    ) == ("OWNER", 1)
     assert timeline(room) == [(1, "SYSTEM", "Ada Lovelace created the room")]
 
 
