@@ -85,6 +85,11 @@ mutation($chatId: ID!, $seq: Int!) {
 }
 """
 
+ERRORS_ONLY = "... on OperationInfo { messages { field code } }"
+LEAVE = f"mutation($c: ID!) {{ leaveRoom(chatId: $c) {{ {ERRORS_ONLY} }} }}"
+EDIT = f'mutation($m: ID!) {{ editMessage(messageId: $m, body: "x") {{ {ERRORS_ONLY} }} }}'
+DELETE = f"mutation($m: ID!) {{ deleteMessage(messageId: $m) {{ {ERRORS_ONLY} }} }}"
+
 ROOMS = """
 query($search: String!) { rooms(search: $search) { edges { node { name memberCount } } } }
 """
