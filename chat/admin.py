@@ -1,11 +1,14 @@
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from chat import auth
-from chat.models import AuthToken, User
+from chat import auth, services
+from chat.models import AuthToken, Chat, Membership, Message, User
+from chat.services.chats import clean_room
 
 
 class AuthTokenInline(admin.TabularInline):
@@ -107,3 +110,149 @@ class AuthTokenAdmin(admin.ModelAdmin):
         for token in queryset:
             auth.revoke_token(token)
         self.message_user(request, f"Revoked {queryset.count()} tokens.", messages.SUCCESS)
+
+
+class MembershipInline(admin.TabularInline):
+    """Read-only: membership changes go through the services (joins and leaves are also
+    SYSTEM messages in the timeline)."""
+
+    model = Membership
+    extra = 0
+    can_delete = False
+    fields = ("user", "role", "joined_at", "last_read_seq", "muted_until")
+    readonly_fields = fields
+    raw_id_fields = ("user",)
+    ordering = ("joined_at",)
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+class ChatForm(forms.ModelForm):
+    class Meta:
+        model = Chat
+        fields = ("kind", "name", "topic", "is_public", "created_by")
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        # The services' own rules, so the admin shows the error instead of failing on save.
+        try:
+            cleaned["name"], cleaned["topic"] = clean_room(
+                cleaned.get("name", ""), cleaned.get("topic", "")
+            )
+        except ValidationError as error:
+            raise forms.ValidationError(error.message_dict) from None
+        if self.instance._state.adding:
+            if cleaned.get("kind") != Chat.Kind.GROUP:
+                raise forms.ValidationError("Direct chats are opened by their users, not here.")
+            if cleaned.get("created_by") is None:
+                raise forms.ValidationError({"created_by": "A new room needs an owner."})
+        return cleaned
+
+
+@admin.register(Chat)
+class ChatAdmin(admin.ModelAdmin):
+    form = ChatForm
+    list_display = (
+        "__str__",
+        "kind",
+        "is_public",
+        "member_count",
+        "last_seq",
+        "last_message_at",
+        "created_at",
+    )
+    list_filter = ("kind", "is_public", "created_at", "last_message_at")
+    list_select_related = ("created_by",)
+    search_fields = ("name", "topic", "memberships__user__email")
+    raw_id_fields = ("created_by",)
+    readonly_fields = ("last_seq", "last_message_at", "member_count", "direct_key", "created_at")
+    inlines = [MembershipInline]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Chat | None = None) -> tuple:
+        if obj is None:
+            return self.readonly_fields
+        return (*self.readonly_fields, "kind", "created_by")
+
+    def save_model(
+        self, request: HttpRequest, obj: Chat, form: forms.ModelForm, change: bool
+    ) -> None:
+        data = form.cleaned_data
+        if change:
+            services.update_room(
+                chat=obj, name=data["name"], topic=data["topic"], is_public=data["is_public"]
+            )
+        else:
+            room = services.create_room(
+                owner=data["created_by"],
+                name=data["name"],
+                topic=data["topic"],
+                is_public=data["is_public"],
+            )
+            obj.pk = room.pk
+            obj._state.adding = False
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ("user", "chat", "role", "joined_at", "last_read_seq")
+    list_filter = ("role", "joined_at")
+    list_select_related = ("user", "chat")
+    search_fields = ("user__email", "user__display_name", "chat__name")
+    raw_id_fields = ("user", "chat")
+    readonly_fields = ("user", "chat", "role", "joined_at", "last_read_seq", "muted_until")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = (
+        "__str__",
+        "kind",
+        "author",
+        "short_body",
+        "created_at",
+        "edited_at",
+        "deleted_at",
+    )
+    list_filter = ("kind", "created_at", "edited_at", "deleted_at")
+    list_select_related = ("author", "chat")
+    search_fields = ("body", "author__email", "author__display_name", "chat__name")
+    raw_id_fields = ("chat", "author", "subject")
+    readonly_fields = (
+        "chat",
+        "seq",
+        "author",
+        "kind",
+        "body",
+        "system_event",
+        "subject",
+        "client_id",
+        "created_at",
+        "edited_at",
+        "deleted_at",
+    )
+    date_hierarchy = "created_at"
+    actions = ["remove"]
+
+    @admin.display(description="body")
+    def short_body(self, message: Message) -> str:
+        return message.body[:80]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        # A hard delete would leave a gap in the chat's seqs; use the remove action.
+        return False
+
+    @admin.action(description="Remove selected messages (soft delete, shown as deleted)")
+    def remove(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
+        for message in queryset.select_related("author", "subject"):
+            services.remove_message(message=message)
+        self.message_user(request, f"Removed {queryset.count()} messages.", messages.SUCCESS)

@@ -20,8 +20,15 @@ from chat.services.chats import (
     leave_room,
     open_direct_chat,
     remove_member,
+    update_room,
 )
-from chat.services.messages import delete_message, edit_message, mark_read, send_message
+from chat.services.messages import (
+    delete_message,
+    edit_message,
+    mark_read,
+    remove_message,
+    send_message,
+)
 
 __all__ = [
     "add_members",
@@ -37,8 +44,10 @@ __all__ = [
     "open_direct_chat",
     "register",
     "remove_member",
+    "remove_message",
     "request_password_reset",
     "reset_password",
     "send_message",
     "update_profile",
+    "update_room",
 ]

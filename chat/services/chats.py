@@ -124,7 +124,7 @@ def open_direct_chat(*, user: User, other_user_id: object) -> Chat:
     return chat
 
 
-def _clean_room(name: str, topic: str) -> tuple[str, str]:
+def clean_room(name: str, topic: str) -> tuple[str, str]:
     name = " ".join(name.split())
     topic = topic.strip()
     errors: dict[str, ValidationError] = {}
@@ -145,7 +145,7 @@ def _clean_room(name: str, topic: str) -> tuple[str, str]:
 def create_room(*, owner: User, name: str, topic: str = "", is_public: bool = False) -> Chat:
     """A group room with `owner` as its first member; its timeline opens with a SYSTEM
     message."""
-    name, topic = _clean_room(name, topic)
+    name, topic = clean_room(name, topic)
     chat = Chat.objects.create(
         kind=Chat.Kind.GROUP,
         name=name,
@@ -266,4 +266,15 @@ def remove_member(*, owner: User, chat_id: object, user_id: object) -> Chat:
     if membership is None:
         raise _error("user_id", "That user is not in this room.", ChatErrorCode.NOT_FOUND)
     _remove_member(chat, membership, Message.SystemEvent.MEMBER_REMOVED, actor=owner)
+    return chat
+
+
+@transaction.atomic
+def update_room(*, chat: Chat, name: str, topic: str, is_public: bool) -> Chat:
+    """Rename a room or change its topic or visibility (the admin's edit)."""
+    if chat.kind != Chat.Kind.GROUP:
+        raise _error(None, "Only rooms have a name and topic.", ChatErrorCode.NOT_A_ROOM)
+    chat.name, chat.topic = clean_room(name, topic)
+    chat.is_public = is_public
+    chat.save(update_fields=["name", "topic", "is_public"])
     return chat

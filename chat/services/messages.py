@@ -168,3 +168,15 @@ def mark_read(*, user: User, chat_id: object, seq: int) -> Membership:
     else:
         membership.refresh_from_db(fields=["last_read_seq"])
     return membership
+
+
+@transaction.atomic
+def remove_message(*, message: Message) -> Message:
+    """A moderator's delete: the same soft delete as the author's, published alike. Rows
+    are never hard-deleted, which would leave a gap in the chat's seqs."""
+    if not message.is_deleted:
+        message.body = ""
+        message.deleted_at = timezone.now()
+        message.save(update_fields=["body", "deleted_at"])
+        events.message_changed(message, "message_deleted")
+    return message

@@ -4,7 +4,8 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from chat.models import AuthToken, User
+from chat import services
+from chat.models import AuthToken, Chat, Membership, Message, User
 from tests.factories import PASSWORD, token_for
 
 
@@ -75,3 +76,87 @@ def test_websockets_wait_ten_seconds_for_connection_init_by_default():
     assert graphql_consumer.consumer_initkwargs["connection_init_wait_timeout"] == timedelta(
         seconds=10
     )
+
+
+@pytest.mark.django_db
+def test_the_admin_lists_searches_and_filters_chats_memberships_and_messages(
+    admin_client, user, grace
+):
+    room = services.create_room(owner=user, name="Lounge", is_public=True)
+    services.join_room(user=grace, chat_id=room.id)
+    message = services.send_message(author=grace, chat_id=room.id, body="findable words")
+    membership = Membership.objects.get(chat=room, user=grace)
+
+    pages = [
+        reverse("admin:chat_chat_changelist") + "?q=grace@example.com",
+        reverse("admin:chat_chat_changelist") + "?kind__exact=GROUP&is_public__exact=1",
+        reverse("admin:chat_chat_change", args=[room.pk]),
+        reverse("admin:chat_chat_add"),
+        reverse("admin:chat_membership_changelist") + "?q=Lounge",
+        reverse("admin:chat_membership_change", args=[membership.pk]),
+        reverse("admin:chat_message_changelist") + "?q=findable&kind__exact=TEXT",
+        reverse("admin:chat_message_change", args=[message.pk]),
+    ]
+
+    for page in pages:
+        assert admin_client.get(page).status_code == 200, page
+    assert "findable words" in admin_client.get(pages[6]).content.decode()
+
+
+@pytest.mark.django_db
+def test_a_room_created_in_the_admin_goes_through_the_service(admin_client, user):
+    response = admin_client.post(
+        reverse("admin:chat_chat_add"),
+        {
+            "kind": "GROUP",
+            "name": " Staff  Room ",
+            "topic": "",
+            "is_public": "on",
+            "created_by": str(user.pk),
+            "memberships-TOTAL_FORMS": "0",
+            "memberships-INITIAL_FORMS": "0",
+        },
+    )
+
+    assert response.status_code == 302
+    room = Chat.objects.get()
+    assert (room.name, room.member_count, room.last_seq) == ("Staff Room", 1, 1)
+    assert Membership.objects.get(chat=room).user == user
+
+
+@pytest.mark.django_db
+def test_an_invalid_room_edit_in_the_admin_is_a_form_error(admin_client, user):
+    room = services.create_room(owner=user, name="Lounge")
+
+    response = admin_client.post(
+        reverse("admin:chat_chat_change", args=[room.pk]),
+        {
+            "name": "   ",
+            "topic": "",
+            "memberships-TOTAL_FORMS": "1",
+            "memberships-INITIAL_FORMS": "1",
+        },
+    )
+
+    assert response.status_code == 200
+    assert "Room name must be 1 to 100 characters." in response.content.decode()
+    room.refresh_from_db()
+    assert room.name == "Lounge"
+
+
+@pytest.mark.django_db
+def test_the_admin_removes_messages_softly_and_publishes_it(
+    admin_client, user, grace, events_sent
+):
+    chat = services.open_direct_chat(user=user, other_user_id=grace.id)
+    message = services.send_message(author=grace, chat_id=chat.id, body="spam")
+
+    with events_sent() as sent:
+        admin_client.post(
+            reverse("admin:chat_message_changelist"),
+            {"action": "remove", "_selected_action": [str(message.pk)]},
+        )
+
+    message.refresh_from_db()
+    assert (message.body, message.is_deleted, Message.objects.count()) == ("", True, 1)
+    assert [event for _, event, _ in sent] == ["message_deleted"]
