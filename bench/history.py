@@ -56,27 +56,36 @@ def fill() -> dict[str, uuid.UUID]:
 
     from chat.models import Chat, User
 
-    ids = {name: uuid.uuid5(uuid.NAMESPACE_DNS, f"bench-{name}") for name in
-           ("reader", "busy", "big", "small")}
+    ids = {
+        name: uuid.uuid5(uuid.NAMESPACE_DNS, f"bench-{name}")
+        for name in ("reader", "busy", "big", "small")
+    }
     if Chat.objects.filter(pk=ids["big"], last_seq=BIG).exists():
         return ids
     print("filling (once)...", flush=True)
     started = time.perf_counter()
     User.objects.filter(pk__in=[ids["reader"], ids["busy"]]).delete()
-    reader = User.objects.create_user(f"reader-{ids['reader'].hex[:6]}@bench.test", "x" * 12,
-                                      id=ids["reader"], display_name="Reader")
-    busy = User.objects.create_user(f"busy-{ids['busy'].hex[:6]}@bench.test", "x" * 12,
-                                    id=ids["busy"], display_name="Busy")
+    reader = User.objects.create_user(
+        f"reader-{ids['reader'].hex[:6]}@bench.test",
+        "x" * 12,
+        id=ids["reader"],
+        display_name="Reader",
+    )
+    busy = User.objects.create_user(
+        f"busy-{ids['busy'].hex[:6]}@bench.test", "x" * 12, id=ids["busy"], display_name="Busy"
+    )
     with connection.cursor() as cursor:
         for key, size in (("big", BIG), ("small", SMALL)):
             cursor.execute(
                 "INSERT INTO chat_chat (id, kind, name, topic, is_public, created_at, last_seq,"
                 " last_message_at, member_count) VALUES (%s, 'GROUP', %s, '', true, now(), %s,"
-                " now(), 1)", [ids[key], f"bench {key}", size],
+                " now(), 1)",
+                [ids[key], f"bench {key}", size],
             )
             cursor.execute(
                 "INSERT INTO chat_membership (chat_id, user_id, role, joined_at, last_read_seq)"
-                " VALUES (%s, %s, 'OWNER', now(), 0)", [ids[key], reader.id],
+                " VALUES (%s, %s, 'OWNER', now(), 0)",
+                [ids[key], reader.id],
             )
             cursor.execute(
                 "INSERT INTO chat_message (id, chat_id, seq, author_id, kind, body, system_event,"
@@ -117,8 +126,10 @@ def measure(label: str, run) -> dict[str, float]:
         "median": statistics.median(samples),
         "p99": samples[int(len(samples) * 0.99) - 1],
     }
-    print(f"{label:<44} median {figures['median']:7.2f} ms   p99 {figures['p99']:7.2f} ms",
-          flush=True)
+    print(
+        f"{label:<44} median {figures['median']:7.2f} ms   p99 {figures['p99']:7.2f} ms",
+        flush=True,
+    )
     return figures
 
 
@@ -151,7 +162,8 @@ def main() -> None:
 
         def run() -> None:
             result = schema.execute_sync(
-                query, variable_values=variables,
+                query,
+                variable_values=variables,
                 context_value=Context(request=request, user=user),
             )
             assert result.errors is None, result.errors
@@ -162,22 +174,33 @@ def main() -> None:
     busy = User.objects.get(pk=ids["busy"])
     deep = encode_cursor([BIG // 2])
     print(f"history page: last 50, {RUNS} runs after {WARMUP} warm-up, PostgreSQL", flush=True)
-    small_newest = measure("newest page, 1k-message chat (baseline)",
-                           runner(history, reader, chatId=str(ids["small"])))
-    big_newest = measure("newest page, 1M-message chat",
-                         runner(history, reader, chatId=str(ids["big"])))
-    big_deep = measure("page before seq 500,000, 1M-message chat",
-                       runner(history, reader, chatId=str(ids["big"]), before=deep))
+    small_newest = measure(
+        "newest page, 1k-message chat (baseline)",
+        runner(history, reader, chatId=str(ids["small"])),
+    )
+    big_newest = measure(
+        "newest page, 1M-message chat", runner(history, reader, chatId=str(ids["big"]))
+    )
+    big_deep = measure(
+        "page before seq 500,000, 1M-message chat",
+        runner(history, reader, chatId=str(ids["big"]), before=deep),
+    )
     few = measure(f"chats(first: 50), user in {FEW_CHATS} chats (baseline)", runner(chats, reader))
     many = measure(f"chats(first: 50), user in {MANY_CHATS} chats", runner(chats, busy))
     print()
-    print(f"ratio deep page (1M) / newest page (1k): "
-          f"median {big_deep['median'] / small_newest['median']:.2f}, "
-          f"p99 {big_deep['p99'] / small_newest['p99']:.2f}")
-    print(f"ratio newest page (1M) / newest page (1k): "
-          f"median {big_newest['median'] / small_newest['median']:.2f}")
-    print(f"ratio chats in {MANY_CHATS} / in {FEW_CHATS}: "
-          f"median {many['median'] / few['median']:.2f}, p99 {many['p99'] / few['p99']:.2f}")
+    print(
+        f"ratio deep page (1M) / newest page (1k): "
+        f"median {big_deep['median'] / small_newest['median']:.2f}, "
+        f"p99 {big_deep['p99'] / small_newest['p99']:.2f}"
+    )
+    print(
+        f"ratio newest page (1M) / newest page (1k): "
+        f"median {big_newest['median'] / small_newest['median']:.2f}"
+    )
+    print(
+        f"ratio chats in {MANY_CHATS} / in {FEW_CHATS}: "
+        f"median {many['median'] / few['median']:.2f}, p99 {many['p99'] / few['p99']:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -505,3 +505,59 @@ def test_an_unknown_chat_is_not_found(gql, token, chat_id):
 def test_chat_queries_need_a_signed_in_user(gql, direct):
     for query, variables in [(CHATS, {}), (CHAT, {"id": str(direct.id)}), (ROOMS, {"search": ""})]:
         assert gql.execute(query, variables).error_codes == ["UNAUTHENTICATED"]
+
+
+ADD_MEMBERS = """
+mutation($c: ID!, $u: [ID!]!) {
+  addMembers(chatId: $c, userIds: $u) {
+    __typename
+    ... on Chat { memberCount }
+    ... on OperationInfo { messages { kind field code message } }
+  }
+}
+"""
+EDIT_FULL = """
+mutation($m: ID!) {
+  editMessage(messageId: $m, body: "changed") {
+    __typename
+    ... on OperationInfo { messages { kind field code message } }
+  }
+}
+"""
+
+
+@pytest.mark.django_db
+def test_permission_failures_are_errors_as_data_of_kind_permission(
+    gql, user, grace, make_user, grace_token
+):
+    room = services.create_room(owner=user, name="Lounge", is_public=True)
+    services.join_room(user=grace, chat_id=room.id)
+    message = services.send_message(author=user, chat_id=room.id, body="mine")
+
+    add = gql.execute(
+        ADD_MEMBERS, {"c": str(room.id), "u": [str(make_user().id)]}, token=grace_token
+    )
+    edit = gql.execute(EDIT_FULL, {"m": str(message.id)}, token=grace_token)
+
+    assert add.data["addMembers"] == {
+        "__typename": "OperationInfo",
+        "messages": [
+            {
+                "kind": "PERMISSION",
+                "field": None,
+                "code": "owner_only",
+                "message": "Only the room's owner can do this.",
+            }
+        ],
+    }
+    assert edit.data["editMessage"] == {
+        "__typename": "OperationInfo",
+        "messages": [
+            {
+                "kind": "PERMISSION",
+                "field": None,
+                "code": "not_author",
+                "message": "Only the author can change a message.",
+            }
+        ],
+    }
