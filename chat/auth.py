@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from chat import events
 from chat.models import AuthToken, User
 
 TOKEN_PREFIX = "ct_"  # noqa: S105 - a marker, not a secret
@@ -87,9 +88,11 @@ async def _atouch(token: AuthToken) -> None:
 
 
 def revoke_token(token: AuthToken) -> None:
+    """Revoke one token and close the sockets signed in with it."""
     AuthToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
         revoked_at=timezone.now()
     )
+    events.tokens_revoked(token.user, token_ids=[token.pk])
 
 
 def revoke_user_tokens(user: User, *, keep: AuthToken | None = None) -> int:
@@ -97,4 +100,7 @@ def revoke_user_tokens(user: User, *, keep: AuthToken | None = None) -> int:
     tokens = AuthToken.objects.filter(user=user, revoked_at__isnull=True)
     if keep is not None:
         tokens = tokens.filter(~Q(pk=keep.pk))
-    return tokens.update(revoked_at=timezone.now())
+    count = tokens.update(revoked_at=timezone.now())
+    # Sockets signed in by cookie session are closed too: a password change ends them.
+    events.tokens_revoked(user, token_ids=None, keep=keep.pk if keep else None)
+    return count

@@ -23,7 +23,14 @@ EVENT_MESSAGE_TYPE = "chat.event"
 
 
 def user_group(user_id: uuid.UUID) -> str:
+    """A user's inbox: new messages in any of their chats, chats gained and lost."""
     return f"user.{user_id.hex}"
+
+
+def session_group(user_id: uuid.UUID) -> str:
+    """Every authenticated socket of a user, whatever it subscribes to: told when the
+    user's tokens are revoked."""
+    return f"session.{user_id.hex}"
 
 
 def chat_group(chat_id: uuid.UUID) -> str:
@@ -71,10 +78,23 @@ def chat_payload(chat: Chat) -> dict[str, Any]:
     }
 
 
+def _message(group: str, event: str, data: dict[str, Any]) -> dict[str, Any]:
+    # `group` travels with the event: a socket in several groups hears every one of them
+    # on one queue, and a subscription keeps only what was sent to its own group.
+    return {"type": EVENT_MESSAGE_TYPE, "group": group, "event": event, "data": data}
+
+
 def publish_on_commit(group: str, event: str, data: dict[str, Any]) -> None:
     """Send `event` with `data` to `group` after the current transaction commits."""
-    message = {"type": EVENT_MESSAGE_TYPE, "event": event, "data": data}
+    message = _message(group, event, data)
     transaction.on_commit(lambda: _send(group, message), robust=True)
+
+
+async def publish_now(group: str, event: str, data: dict[str, Any]) -> None:
+    """Send an ephemeral event (typing, presence) that no database write stands behind."""
+    layer = get_channel_layer()
+    if layer is not None:
+        await layer.group_send(group, _message(group, event, data))
 
 
 def _send(group: str, message: dict[str, Any]) -> None:
@@ -86,7 +106,9 @@ def _send(group: str, message: dict[str, Any]) -> None:
     except Exception:
         # The write has committed; a lost broadcast is recovered by clients replaying
         # from the database, so log it rather than fail the request.
-        logger.exception("Could not publish %s to %s", message["event"], group)
+        logger.exception(
+            "Could not publish %s to %s", message.get("event", message["type"]), group
+        )
 
 
 def profile_updated(user: User) -> None:
@@ -122,3 +144,38 @@ def chat_created(chat: Chat, member_ids: list) -> None:
 def read_up_to(chat: Chat, user: User, seq: int) -> None:
     data = {"chat_id": str(chat.id), "user": user_payload(user), "seq": seq}
     publish_on_commit(chat_group(chat.id), "read_up_to", data)
+
+
+# The channel-layer type a consumer handles itself (closing sockets), not a subscription.
+SESSION_MESSAGE_TYPE = "chat.session"
+
+
+def tokens_revoked(user: User, *, token_ids: list | None, keep: object | None = None) -> None:
+    """Close the user's sockets signed in with `token_ids` (all of them when None, except
+    `keep`'s), after commit."""
+    message = {
+        "type": SESSION_MESSAGE_TYPE,
+        "token_ids": None if token_ids is None else [str(t) for t in token_ids],
+        "keep": str(keep) if keep is not None else None,
+    }
+    transaction.on_commit(lambda: _send(session_group(user.id), message), robust=True)
+
+
+async def presence_changed(user: User, *, online: bool, chat_ids: list) -> None:
+    """To every chat the user is in (one group each): only on the first connection and
+    after the last, not per tab."""
+    data = {"user": user_payload(user), "online": online}
+    for chat_id in chat_ids:
+        await publish_now(chat_group(chat_id), "presence_changed", data)
+
+
+async def typing_changed(
+    chat_id: uuid.UUID, user: User, *, typing: bool, expires_in: float
+) -> None:
+    data = {
+        "chat_id": str(chat_id),
+        "user": user_payload(user),
+        "typing": typing,
+        "expires_in": expires_in,
+    }
+    await publish_now(chat_group(chat_id), "typing_changed", data)

@@ -235,3 +235,18 @@ class Mutation:
         chat = membership.chat
         chat.my_last_read_seq, chat.my_role = membership.last_read_seq, membership.role
         return chat
+
+    @strawberry_django.mutation(
+        description=(
+            "Say that the viewer is typing in a chat (or stopped). Call it as often as you "
+            "like: it is passed on at most every few seconds, and lapses on its own."
+        )
+    )
+    async def set_typing(
+        self,
+        info: strawberry.Info[Context],
+        chat_id: ChatId,
+        typing: Annotated[bool, strawberry.argument(description="False when they stopped.")],
+    ) -> Done:
+        await services.set_typing(user=require_viewer(info), chat_id=chat_id, typing=typing)
+        return Done(message="Typing." if typing else "Stopped typing.")

@@ -2,8 +2,9 @@ from typing import Annotated
 
 import strawberry
 import strawberry_django
+from asgiref.sync import sync_to_async
 
-from chat import selectors
+from chat import models, presence, selectors
 from schema.context import Context, require_viewer
 from schema.pagination import Connection, Keyset, paginate
 from schema.types import Chat, Message, User
@@ -70,6 +71,34 @@ class Query:
         id: Annotated[strawberry.ID, strawberry.argument(description="The chat's id.")],
     ) -> Chat:
         return selectors.chat_for_member(user=require_viewer(info), chat_id=id)
+
+    @strawberry_django.field(
+        description=(
+            "The chat's members who are online now (at least one open socket), by name. "
+            "Follow changes with `chatEvents` (`PresenceChanged`)."
+        )
+    )
+    async def online_users(
+        self,
+        info: strawberry.Info[Context],
+        chat_id: Annotated[strawberry.ID, strawberry.argument(description="The chat's id.")],
+    ) -> list[User]:
+        chat = await sync_to_async(selectors.chat_for_member)(
+            user=require_viewer(info), chat_id=chat_id
+        )
+        member_ids = [
+            user_id
+            async for user_id in models.Membership.objects.filter(chat=chat).values_list(
+                "user_id", flat=True
+            )
+        ]
+        online = await presence.online_user_ids(member_ids)
+        return [
+            user
+            async for user in models.User.objects.filter(pk__in=online).order_by(
+                "display_name", "id"
+            )
+        ]
 
     @strawberry_django.field(description="Public rooms, the busiest first.")
     def rooms(

@@ -1,14 +1,94 @@
-"""Subscriptions: check access, join channel-layer groups, then yield typed events."""
+"""Subscriptions: check access, join channel-layer groups, then yield typed events.
 
+Channel layers deliver at most once and only to sockets already in the group, so
+`chatEvents` joins the chat's group first, then replays from the database what came after
+`after`, then streams live events, dropping any `seq` it already sent and backfilling from
+the database when a live `seq` skips ahead. A client that resubscribes with the last `seq`
+it saw misses nothing and sees nothing twice.
+"""
+
+import asyncio
 import copy
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Annotated, Any
 
 import strawberry
+from asgiref.sync import sync_to_async
 
-from chat import events
+from chat import events, models, selectors
 from schema.context import Context, require_viewer
 from schema.errors import graphql_error
+from schema.events import (
+    AddedToChat,
+    ChatEvent,
+    InboxEvent,
+    MessageAdded,
+    RemovedFromChat,
+    TypingChanged,
+    chat_event,
+    chat_from,
+    message_from,
+    user_from,
+)
 from schema.types import User
+
+REPLAY_BATCH = 500
+
+
+def _consumer(info: strawberry.Info[Context]) -> Any:
+    if not info.context.is_websocket:
+        raise graphql_error("Subscriptions need a WebSocket.", "BAD_REQUEST")
+    return info.context.request
+
+
+async def _messages_between(chat_id: Any, after: int, before: int | None) -> list[models.Message]:
+    """Messages with after < seq < before (no upper bound when None), oldest first."""
+    rows = models.Message.objects.filter(chat_id=chat_id, seq__gt=after).select_related(
+        "author", "subject"
+    )
+    if before is not None:
+        rows = rows.filter(seq__lt=before)
+    return [m async for m in rows.order_by("seq")[:REPLAY_BATCH]]
+
+
+class _Timeline:
+    """The `seq` order of one chat as one subscriber has seen it."""
+
+    def __init__(self, chat_id: Any, last_seq: int) -> None:
+        self.chat_id = chat_id
+        self.last_seq = last_seq
+
+    async def catch_up(self, before: int | None = None) -> AsyncIterator[models.Message]:
+        """Everything after what was sent, up to `before`, from the database."""
+        while True:
+            batch = await _messages_between(self.chat_id, self.last_seq, before)
+            for message in batch:
+                self.last_seq = message.seq
+                yield message
+            if len(batch) < REPLAY_BATCH:
+                return
+
+    async def added(self, message: models.Message) -> AsyncIterator[models.Message]:
+        """A live message, in order: nothing if already sent, the gap first if it skips."""
+        if message.seq <= self.last_seq:
+            return
+        if message.seq > self.last_seq + 1:
+            async for missing in self.catch_up(before=message.seq):
+                yield missing
+        self.last_seq = message.seq
+        yield message
+
+
+async def _with_deadline(queue: asyncio.Queue, deadline: float | None) -> dict[str, Any] | None:
+    """The next live message, or None when `deadline` (loop time) passes first."""
+    if deadline is None:
+        return await queue.get()
+    try:
+        return await asyncio.wait_for(
+            queue.get(), max(0, deadline - asyncio.get_running_loop().time())
+        )
+    except TimeoutError:
+        return None
 
 
 @strawberry.type(
@@ -23,18 +103,120 @@ class Subscription:
     )
     async def me(self, info: strawberry.Info[Context]) -> AsyncGenerator[User, None]:
         user = require_viewer(info)
-        if not info.context.is_websocket:
-            raise graphql_error("Subscriptions need a WebSocket.", "BAD_REQUEST")
-        consumer = info.context.request
         group = events.user_group(user.id)
-        async with consumer.listen_to_channel(
+        async with _consumer(info).listen_to_channel(
             events.EVENT_MESSAGE_TYPE, groups=[group]
         ) as messages:
             yield user
             async for message in messages:
-                data = message["data"]
-                # Groups belong to the socket, not the subscription: filter by event.
-                if message["event"] == "profile_updated" and data["id"] == str(user.id):
+                if message["group"] == group and message["event"] == "profile_updated":
                     user = copy.copy(user)
-                    user.display_name = data["display_name"]
+                    user.display_name = message["data"]["display_name"]
                     yield user
+
+    @strawberry.subscription(
+        description=(
+            "Everything that happens in one chat. With `after`, first replays every message "
+            "with a greater `seq`, then goes live; messages arrive in `seq` order, none twice. "
+            "Members only (`NOT_FOUND` otherwise); ends when the viewer leaves the chat."
+        )
+    )
+    async def chat_events(
+        self,
+        info: strawberry.Info[Context],
+        chat_id: Annotated[strawberry.ID, strawberry.argument(description="The chat.")],
+        after: Annotated[
+            int | None,
+            strawberry.argument(description="The last `seq` you have; replay from there."),
+        ] = None,
+    ) -> AsyncGenerator[ChatEvent, None]:
+        viewer = require_viewer(info)
+        consumer = _consumer(info)
+        chat = await sync_to_async(selectors.chat_for_member)(user=viewer, chat_id=chat_id)
+        group = events.chat_group(chat.id)
+        async with consumer.listen_to_channel(events.EVENT_MESSAGE_TYPE, groups=[group]) as live:
+            # In the group before reading the database: nothing committed from here on
+            # can fall between the replay and the live stream.
+            if after is None:
+                after = (
+                    await models.Chat.objects.filter(pk=chat.pk)
+                    .values_list("last_seq", flat=True)
+                    .aget()
+                )
+            timeline = _Timeline(chat.id, after)
+            async for message in timeline.catch_up():
+                yield MessageAdded(message=message)
+
+            queue: asyncio.Queue = asyncio.Queue()
+
+            async def pump() -> None:
+                async for message in live:
+                    if message["group"] == group:
+                        queue.put_nowait(message)
+
+            pumping = asyncio.create_task(pump())
+            typing: dict[str, tuple[float, dict[str, Any]]] = {}
+            try:
+                while True:
+                    deadline = min((d for d, _ in typing.values()), default=None)
+                    message = await _with_deadline(queue, deadline)
+                    if message is None:  # a typing indicator lapsed without renewal
+                        now = asyncio.get_running_loop().time()
+                        for user_id, (expires, user) in list(typing.items()):
+                            if expires <= now:
+                                del typing[user_id]
+                                yield TypingChanged(
+                                    chat_id=str(chat.id),
+                                    user=user_from(user, viewer),
+                                    typing=False,
+                                    expires_at=None,
+                                )
+                        continue
+                    event, data = message["event"], message["data"]
+                    if event == "message_added":
+                        async for added in timeline.added(message_from(data, viewer)):
+                            yield MessageAdded(message=added)
+                        continue
+                    if event == "typing_changed":
+                        if data["user"]["id"] == str(viewer.id):
+                            continue
+                        if data["typing"]:
+                            expires = asyncio.get_running_loop().time() + data["expires_in"]
+                            typing[data["user"]["id"]] = (expires, data["user"])
+                        else:
+                            typing.pop(data["user"]["id"], None)
+                    typed = chat_event(event, data, viewer)
+                    if typed is not None:
+                        yield typed
+                    if event == "member_left" and data["user"]["id"] == str(viewer.id):
+                        return
+            finally:
+                pumping.cancel()
+
+    @strawberry.subscription(
+        description=(
+            "Events across all the viewer's chats: every new message (with its `chatId`, to "
+            "move a chat up and count it unread), and chats gained or lost."
+        )
+    )
+    async def inbox(self, info: strawberry.Info[Context]) -> AsyncGenerator[InboxEvent, None]:
+        viewer = require_viewer(info)
+        group = events.user_group(viewer.id)
+        async with _consumer(info).listen_to_channel(
+            events.EVENT_MESSAGE_TYPE, groups=[group]
+        ) as live:
+            async for message in live:
+                if message["group"] != group:
+                    continue
+                event, data = message["event"], message["data"]
+                if event == "message_added":
+                    yield MessageAdded(message=message_from(data, viewer))
+                elif event == "chat_created":
+                    yield AddedToChat(chat=chat_from(data))
+                elif event in {"member_joined", "member_left"} and (
+                    data["user"]["id"] == str(viewer.id)
+                ):
+                    if event == "member_joined":
+                        yield AddedToChat(chat=chat_from(data["chat"]))
+                    else:
+                        yield RemovedFromChat(chat_id=data["chat"]["id"])

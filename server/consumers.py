@@ -1,12 +1,20 @@
+import asyncio
+import contextlib
+import logging
 from typing import Any
 
+from django.conf import settings
 from strawberry.channels import GraphQLWSConsumer
 from strawberry.channels.handlers.ws_handler import ChannelsWebSocketAdapter
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.types.unset import UNSET, UnsetType
 
+from chat import events, presence
 from chat.auth import aauthenticate_token, parse_authorization
+from chat.models import AuthToken, User
 from schema.context import Context
+
+logger = logging.getLogger(__name__)
 
 # Keys a client may put its token under in the `connection_init` payload: ours, what
 # GraphiQL sends from its headers editor, and what several client libraries use.
@@ -41,11 +49,15 @@ class GraphQLConsumer(GraphQLWSConsumer):
     """GraphQL over WebSocket (`graphql-transport-ws` and legacy `graphql-ws`).
 
     Authenticates once, at `connection_init`, from the token in its payload; without one
-    it falls back to the cookie session the handshake carried (GraphiQL).
+    it falls back to the cookie session the handshake carried (GraphiQL). An authenticated
+    socket then holds a presence lease, and is closed (4403) when its token is revoked.
     """
 
     websocket_adapter_class = _Adapter  # type: ignore[assignment]
     refused = False
+    viewer: User | None = None
+    token: AuthToken | None = None
+    _heartbeat: asyncio.Task | None = None
 
     async def get_context(self, request: Any, response: Any) -> Context:  # type: ignore[override]
         user = self.scope.get("user")
@@ -53,13 +65,88 @@ class GraphQLConsumer(GraphQLWSConsumer):
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         sent, raw = token_from_params(context.connection_params or {})
-        if not sent:
-            return UNSET
-        token = await aauthenticate_token(raw) if raw else None
-        if token is None:
-            self.refused = True
-            raise ConnectionRejectionError(
-                {"message": "Invalid or expired token.", "code": "UNAUTHENTICATED"}
-            )
-        context.user, context.token = token.user, token
+        if sent:
+            token = await aauthenticate_token(raw) if raw else None
+            if token is None:
+                self.refused = True
+                raise ConnectionRejectionError(
+                    {"message": "Invalid or expired token.", "code": "UNAUTHENTICATED"}
+                )
+            context.user, context.token = token.user, token
+        if context.user is not None:
+            await self._signed_in(context.user, context.token)
         return UNSET
+
+    async def _signed_in(self, user: User, token: AuthToken | None) -> None:
+        self.viewer, self.token = user, token
+        await self.channel_layer.group_add(events.session_group(user.id), self.channel_name)
+        await presence.socket_opened(user, self.channel_name)
+        self._heartbeat = asyncio.create_task(self._keep_lease())
+        _ensure_sweeper()
+
+    async def _keep_lease(self) -> None:
+        while True:
+            await asyncio.sleep(settings.PRESENCE_HEARTBEAT)
+            try:
+                await presence.socket_alive(self.viewer, self.channel_name)
+                # Group membership expires too (channels-redis `group_expiry`): renew it,
+                # so a socket open for days keeps hearing its session events.
+                await self.channel_layer.group_add(
+                    events.session_group(self.viewer.id), self.channel_name
+                )
+            except Exception:
+                logger.exception("Presence heartbeat failed")
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        if message.get("type") == events.SESSION_MESSAGE_TYPE:
+            await self._session_event(message)
+            return
+        await super().dispatch(message)
+
+    async def _session_event(self, message: dict[str, Any]) -> None:
+        """Close this socket if the token it signed in with was revoked."""
+        mine = str(self.token.pk) if self.token else None
+        revoked = message["token_ids"]
+        if revoked is None:
+            hit = mine is None or mine != message["keep"]
+        else:
+            hit = mine is not None and mine in revoked
+        if hit:
+            await self.close(code=4403, reason="Session revoked")
+
+    async def disconnect(self, code: int) -> None:
+        try:
+            await super().disconnect(code)
+        finally:
+            if self.viewer is not None:
+                if self._heartbeat is not None:
+                    self._heartbeat.cancel()
+                with contextlib.suppress(Exception):
+                    await self.channel_layer.group_discard(
+                        events.session_group(self.viewer.id), self.channel_name
+                    )
+                try:
+                    await presence.socket_closed(self.viewer, self.channel_name)
+                except Exception:
+                    logger.exception("Could not release the presence lease")
+
+
+_sweepers: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
+
+
+def _ensure_sweeper() -> None:
+    """One task per process (per event loop) that reports dead processes' users offline."""
+    loop = asyncio.get_running_loop()
+    task = _sweepers.get(loop)
+    if task is None or task.done():
+        _sweepers.clear()  # a loop that is gone (tests run one per test) keeps no task
+        _sweepers[loop] = loop.create_task(_sweep_forever())
+
+
+async def _sweep_forever() -> None:
+    while True:
+        await asyncio.sleep(settings.PRESENCE_SWEEP_INTERVAL)
+        try:
+            await presence.sweep()
+        except Exception:
+            logger.exception("Presence sweep failed")

@@ -241,3 +241,13 @@ SEND_RATE_BURST = env_int("SEND_RATE_BURST", 20)
 SEND_RATE_PER_SECOND = float(env_str("SEND_RATE_PER_SECOND", "1") or 1)
 GRAPHQL_MAX_PAGE_SIZE = env_int("GRAPHQL_MAX_PAGE_SIZE", 100)
 ROOM_MAX_MEMBERS = env_int("ROOM_MAX_MEMBERS", 10000)
+
+# Presence: a socket's lease lasts PRESENCE_TTL seconds and is renewed every
+# PRESENCE_HEARTBEAT; expired leases (a killed process) are swept every SWEEP_INTERVAL.
+PRESENCE_TTL = env_int("PRESENCE_TTL", 45)
+PRESENCE_HEARTBEAT = env_int("PRESENCE_HEARTBEAT", 15)
+PRESENCE_SWEEP_INTERVAL = env_int("PRESENCE_SWEEP_INTERVAL", 10)
+# Typing: an indicator lasts TYPING_TTL seconds unless refreshed; a user's "typing" calls
+# are accepted at most once per TYPING_THROTTLE seconds per chat ("stopped" always is).
+TYPING_TTL = env_int("TYPING_TTL", 6)
+TYPING_THROTTLE = env_int("TYPING_THROTTLE", 2)

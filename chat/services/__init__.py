@@ -29,6 +29,7 @@ from chat.services.messages import (
     remove_message,
     send_message,
 )
+from chat.services.typing import set_typing
 
 __all__ = [
     "add_members",
@@ -48,6 +49,7 @@ __all__ = [
     "request_password_reset",
     "reset_password",
     "send_message",
+    "set_typing",
     "update_profile",
     "update_room",
 ]

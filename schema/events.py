@@ -1,0 +1,171 @@
+"""Subscription event types, and their construction from channel-layer payloads.
+
+Payloads carry everything a subscriber renders, so an event becomes unsaved model
+instances here and resolves with the same `Message`, `User` and `Chat` types the queries
+use, without a query per subscriber.
+"""
+
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+import strawberry
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from chat import models
+from schema.types import Chat, Message, User
+
+
+@strawberry.type(description="A message was sent to the chat (also replayed after `after`).")
+class MessageAdded:
+    message: Message = strawberry.field(description="The new message.")
+
+
+@strawberry.type(description="A message's text was edited.")
+class MessageEdited:
+    message: Message = strawberry.field(description="The message as it is now.")
+
+
+@strawberry.type(description="A message was deleted; it stays in the timeline, emptied.")
+class MessageDeleted:
+    message: Message = strawberry.field(description="The message as it is now.")
+
+
+@strawberry.type(description="Someone joined or was added to the chat.")
+class MemberJoined:
+    chat_id: strawberry.ID = strawberry.field(description="The chat.")
+    user: User = strawberry.field(description="Who joined.")
+    member_count: int = strawberry.field(description="Members now.")
+
+
+@strawberry.type(description="Someone left or was removed from the chat.")
+class MemberLeft:
+    chat_id: strawberry.ID = strawberry.field(description="The chat.")
+    user: User = strawberry.field(description="Who left.")
+    member_count: int = strawberry.field(description="Members now.")
+
+
+@strawberry.type(description="Another member started or stopped typing.")
+class TypingChanged:
+    chat_id: strawberry.ID = strawberry.field(description="The chat.")
+    user: User = strawberry.field(description="Who is typing.")
+    typing: bool = strawberry.field(description="False when they stopped or it expired.")
+    expires_at: datetime | None = strawberry.field(
+        description="When the indicator lapses unless renewed (then a `typing: false` follows)."
+    )
+
+
+@strawberry.type(description="A member read the chat up to `seq` (a read receipt).")
+class ReadUpTo:
+    chat_id: strawberry.ID = strawberry.field(description="The chat.")
+    user: User = strawberry.field(description="Who read.")
+    seq: int = strawberry.field(description="The newest `seq` they have read.")
+
+
+@strawberry.type(description="A member came online (first socket) or went offline (last).")
+class PresenceChanged:
+    user: User = strawberry.field(description="Whose presence changed.")
+    online: bool = strawberry.field(description="Online now.")
+
+
+@strawberry.type(description="The viewer was added to a chat, or a new direct chat was opened.")
+class AddedToChat:
+    chat: Chat = strawberry.field(description="The chat.")
+
+
+@strawberry.type(description="The viewer left or was removed from a chat.")
+class RemovedFromChat:
+    chat_id: strawberry.ID = strawberry.field(description="The chat.")
+
+
+ChatEvent = Annotated[
+    MessageAdded
+    | MessageEdited
+    | MessageDeleted
+    | MemberJoined
+    | MemberLeft
+    | TypingChanged
+    | ReadUpTo
+    | PresenceChanged,
+    strawberry.union("ChatEvent", description="Something that happened in one chat."),
+]
+InboxEvent = Annotated[
+    MessageAdded | AddedToChat | RemovedFromChat,
+    strawberry.union("InboxEvent", description="Something that happened across my chats."),
+]
+
+
+def user_from(data: dict[str, Any] | None, viewer: models.User) -> models.User | None:
+    if data is None:
+        return None
+    if data["id"] == str(viewer.pk):
+        return viewer
+    return models.User(id=data["id"], display_name=data["display_name"], email="")
+
+
+def _when(value: str | None) -> datetime | None:
+    return parse_datetime(value) if value else None
+
+
+def message_from(data: dict[str, Any], viewer: models.User) -> models.Message:
+    message = models.Message(
+        id=data["id"],
+        chat_id=data["chat_id"],
+        seq=data["seq"],
+        kind=data["kind"],
+        body=data["body"],
+        system_event=data["system_event"],
+        client_id=data["client_id"],
+        created_at=_when(data["created_at"]),
+        edited_at=_when(data["edited_at"]),
+        deleted_at=_when(data["deleted_at"]),
+    )
+    message.author = user_from(data["author"], viewer)
+    message.subject = user_from(data["subject"], viewer)
+    return message
+
+
+def chat_from(data: dict[str, Any]) -> models.Chat:
+    return models.Chat(
+        id=data["id"],
+        kind=data["kind"],
+        name=data["name"],
+        topic=data["topic"],
+        is_public=data["is_public"],
+        last_seq=data["last_seq"],
+        member_count=data["member_count"],
+    )
+
+
+def chat_event(event: str, data: dict[str, Any], viewer: models.User) -> Any:
+    """The typed event for a chat-group payload (`message_added` is handled by the caller,
+    which orders and de-duplicates by seq)."""
+    if event == "message_edited":
+        return MessageEdited(message=message_from(data, viewer))
+    if event == "message_deleted":
+        return MessageDeleted(message=message_from(data, viewer))
+    if event in {"member_joined", "member_left"}:
+        kind = MemberJoined if event == "member_joined" else MemberLeft
+        chat = data["chat"]
+        return kind(
+            chat_id=chat["id"],
+            user=user_from(data["user"], viewer),
+            member_count=chat["member_count"],
+        )
+    if event == "typing_changed":
+        expires = (
+            timezone.now() + timedelta(seconds=data["expires_in"]) if data["typing"] else None
+        )
+        return TypingChanged(
+            chat_id=data["chat_id"],
+            user=user_from(data["user"], viewer),
+            typing=data["typing"],
+            expires_at=expires,
+        )
+    if event == "read_up_to":
+        return ReadUpTo(
+            chat_id=data["chat_id"], user=user_from(data["user"], viewer), seq=data["seq"]
+        )
+    if event == "presence_changed":
+        return PresenceChanged(user=user_from(data["user"], viewer), online=data["online"])
+    return None
