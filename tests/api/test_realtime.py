@@ -1,0 +1,448 @@
+import asyncio
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.db import connections
+
+from chat import services
+from tests.factories import UserFactory, token_for
+from tests.graphql_client import GraphQLClient
+from tests.ws import LEGACY_WS, TRANSPORT_WS, GraphQLSocket
+
+pytestmark = pytest.mark.django_db(transaction=True)
+BOTH = pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
+
+MESSAGE_FIELDS = """
+  id chatId seq kind body clientId isDeleted editedAt createdAt systemEvent
+  author { id displayName } subject { id displayName }
+"""
+CHAT_EVENTS = f"""
+subscription($chatId: ID!, $after: Int) {{
+  chatEvents(chatId: $chatId, after: $after) {{
+    __typename
+    ... on MessageAdded {{ message {{ {MESSAGE_FIELDS} }} }}
+    ... on MessageEdited {{ message {{ seq body editedAt }} }}
+    ... on MessageDeleted {{ message {{ seq body isDeleted }} }}
+    ... on MemberJoined {{ chatId memberCount user {{ displayName }} }}
+    ... on MemberLeft {{ chatId memberCount user {{ displayName }} }}
+    ... on TypingChanged {{ chatId typing expiresAt user {{ displayName }} }}
+    ... on ReadUpTo {{ chatId seq user {{ displayName }} }}
+    ... on PresenceChanged {{ online user {{ displayName }} }}
+  }}
+}}
+"""
+INBOX = """
+subscription {
+  inbox {
+    __typename
+    ... on MessageAdded { message { chatId seq body author { displayName } } }
+    ... on AddedToChat { chat { id kind name } }
+    ... on RemovedFromChat { chatId }
+  }
+}
+"""
+SEND = """
+mutation($chatId: ID!, $body: String!) {
+  sendMessage(input: {chatId: $chatId, body: $body}) { __typename }
+}
+"""
+TYPING = "mutation($c: ID!, $t: Boolean!) { setTyping(chatId: $c, typing: $t) { __typename } }"
+MARK_READ = "mutation($c: ID!, $s: Int!) { markRead(chatId: $c, seq: $s) { __typename } }"
+LOGOUT = "mutation { logout { __typename } }"
+ONLINE = "query($c: ID!) { onlineUsers(chatId: $c) { displayName } }"
+
+
+@pytest.fixture(autouse=True)
+async def _close_worker_connections():
+    yield
+    await sync_to_async(connections.close_all)()
+
+
+@pytest.fixture
+def people(transactional_db, settings):
+    settings.SEND_RATE_BURST = 1000
+    ada = UserFactory(email="ada@example.com", display_name="Ada")
+    grace = UserFactory(email="grace@example.com", display_name="Grace")
+    chat = services.open_direct_chat(user=ada, other_user_id=grace.id)
+    return {
+        "ada": ada,
+        "grace": grace,
+        "chat": chat,
+        "ada_token": token_for(ada),
+        "grace_token": token_for(grace),
+    }
+
+
+async def http(app, query: str, variables: dict, token: str) -> dict:
+    client = GraphQLClient(app)
+    response = await client._post(
+        {"query": query, "variables": variables}, {"Authorization": f"Bearer {token}"}
+    )
+    return response.json
+
+
+async def subscribed(app, token: str, query: str, variables: dict, protocol=TRANSPORT_WS):
+    socket = GraphQLSocket(app, protocol)
+    await socket.connect()
+    await socket.init({"authorization": f"Bearer {token}"})
+    await socket.subscribe("s", query, variables)
+    return socket
+
+
+async def events(socket, count: int) -> list[dict]:
+    return [(await socket.next_payload("s"))["data"] for _ in range(count)]
+
+
+async def arrivals(socket, timeout: float = 0.3) -> list[str]:
+    """The typenames of what arrives within `timeout`, presence changes left out (sockets
+    coming and going in a test announce themselves to the chat)."""
+    names = []
+    while not await socket.communicator.receive_nothing(timeout=timeout):
+        data = (await socket.next_payload("s"))["data"]
+        name = next(iter(data.values()))["__typename"]
+        if name != "PresenceChanged":
+            names.append(name)
+    return names
+
+
+async def send(app, token, chat, body):
+    result = await http(app, SEND, {"chatId": str(chat.id), "body": body}, token)
+    assert result == {"data": {"sendMessage": {"__typename": "Message"}}}
+
+
+@BOTH
+async def test_a_message_sent_over_http_arrives_with_every_field(asgi_app, people, protocol):
+    chat = people["chat"]
+    socket = await subscribed(
+        asgi_app, people["ada_token"], CHAT_EVENTS, {"chatId": str(chat.id)}, protocol
+    )
+    await asyncio.sleep(0.05)
+
+    await send(asgi_app, people["grace_token"], chat, "  Hi Ada  ")
+    [event] = await events(socket, 1)
+    await socket.close()
+
+    message = await sync_to_async(chat.messages.get)()
+    assert event == {
+        "chatEvents": {
+            "__typename": "MessageAdded",
+            "message": {
+                "id": str(message.id),
+                "chatId": str(chat.id),
+                "seq": 1,
+                "kind": "TEXT",
+                "body": "Hi Ada",
+                "clientId": None,
+                "isDeleted": False,
+                "editedAt": None,
+                "createdAt": message.created_at.isoformat(),
+                "systemEvent": None,
+                "author": {"id": str(people["grace"].id), "displayName": "Grace"},
+                "subject": None,
+            },
+        }
+    }
+
+
+async def test_edits_deletes_joins_leaves_typing_and_receipts_arrive_as_their_types(
+    asgi_app, people
+):
+    ada, grace = people["ada"], people["grace"]
+    room = await sync_to_async(services.create_room)(owner=ada, name="Lounge", is_public=True)
+    socket = await subscribed(asgi_app, people["ada_token"], CHAT_EVENTS, {"chatId": str(room.id)})
+    await asyncio.sleep(0.05)
+
+    await sync_to_async(services.join_room)(user=grace, chat_id=room.id)
+    await send(asgi_app, people["grace_token"], room, "tpyo")
+    message = await sync_to_async(room.messages.get)(seq=3)
+    await sync_to_async(services.edit_message)(user=grace, message_id=message.id, body="typo")
+    await sync_to_async(services.delete_message)(user=grace, message_id=message.id)
+    await http(asgi_app, TYPING, {"c": str(room.id), "t": True}, people["grace_token"])
+    # Grace read seq 3 by sending it; Ada's marker is still at 1.
+    await http(asgi_app, MARK_READ, {"c": str(room.id), "s": 3}, people["ada_token"])
+    await sync_to_async(services.leave_room)(user=grace, chat_id=room.id)
+    received = [e["chatEvents"] for e in await events(socket, 9)]
+    await socket.close()
+
+    summary = [
+        (
+            e["__typename"],
+            e.get("message", {}).get("seq") or e.get("seq"),
+            e.get("message", {}).get("body"),
+        )
+        for e in received
+    ]
+    assert summary == [
+        ("MessageAdded", 2, "Grace joined"),
+        ("MemberJoined", None, None),
+        ("MessageAdded", 3, "tpyo"),
+        ("MessageEdited", 3, "typo"),
+        ("MessageDeleted", 3, ""),
+        ("TypingChanged", None, None),
+        ("ReadUpTo", 3, None),
+        ("MessageAdded", 4, "Grace left"),
+        ("MemberLeft", None, None),
+    ]
+    assert received[1] == {
+        "__typename": "MemberJoined",
+        "chatId": str(room.id),
+        "memberCount": 2,
+        "user": {"displayName": "Grace"},
+    }
+    assert received[5]["typing"] is True
+    assert received[5]["user"] == {"displayName": "Grace"}
+    assert received[6] == {
+        "__typename": "ReadUpTo",
+        "chatId": str(room.id),
+        "seq": 3,
+        "user": {"displayName": "Ada"},
+    }
+    assert received[8]["memberCount"] == 1
+
+
+async def test_a_typing_indicator_lapses_by_itself(asgi_app, people, settings):
+    settings.TYPING_TTL = 1
+    chat = people["chat"]
+    socket = await subscribed(asgi_app, people["ada_token"], CHAT_EVENTS, {"chatId": str(chat.id)})
+    await asyncio.sleep(0.05)
+
+    await http(asgi_app, TYPING, {"c": str(chat.id), "t": True}, people["grace_token"])
+    started, lapsed = await events(socket, 2)
+    await socket.close()
+
+    assert (started["chatEvents"]["typing"], lapsed["chatEvents"]["typing"]) == (True, False)
+    assert lapsed["chatEvents"]["expiresAt"] is None
+
+
+async def test_typing_is_not_echoed_to_the_typist_and_is_throttled(asgi_app, people):
+    chat = people["chat"]
+    mine = await subscribed(asgi_app, people["grace_token"], CHAT_EVENTS, {"chatId": str(chat.id)})
+    theirs = await subscribed(asgi_app, people["ada_token"], CHAT_EVENTS, {"chatId": str(chat.id)})
+    await asyncio.sleep(0.05)
+
+    for _ in range(5):
+        await http(asgi_app, TYPING, {"c": str(chat.id), "t": True}, people["grace_token"])
+    [typing] = await events(theirs, 1)
+
+    assert typing["chatEvents"]["typing"] is True
+    assert await arrivals(theirs) == []
+    assert await arrivals(mine) == []
+    await mine.close()
+    await theirs.close()
+
+
+@BOTH
+async def test_reconnecting_with_after_replays_exactly_what_was_missed(asgi_app, people, protocol):
+    chat = people["chat"]
+    for n in range(5):
+        await send(asgi_app, people["grace_token"], chat, f"seen {n}")
+    for n in range(50):
+        await send(asgi_app, people["grace_token"], chat, f"missed {n}")
+
+    socket = await subscribed(
+        asgi_app, people["ada_token"], CHAT_EVENTS, {"chatId": str(chat.id), "after": 5}, protocol
+    )
+    replayed = [e["chatEvents"]["message"] for e in await events(socket, 50)]
+
+    assert [m["seq"] for m in replayed] == list(range(6, 56))
+    assert [m["body"] for m in replayed] == [f"missed {n}" for n in range(50)]
+    assert await socket.communicator.receive_nothing(timeout=0.2)
+    await socket.close()
+
+
+async def test_messages_sent_during_the_replay_arrive_once_in_order(asgi_app, people):
+    chat = people["chat"]
+    for n in range(50):
+        await send(asgi_app, people["grace_token"], chat, f"old {n}")
+
+    socket = await subscribed(
+        asgi_app, people["ada_token"], CHAT_EVENTS, {"chatId": str(chat.id), "after": 0}
+    )
+
+    async def send_more() -> None:
+        for n in range(20):
+            await send(asgi_app, people["grace_token"], chat, f"new {n}")
+
+    sending = asyncio.create_task(send_more())
+    received = [e["chatEvents"]["message"]["seq"] for e in await events(socket, 70)]
+    await sending
+
+    assert received == list(range(1, 71))
+    assert await socket.communicator.receive_nothing(timeout=0.3)
+    await socket.close()
+
+
+async def test_a_gap_in_live_seqs_is_backfilled_from_the_database(asgi_app, people, monkeypatch):
+    chat = people["chat"]
+    socket = await subscribed(asgi_app, people["ada_token"], CHAT_EVENTS, {"chatId": str(chat.id)})
+    await asyncio.sleep(0.05)
+    from chat import events as chat_events
+
+    real = chat_events.message_added
+    dropped = []
+
+    def lossy(message, member_ids):  # the layer loses the first two broadcasts
+        if len(dropped) < 2:
+            dropped.append(message.seq)
+            return
+        real(message, member_ids)
+
+    monkeypatch.setattr(chat_events, "message_added", lossy)
+    for n in range(3):
+        await send(asgi_app, people["grace_token"], chat, f"m{n}")
+    received = [e["chatEvents"]["message"]["body"] for e in await events(socket, 3)]
+    await socket.close()
+
+    assert dropped == [1, 2]
+    assert received == ["m0", "m1", "m2"]
+
+
+async def test_a_non_member_cannot_subscribe(asgi_app, people):
+    outsider = await sync_to_async(UserFactory)()
+    token = await sync_to_async(token_for)(outsider)
+
+    socket = await subscribed(asgi_app, token, CHAT_EVENTS, {"chatId": str(people["chat"].id)})
+    payload = await socket.next_payload("s")
+    await socket.close()
+
+    assert payload["data"] is None
+    assert [(e["message"], e["extensions"]["code"]) for e in payload["errors"]] == [
+        ("Chat not found.", "NOT_FOUND")
+    ]
+
+
+async def test_a_member_who_leaves_stops_receiving_at_once(asgi_app, people):
+    ada, grace = people["ada"], people["grace"]
+    room = await sync_to_async(services.create_room)(owner=ada, name="Lounge", is_public=True)
+    await sync_to_async(services.join_room)(user=grace, chat_id=room.id)
+    socket = await subscribed(
+        asgi_app, people["grace_token"], CHAT_EVENTS, {"chatId": str(room.id)}
+    )
+    await asyncio.sleep(0.05)
+
+    await sync_to_async(services.leave_room)(user=grace, chat_id=room.id)
+    last = await events(socket, 2)
+    await socket.expect_complete("s")
+    await send(asgi_app, people["ada_token"], room, "after you left")
+
+    assert [e["chatEvents"]["__typename"] for e in last] == ["MessageAdded", "MemberLeft"]
+    assert await socket.communicator.receive_nothing(timeout=0.3)
+    await socket.close()
+
+
+@pytest.mark.parametrize("how", ["logout", "change_password", "reset_password"])
+async def test_signing_out_closes_the_users_sockets_with_4403(asgi_app, people, how):
+    ada = people["ada"]
+    other_token = await sync_to_async(token_for)(ada)
+    socket = await subscribed(
+        asgi_app, people["ada_token"], CHAT_EVENTS, {"chatId": str(people["chat"].id)}
+    )
+    await asyncio.sleep(0.05)
+
+    if how == "logout":
+        await http(asgi_app, LOGOUT, {}, people["ada_token"])
+    elif how == "change_password":
+        await sync_to_async(services.change_password)(
+            user=ada,
+            current_password="correct horse battery staple",
+            new_password="a new long passphrase",
+            keep=None,
+        )
+    else:
+        await sync_to_async(__import__("chat.auth").auth.revoke_user_tokens)(ada)
+
+    assert await socket.receive_close() == 4403
+    assert other_token
+
+
+async def test_logout_closes_only_the_sockets_of_that_token(asgi_app, people):
+    phone = await sync_to_async(token_for)(people["ada"])
+    laptop = await subscribed(
+        asgi_app, people["ada_token"], CHAT_EVENTS, {"chatId": str(people["chat"].id)}
+    )
+    await asyncio.sleep(0.05)
+
+    await http(asgi_app, LOGOUT, {}, phone)
+    await send(asgi_app, people["grace_token"], people["chat"], "still here?")
+
+    [event] = await events(laptop, 1)
+    assert event["chatEvents"]["message"]["body"] == "still here?"
+    await laptop.close()
+
+
+async def test_the_inbox_carries_new_messages_and_chats_gained_and_lost(asgi_app, people):
+    ada, grace = people["ada"], people["grace"]
+    socket = await subscribed(asgi_app, people["ada_token"], INBOX, {})
+    await asyncio.sleep(0.05)
+
+    await send(asgi_app, people["grace_token"], people["chat"], "psst")
+    room = await sync_to_async(services.create_room)(owner=grace, name="Secret")
+    await sync_to_async(services.add_members)(owner=grace, chat_id=room.id, user_ids=[ada.id])
+    await sync_to_async(services.remove_member)(owner=grace, chat_id=room.id, user_id=ada.id)
+    alan = await sync_to_async(UserFactory)(display_name="Alan")
+    direct = await sync_to_async(services.open_direct_chat)(user=alan, other_user_id=ada.id)
+    received = [e["inbox"] for e in await events(socket, 5)]
+    await socket.close()
+
+    assert received == [
+        {
+            "__typename": "MessageAdded",
+            "message": {
+                "chatId": str(people["chat"].id),
+                "seq": 1,
+                "body": "psst",
+                "author": {"displayName": "Grace"},
+            },
+        },
+        {
+            "__typename": "MessageAdded",
+            "message": {
+                "chatId": str(room.id),
+                "seq": 2,
+                "body": "Grace added Ada",
+                "author": None,
+            },
+        },
+        {
+            "__typename": "AddedToChat",
+            "chat": {"id": str(room.id), "kind": "GROUP", "name": "Secret"},
+        },
+        {"__typename": "RemovedFromChat", "chatId": str(room.id)},
+        {
+            "__typename": "AddedToChat",
+            "chat": {"id": str(direct.id), "kind": "DIRECT", "name": ""},
+        },
+    ]
+
+
+async def test_presence_counts_tabs_once_and_reaches_the_chat(asgi_app, people):
+    chat = people["chat"]
+    watcher = await subscribed(
+        asgi_app, people["ada_token"], CHAT_EVENTS, {"chatId": str(chat.id)}
+    )
+    await asyncio.sleep(0.05)
+
+    tab1 = GraphQLSocket(asgi_app)
+    await tab1.connect()
+    await tab1.init({"authorization": f"Bearer {people['grace_token']}"})
+    tab2 = GraphQLSocket(asgi_app)
+    await tab2.connect()
+    await tab2.init({"authorization": f"Bearer {people['grace_token']}"})
+    [online] = await events(watcher, 1)
+    both = await http(asgi_app, ONLINE, {"c": str(chat.id)}, people["ada_token"])
+    await tab1.close()
+    quiet = await watcher.communicator.receive_nothing(timeout=0.3)
+    await tab2.close()
+    [offline] = await events(watcher, 1)
+    after = await http(asgi_app, ONLINE, {"c": str(chat.id)}, people["ada_token"])
+    await watcher.close()
+
+    assert online["chatEvents"] == {
+        "__typename": "PresenceChanged",
+        "online": True,
+        "user": {"displayName": "Grace"},
+    }
+    assert both == {"data": {"onlineUsers": [{"displayName": "Ada"}, {"displayName": "Grace"}]}}
+    assert quiet is True
+    assert offline["chatEvents"]["online"] is False
+    assert after == {"data": {"onlineUsers": [{"displayName": "Ada"}]}}
