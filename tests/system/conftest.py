@@ -4,8 +4,9 @@ from tests.system.live import LiveStack, live_database
 
 pytestmark = pytest.mark.system
 
-# The system tier's socket timeout: short, so the test of it is quick.
+# The system tier's timings: short, so the tests of them are quick.
 CONNECTION_INIT_TIMEOUT = 2
+PRESENCE_TTL, PRESENCE_HEARTBEAT, PRESENCE_SWEEP_INTERVAL = 3, 1, 1
 
 
 @pytest.fixture(scope="session")
@@ -13,7 +14,13 @@ def live_stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("live")
     with live_database(tmp) as database_url:
         stack = LiveStack(
-            tmp, database_url, GRAPHQL_WS_CONNECTION_INIT_TIMEOUT=str(CONNECTION_INIT_TIMEOUT)
+            tmp,
+            database_url,
+            GRAPHQL_WS_CONNECTION_INIT_TIMEOUT=str(CONNECTION_INIT_TIMEOUT),
+            PRESENCE_TTL=str(PRESENCE_TTL),
+            PRESENCE_HEARTBEAT=str(PRESENCE_HEARTBEAT),
+            PRESENCE_SWEEP_INTERVAL=str(PRESENCE_SWEEP_INTERVAL),
+            SEND_RATE_BURST="1000",
         )
         try:
             yield stack
