@@ -129,7 +129,7 @@ async def test_every_subscriber_on_every_process_gets_every_message_once(two_ser
             )
             assert result == {"data": {"sendMessage": {"__typename": "Message"}}}
         for listener in listeners:
-            await listener.collect(lambda r, l=listener: len(l.messages()) >= 20, timeout=15)
+            await listener.collect(lambda _, lis=listener: len(lis.messages()) >= 20, timeout=15)
 
     expected = [(first_seq + n, f"via {'ab'[n % 2]} {n}") for n in range(20)]
     for listener in listeners:
