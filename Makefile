@@ -11,7 +11,7 @@ RUN_ENV ?= DEBUG=$${DEBUG:-true}
 STAMPS := .make
 
 .PHONY: run test lint check-migrations check-schema schema pytest pytest-embedded \
-	pytest-services browser js vendor-graphiql clean
+	pytest-services browser vendor-graphiql clean
 
 run: $(STAMPS)/venv
 	$(RUN_ENV) $(PY) manage.py migrate --noinput
@@ -45,13 +45,18 @@ schema: $(STAMPS)/venv
 # fails instead of skipping when they do not.
 pytest: pytest-embedded pytest-services
 
-pytest-embedded: $(STAMPS)/venv browser
+pytest-embedded: $(STAMPS)/venv $(STAMPS)/js browser
 	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest $(PYTEST_ARGS)
 
-pytest-services: $(STAMPS)/venv browser
+pytest-services: $(STAMPS)/venv $(STAMPS)/js browser
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres} \
 	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/0} \
 	$(PY) tests/run_on_services.py $(PYTEST_ARGS)
+
+# The JavaScript clients the suite runs (graphql-ws, Apollo Client, urql), from the lockfile.
+$(STAMPS)/js: package.json package-lock.json
+	npm ci --no-audit --no-fund --ignore-scripts
+	mkdir -p $(STAMPS) && touch $@
 
 # Debian's chromium for the GraphiQL browser test (Playwright drives it; no download).
 browser:

@@ -1,0 +1,54 @@
+"""The JavaScript clients frontends use (graphql-ws, Apollo Client, urql), run by Node
+against a live daphne. Their packages are pinned in package.json (`npm ci`)."""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.system
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def node():
+    node = shutil.which("node")
+    missing = None
+    if node is None:
+        missing = "Node.js is not installed"
+    elif not (ROOT / "node_modules" / "graphql-ws").is_dir():
+        missing = "the JavaScript clients are not installed (`make test` runs `npm ci`)"
+    if missing:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(missing)
+        pytest.skip(missing)
+    return node
+
+
+def test_graphql_ws_apollo_and_urql_clients_work_against_a_live_server(node, daphne_server):
+    result = subprocess.run(
+        [node, "--test", "--test-reporter=spec", "tests/js/"],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "CHAT_HTTP_URL": f"{daphne_server.url}/graphql/",
+            "CHAT_WS_URL": daphne_server.ws_url,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in (
+        "graphql-ws createClient",
+        "a bad token is refused with 4403",
+        "Apollo Client with GraphQLWsLink",
+        "urql with subscriptionExchange",
+    ):
+        assert f"✔ {name}" in result.stdout, result.stdout
+    assert "fail 0" in result.stdout, result.stdout
