@@ -446,3 +446,35 @@ async def test_presence_counts_tabs_once_and_reaches_the_chat(asgi_app, people):
     assert quiet is True
     assert offline["chatEvents"]["online"] is False
     assert after == {"data": {"onlineUsers": [{"displayName": "Ada"}]}}
+
+
+async def test_pings_are_answered(asgi_app, people):
+    socket = GraphQLSocket(asgi_app)
+    await socket.connect()
+    await socket.init({"authorization": f"Bearer {people['ada_token']}"})
+
+    await socket.send({"type": "ping"})
+
+    assert await socket.receive() == {"type": "pong"}
+    await socket.close()
+
+
+async def test_subscriptions_per_socket_are_capped(asgi_app, people, settings):
+    limit = settings.GRAPHQL_WS_MAX_SUBSCRIPTIONS
+    socket = GraphQLSocket(asgi_app)
+    await socket.connect()
+    await socket.init({"authorization": f"Bearer {people['ada_token']}"})
+    for n in range(limit):
+        await socket.subscribe(f"s{n}", "subscription { me { id } }")
+        await socket.next_payload(f"s{n}")
+
+    await socket.subscribe("one-too-many", "subscription { me { id } }")
+
+    assert await socket.receive() == {
+        "type": "error",
+        "id": "one-too-many",
+        "payload": [{"message": "Subscription limit reached"}],
+    }
+    await socket.send({"type": "ping"})
+    assert await socket.receive() == {"type": "pong"}
+    await socket.close()
