@@ -216,8 +216,12 @@ async def _went_offline(user: User) -> None:
 
 
 async def _announce(user: User, *, online: bool) -> None:
+    # Only to chats small enough: in a room of N members, N people connecting would
+    # otherwise cost N * N deliveries. Bigger rooms ask `onlineUsers` instead.
     chat_ids = [
         chat_id
-        async for chat_id in Membership.objects.filter(user=user).values_list("chat_id", flat=True)
+        async for chat_id in Membership.objects.filter(
+            user=user, chat__member_count__lte=settings.PRESENCE_ROOM_LIMIT
+        ).values_list("chat_id", flat=True)
     ]
     await events.presence_changed(user, online=online, chat_ids=chat_ids)

@@ -478,3 +478,32 @@ async def test_subscriptions_per_socket_are_capped(asgi_app, people, settings):
     await socket.send({"type": "ping"})
     assert await socket.receive() == {"type": "pong"}
     await socket.close()
+
+
+async def test_presence_is_not_broadcast_to_rooms_above_the_limit(asgi_app, people, settings):
+    settings.PRESENCE_ROOM_LIMIT = 2
+    ada, grace = people["ada"], people["grace"]
+    big = await sync_to_async(services.create_room)(owner=ada, name="Big", is_public=True)
+    await sync_to_async(services.join_room)(user=grace, chat_id=big.id)
+    third = await sync_to_async(UserFactory)()
+    await sync_to_async(services.join_room)(user=third, chat_id=big.id)
+    small = people["chat"]
+    in_big = await subscribed(asgi_app, people["ada_token"], CHAT_EVENTS, {"chatId": str(big.id)})
+    in_small = await subscribed(
+        asgi_app, people["ada_token"], CHAT_EVENTS, {"chatId": str(small.id)}
+    )
+    await asyncio.sleep(0.05)
+
+    tab = GraphQLSocket(asgi_app)
+    await tab.connect()
+    await tab.init({"authorization": f"Bearer {people['grace_token']}"})
+    [online] = await events(in_small, 1)
+    online_in_big = await http(asgi_app, ONLINE, {"c": str(big.id)}, people["ada_token"])
+
+    assert online["chatEvents"]["__typename"] == "PresenceChanged"
+    assert await in_big.communicator.receive_nothing(timeout=0.3)
+    assert online_in_big == {
+        "data": {"onlineUsers": [{"displayName": "Ada"}, {"displayName": "Grace"}]}
+    }
+    for socket in (tab, in_big, in_small):
+        await socket.close()

@@ -1,0 +1,370 @@
+"""Fan-out cost: a GraphQL subscription against the classic Channels consumer.
+
+    .venv/bin/python bench/fanout.py                        # N = 100, 1000; in-memory layer
+    .venv/bin/python bench/fanout.py --subscribers 5000 --layer redis
+
+For each N, one daphne process on 127.0.0.1 serves N subscriber sockets opened by this
+process in one room; messages are sent at a steady rate, each carrying its send time. The
+server's CPU time (utime + stime from /proc) over the run, divided by the deliveries, is
+its cost per delivered event; latency is receive time minus send time at the subscriber.
+Then the same load runs against the Channels tutorial consumer (bench/baseline_asgi.py):
+the baseline. Memory per idle subscribed socket is the server's RSS growth from 0 to N
+subscribed sockets, divided by N.
+
+GraphQL subscribers run `chatEvents(chatId)` selecting a message's seq, body, time and
+author; messages are sent with `sendMessage` over HTTP (so the GraphQL figure includes
+writing each message and its inbox fan-out). Baseline messages are sent over the
+baseline's own socket. Traffic stays on 127.0.0.1 and every wait is bounded.
+"""
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from websockets.asyncio.client import connect
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+SUBSCRIPTION = """subscription($chatId: ID!) {
+  chatEvents(chatId: $chatId) {
+    ... on MessageAdded { message { seq body createdAt author { id displayName } } }
+  }
+}"""
+SEND = """mutation($chatId: ID!, $body: String!) {
+  sendMessage(input: {chatId: $chatId, body: $body}) { __typename }
+}"""
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def rss_bytes(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def layer_env(layer: str) -> dict[str, str]:
+    if layer == "memory":
+        return {"REDIS_URL": ""}
+    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    env = {"REDIS_URL": url, "CHANNEL_LAYER_PREFIX": f"bench{os.getpid()}"}
+    if layer == "pubsub":
+        env["CHANNEL_LAYER_BACKEND"] = "channels_redis.pubsub.RedisPubSubChannelLayer"
+    return env
+
+
+class Server:
+    def __init__(self, app: str, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.log = tempfile.NamedTemporaryFile(
+            prefix="fanout-daphne-", suffix=".log", delete=False
+        )
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), app],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"daphne did not start; see {self.log.name}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+@dataclass
+class Result:
+    deliveries: int
+    expected: int
+    cpu_us_per_delivery: float
+    p50_ms: float
+    p99_ms: float
+    rss_per_socket_kb: float
+
+
+async def _subscriber(url, init, subscribe, latencies, ready, stop, parse) -> None:
+    async with connect(
+        url,
+        subprotocols=["graphql-transport-ws"] if init else None,
+        max_queue=None,
+        open_timeout=60,
+    ) as ws:
+        if init:
+            await ws.send(json.dumps(init))
+            await ws.recv()
+            await ws.send(json.dumps(subscribe))
+        ready.set_result(None) if not ready.done() else None
+        receiving = asyncio.ensure_future(ws.recv())
+        stopping = asyncio.ensure_future(stop.wait())
+        while True:
+            done, _ = await asyncio.wait(
+                {receiving, stopping}, return_when=asyncio.FIRST_COMPLETED
+            )
+            if stopping in done:
+                receiving.cancel()
+                return
+            now = time.time()
+            sent = parse(receiving.result())
+            if sent is not None:
+                latencies.append(now - sent)
+            receiving = asyncio.ensure_future(ws.recv())
+
+
+async def run_load(
+    server: Server,
+    n: int,
+    messages: int,
+    rate: float,
+    *,
+    url: str,
+    init_for,
+    subscribe,
+    parse,
+    send,
+) -> Result:
+    pid = server.process.pid
+    await asyncio.sleep(1)
+    rss_before = rss_bytes(pid)
+    latencies: list[float] = []
+    stop = asyncio.Event()
+    readies = [asyncio.get_running_loop().create_future() for _ in range(n)]
+    tasks = []
+    for i in range(n):
+        tasks.append(
+            asyncio.create_task(
+                _subscriber(url, init_for(i), subscribe, latencies, readies[i], stop, parse)
+            )
+        )
+        if i % 200 == 199:
+            await asyncio.sleep(0.05)  # connect in waves, as clients arrive
+    await asyncio.wait_for(asyncio.gather(*readies), timeout=300)
+    await asyncio.sleep(2)  # every subscription has joined its group
+    rss_after = rss_bytes(pid)
+
+    cpu_before = cpu_seconds(pid)
+    for m in range(messages):
+        started = time.monotonic()
+        await send(m)
+        await asyncio.sleep(max(0, 1 / rate - (time.monotonic() - started)))
+    expected = n * messages
+    deadline = time.monotonic() + 120
+    while len(latencies) < expected and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    cpu = cpu_seconds(pid) - cpu_before
+    stop.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    ordered = sorted(latencies)
+    return Result(
+        deliveries=len(latencies),
+        expected=expected,
+        cpu_us_per_delivery=cpu / max(1, len(latencies)) * 1e6,
+        p50_ms=statistics.median(ordered) * 1000 if ordered else float("nan"),
+        p99_ms=ordered[int(len(ordered) * 0.99) - 1] * 1000 if ordered else float("nan"),
+        rss_per_socket_kb=(rss_after - rss_before) / n / 1024,
+    )
+
+
+def prepare_graphql(n: int) -> tuple[str, list[str], str]:
+    """A room with n subscribers and a sender, each with a token (bulk inserts)."""
+    import django
+
+    django.setup()
+    from datetime import timedelta
+
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from chat.auth import hash_token
+    from chat.models import AuthToken, Chat, Membership, User
+
+    call_command("migrate", verbosity=0)
+    users = User.objects.bulk_create(
+        [
+            User(email=f"n{n}-{i}@bench.test", display_name=f"Bench {i}", password="!")
+            for i in range(n + 1)
+        ]
+    )
+    tokens = [f"ct_bench_{n}_{i}_{os.getpid()}" for i in range(n + 1)]
+    expires = timezone.now() + timedelta(days=1)
+    AuthToken.objects.bulk_create(
+        [
+            AuthToken(user=u, key_hash=hash_token(t), prefix=t[:12], expires_at=expires)
+            for u, t in zip(users, tokens, strict=True)
+        ]
+    )
+    chat = Chat.objects.create(kind="GROUP", name="bench", member_count=n + 1)
+    Membership.objects.bulk_create([Membership(chat=chat, user=u) for u in users])
+    return str(chat.id), tokens[:n], tokens[n]
+
+
+async def bench_graphql(env, n, messages, rate, chat_id, tokens, sender) -> Result:
+    server = Server("server.asgi:application", env)
+    try:
+        http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=30)
+
+        async def send(m: int) -> None:
+            response = await http.post(
+                "/graphql/",
+                json={
+                    "query": SEND,
+                    "variables": {"chatId": chat_id, "body": repr(time.time())},
+                },
+                headers={"Authorization": f"Bearer {sender}"},
+            )
+            assert response.json()["data"]["sendMessage"]["__typename"] == "Message", response.text
+
+        def parse(raw: str) -> float | None:
+            message = json.loads(raw)
+            if message.get("type") != "next":
+                return None
+            # Other subscribers coming online arrive as presence events: not deliveries.
+            event = message["payload"]["data"]["chatEvents"]
+            return float(event["message"]["body"]) if "message" in event else None
+
+        result = await run_load(
+            server,
+            n,
+            messages,
+            rate,
+            url=f"ws://127.0.0.1:{server.port}/graphql/",
+            init_for=lambda i: {
+                "type": "connection_init",
+                "payload": {"authorization": f"Bearer {tokens[i]}"},
+            },
+            subscribe={
+                "type": "subscribe",
+                "id": "1",
+                "payload": {"query": SUBSCRIPTION, "variables": {"chatId": chat_id}},
+            },
+            parse=parse,
+            send=send,
+        )
+        await http.aclose()
+        return result
+    finally:
+        server.stop()
+
+
+async def bench_baseline(env, n, messages, rate) -> Result:
+    server = Server("bench.baseline_asgi:application", env)
+    try:
+        url = f"ws://127.0.0.1:{server.port}/ws/room/bench/"
+        async with connect(url) as sender:
+
+            async def send(m: int) -> None:
+                await sender.send(json.dumps({"message": repr(time.time())}))
+
+            async def drain() -> None:
+                while True:
+                    await sender.recv()
+
+            draining = asyncio.create_task(drain())
+            result = await run_load(
+                server,
+                n,
+                messages,
+                rate,
+                url=url,
+                init_for=lambda i: None,
+                subscribe=None,
+                parse=lambda raw: float(json.loads(raw)["message"]),
+                send=send,
+            )
+            draining.cancel()
+            return result
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--subscribers", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--messages", type=int, default=40)
+    parser.add_argument("--rate", type=float, default=10, help="messages per second")
+    parser.add_argument("--layer", choices=["memory", "redis", "pubsub"], default="memory")
+    args = parser.parse_args()
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+    print(f"layer={args.layer} messages={args.messages} rate={args.rate}/s", flush=True)
+    print(
+        f"{'N':>6} {'target':<9} {'delivered':>15} {'CPU us/delivery':>16} "
+        f"{'p50 ms':>8} {'p99 ms':>8} {'KB/socket':>10}",
+        flush=True,
+    )
+    # One database for the run: this process keeps its connection to it between N.
+    database = Path(tempfile.mkdtemp(prefix="fanout-")) / "bench.sqlite3"
+    for n in args.subscribers:
+        env = {
+            **os.environ,
+            "DATABASE_URL": f"sqlite:///{database}",
+            "SECRET_KEY": "bench",
+            "DEBUG": "false",
+            "ALLOWED_HOSTS": "127.0.0.1",
+            "SEND_RATE_BURST": "100000",
+            "LOG_LEVEL": "WARNING",
+            "DJANGO_SETTINGS_MODULE": "server.settings",
+            **layer_env(args.layer),
+        }
+        os.environ.update(
+            {
+                k: env[k]
+                for k in ("DATABASE_URL", "SECRET_KEY", "REDIS_URL", "DJANGO_SETTINGS_MODULE")
+            }
+        )
+        chat_id, tokens, sender = prepare_graphql(n)
+        results = {
+            "graphql": asyncio.run(
+                bench_graphql(env, n, args.messages, args.rate, chat_id, tokens, sender)
+            ),
+            "baseline": asyncio.run(bench_baseline(env, n, args.messages, args.rate)),
+        }
+        for target, r in results.items():
+            print(
+                f"{n:>6} {target:<9} {r.deliveries:>7}/{r.expected:<7} "
+                f"{r.cpu_us_per_delivery:>16.1f} {r.p50_ms:>8.1f} {r.p99_ms:>8.1f} "
+                f"{r.rss_per_socket_kb:>10.1f}",
+                flush=True,
+            )
+        ratio = results["graphql"].cpu_us_per_delivery / max(
+            results["baseline"].cpu_us_per_delivery, 1e-9
+        )
+        print(f"{n:>6} ratio graphql/baseline CPU per delivery: {ratio:.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
