@@ -78,7 +78,7 @@ def layer_env(layer: str) -> dict[str, str]:
 class Server:
     def __init__(self, app: str, env: dict[str, str]) -> None:
         self.port = free_port()
-        self.log = tempfile.NamedTemporaryFile(
+        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - open while daphne runs
             prefix="fanout-daphne-", suffix=".log", delete=False
         )
         self.process = subprocess.Popen(
@@ -181,7 +181,7 @@ async def run_load(
         await asyncio.sleep(max(0, 1 / rate - (time.monotonic() - started)))
     expected = n * messages
     deadline = time.monotonic() + 120
-    while len(latencies) < expected and time.monotonic() < deadline:
+    while len(latencies) < expected and time.monotonic() < deadline:  # noqa: ASYNC110 - polls a count
         await asyncio.sleep(0.2)
     cpu = cpu_seconds(pid) - cpu_before
     stop.set()
@@ -213,7 +213,7 @@ def prepare_graphql(n: int) -> tuple[str, list[str], str]:
     call_command("migrate", verbosity=0)
     users = User.objects.bulk_create(
         [
-            User(email=f"n{n}-{i}@bench.test", display_name=f"Bench {i}", password="!")
+            User(email=f"n{n}-{i}@bench.test", display_name=f"Bench {i}", password="!")  # noqa: S106 - unusable
             for i in range(n + 1)
         ]
     )
@@ -317,7 +317,7 @@ def main() -> None:
     parser.add_argument("--layer", choices=["memory", "redis", "pubsub"], default="memory")
     args = parser.parse_args()
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
     print(f"layer={args.layer} messages={args.messages} rate={args.rate}/s", flush=True)

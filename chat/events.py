@@ -22,9 +22,13 @@ logger = logging.getLogger(__name__)
 EVENT_MESSAGE_TYPE = "chat.event"
 
 
-def user_group(user_id: uuid.UUID) -> str:
-    """A user's inbox: new messages in any of their chats, chats gained and lost."""
-    return f"user.{user_id.hex}"
+def _hex(value: uuid.UUID | str) -> str:
+    return value.hex if isinstance(value, uuid.UUID) else uuid.UUID(value).hex
+
+
+def user_group(user_id: uuid.UUID | str) -> str:
+    """A user's own events: chats gained and lost, profile changes."""
+    return f"user.{_hex(user_id)}"
 
 
 def session_group(user_id: uuid.UUID) -> str:
@@ -33,8 +37,8 @@ def session_group(user_id: uuid.UUID) -> str:
     return f"session.{user_id.hex}"
 
 
-def chat_group(chat_id: uuid.UUID) -> str:
-    return f"chat.{chat_id.hex}"
+def chat_group(chat_id: uuid.UUID | str) -> str:
+    return f"chat.{_hex(chat_id)}"
 
 
 def user_payload(user: User | None) -> dict[str, Any] | None:
@@ -115,12 +119,10 @@ def profile_updated(user: User) -> None:
     publish_on_commit(user_group(user.id), "profile_updated", user_payload(user))
 
 
-def message_added(message: Message, member_ids: list) -> None:
-    """To the chat's subscribers, and to every member's inbox (chat lists, unread counts)."""
-    data = message_payload(message)
-    publish_on_commit(chat_group(message.chat_id), "message_added", data)
-    for member_id in member_ids:
-        publish_on_commit(user_group(member_id), "message_added", data)
+def message_added(message: Message) -> None:
+    """To the chat's group only: chat screens (`chatEvents`) and inboxes (`inbox`) both
+    listen there, so a message costs one send whatever the number of members."""
+    publish_on_commit(chat_group(message.chat_id), "message_added", message_payload(message))
 
 
 def message_changed(message: Message, event: str) -> None:
@@ -128,10 +130,10 @@ def message_changed(message: Message, event: str) -> None:
     publish_on_commit(chat_group(message.chat_id), event, message_payload(message))
 
 
-def membership_changed(chat: Chat, user: User, event: str) -> None:
+def membership_changed(chat: Chat, user: User, event: str, *, seq: int) -> None:
     """`member_joined` or `member_left`: to the chat, and to the user's inbox (their chat
-    list gains or loses the chat)."""
-    data = {"chat": chat_payload(chat), "user": user_payload(user)}
+    list gains or loses the chat). `seq` is the SYSTEM message that records it."""
+    data = {"chat": chat_payload(chat), "user": user_payload(user), "seq": seq}
     publish_on_commit(chat_group(chat.id), event, data)
     publish_on_commit(user_group(user.id), event, data)
 

@@ -201,22 +201,39 @@ class Subscription:
     )
     async def inbox(self, info: strawberry.Info[Context]) -> AsyncGenerator[InboxEvent, None]:
         viewer = require_viewer(info)
-        group = events.user_group(viewer.id)
-        async with _consumer(info).listen_to_channel(
-            events.EVENT_MESSAGE_TYPE, groups=[group]
-        ) as live:
+        consumer = _consumer(info)
+        own = events.user_group(viewer.id)
+        async with consumer.listen_to_channel(events.EVENT_MESSAGE_TYPE, groups=[own]) as live:
+            # Messages go to chat groups only (one send per message, whatever the number
+            # of members), so the inbox listens to every chat of the viewer's.
+            timelines: dict[str, _Timeline] = {}
+            async for chat_id, last_seq in models.Chat.objects.filter(
+                memberships__user=viewer
+            ).values_list("id", "last_seq"):
+                await consumer.join_group(events.chat_group(chat_id))
+                timelines[str(chat_id)] = _Timeline(chat_id, last_seq)
             async for message in live:
-                if message["group"] != group:
-                    continue
                 event, data = message["event"], message["data"]
-                if event == "message_added":
-                    yield MessageAdded(message=message_from(data, viewer))
-                elif event == "chat_created":
-                    yield AddedToChat(chat=chat_from(data))
-                elif event in {"member_joined", "member_left"} and (
-                    data["user"]["id"] == str(viewer.id)
-                ):
-                    if event == "member_joined":
-                        yield AddedToChat(chat=chat_from(data["chat"]))
-                    else:
-                        yield RemovedFromChat(chat_id=data["chat"]["id"])
+                if message["group"] != own:
+                    timeline = timelines.get(data.get("chat_id", ""))
+                    if event == "message_added" and timeline is not None:
+                        async for added in timeline.added(message_from(data, viewer)):
+                            yield MessageAdded(message=added)
+                    continue
+                gained = event == "chat_created" or (
+                    event == "member_joined" and data["user"]["id"] == str(viewer.id)
+                )
+                if gained:
+                    chat = data if event == "chat_created" else data["chat"]
+                    # Join, then replay what the chat got before the join landed (from the
+                    # message that added the viewer): nothing falls between the two.
+                    since = data["seq"] - 1 if event == "member_joined" else 0
+                    timeline = _Timeline(chat["id"], since)
+                    await consumer.join_group(events.chat_group(chat["id"]))
+                    timelines[chat["id"]] = timeline
+                    yield AddedToChat(chat=chat_from(chat))
+                    async for missed in timeline.catch_up():
+                        yield MessageAdded(message=missed)
+                elif event == "member_left" and data["user"]["id"] == str(viewer.id):
+                    timelines.pop(data["chat"]["id"], None)
+                    yield RemovedFromChat(chat_id=data["chat"]["id"])

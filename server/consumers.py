@@ -59,6 +59,24 @@ class GraphQLConsumer(GraphQLWSConsumer):
     token: AuthToken | None = None
     _heartbeat: asyncio.Task | None = None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._held_groups: set[str] = set()
+
+    async def join_group(self, group: str) -> None:
+        """Join `group` until the socket closes, for a subscription whose groups change
+        while it runs (the inbox gaining a chat).
+
+        Counted in Strawberry's own group references (`listen_to_channel` keeps them), so
+        another subscription leaving the same group does not take this socket out of it.
+        """
+        if group in self._held_groups:
+            return
+        async with self._group_lock:
+            await self.channel_layer.group_add(group, self.channel_name)
+            self._group_refs[group] += 1
+            self._held_groups.add(group)
+
     async def get_context(self, request: Any, response: Any) -> Context:  # type: ignore[override]
         user = self.scope.get("user")
         return Context(request=self, user=user if user and user.is_authenticated else None)
@@ -90,10 +108,9 @@ class GraphQLConsumer(GraphQLWSConsumer):
             try:
                 await presence.socket_alive(self.viewer, self.channel_name)
                 # Group membership expires too (channels-redis `group_expiry`): renew it,
-                # so a socket open for days keeps hearing its session events.
-                await self.channel_layer.group_add(
-                    events.session_group(self.viewer.id), self.channel_name
-                )
+                # so a socket open for days keeps hearing its session events and chats.
+                for group in {events.session_group(self.viewer.id), *self._group_refs}:
+                    await self.channel_layer.group_add(group, self.channel_name)
             except Exception:
                 logger.exception("Presence heartbeat failed")
 
@@ -118,6 +135,9 @@ class GraphQLConsumer(GraphQLWSConsumer):
         try:
             await super().disconnect(code)
         finally:
+            for group in self._held_groups:
+                with contextlib.suppress(Exception):
+                    await self.channel_layer.group_discard(group, self.channel_name)
             if self.viewer is not None:
                 if self._heartbeat is not None:
                     self._heartbeat.cancel()

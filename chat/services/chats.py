@@ -74,8 +74,7 @@ def append_message(
     if author is not None:
         # Sending a message means having read the chat up to it.
         Membership.objects.filter(chat=chat, user=author).update(last_read_seq=message.seq)
-    member_ids = list(Membership.objects.filter(chat=chat).values_list("user_id", flat=True))
-    events.message_added(message, member_ids)
+    events.message_added(message)
     return message
 
 
@@ -172,15 +171,15 @@ def _add_member(chat: Chat, user: User, event: str, actor: User | None = None) -
     message = _system_message(chat, event, user, actor)
     # A new member starts with nothing unread, their own arrival included.
     Membership.objects.filter(pk=membership.pk).update(last_read_seq=message.seq)
-    events.membership_changed(chat, user, "member_joined")
+    events.membership_changed(chat, user, "member_joined", seq=message.seq)
 
 
 def _remove_member(chat: Chat, membership: Membership, event: str, actor: User | None) -> None:
     membership.delete()
     chat.member_count -= 1
     Chat.objects.filter(pk=chat.pk).update(member_count=F("member_count") - 1)
-    _system_message(chat, event, membership.user, actor)
-    events.membership_changed(chat, membership.user, "member_left")
+    message = _system_message(chat, event, membership.user, actor)
+    events.membership_changed(chat, membership.user, "member_left", seq=message.seq)
 
 
 @transaction.atomic

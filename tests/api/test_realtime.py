@@ -281,11 +281,11 @@ async def test_a_gap_in_live_seqs_is_backfilled_from_the_database(asgi_app, peop
     real = chat_events.message_added
     dropped = []
 
-    def lossy(message, member_ids):  # the layer loses the first two broadcasts
+    def lossy(message):  # the layer loses the first two broadcasts
         if len(dropped) < 2:
             dropped.append(message.seq)
             return
-        real(message, member_ids)
+        real(message)
 
     monkeypatch.setattr(chat_events, "message_added", lossy)
     for n in range(3):
@@ -381,38 +381,52 @@ async def test_the_inbox_carries_new_messages_and_chats_gained_and_lost(asgi_app
     await sync_to_async(services.remove_member)(owner=grace, chat_id=room.id, user_id=ada.id)
     alan = await sync_to_async(UserFactory)(display_name="Alan")
     direct = await sync_to_async(services.open_direct_chat)(user=alan, other_user_id=ada.id)
-    received = [e["inbox"] for e in await events(socket, 5)]
+    received = [e["inbox"] for e in await events(socket, 6)]
     await socket.close()
 
+    def added(chat_id, seq, body, author):
+        return {
+            "__typename": "MessageAdded",
+            "message": {"chatId": str(chat_id), "seq": seq, "body": body, "author": author},
+        }
+
     assert received == [
-        {
-            "__typename": "MessageAdded",
-            "message": {
-                "chatId": str(people["chat"].id),
-                "seq": 1,
-                "body": "psst",
-                "author": {"displayName": "Grace"},
-            },
-        },
-        {
-            "__typename": "MessageAdded",
-            "message": {
-                "chatId": str(room.id),
-                "seq": 2,
-                "body": "Grace added Ada",
-                "author": None,
-            },
-        },
+        added(people["chat"].id, 1, "psst", {"displayName": "Grace"}),
         {
             "__typename": "AddedToChat",
             "chat": {"id": str(room.id), "kind": "GROUP", "name": "Secret"},
         },
+        added(room.id, 2, "Grace added Ada", None),
+        added(room.id, 3, "Grace removed Ada", None),
         {"__typename": "RemovedFromChat", "chatId": str(room.id)},
         {
             "__typename": "AddedToChat",
             "chat": {"id": str(direct.id), "kind": "DIRECT", "name": ""},
         },
     ]
+
+
+async def test_the_first_message_of_a_new_direct_chat_reaches_the_inbox(asgi_app, people):
+    socket = await subscribed(asgi_app, people["ada_token"], INBOX, {})
+    await asyncio.sleep(0.05)
+    alan = await sync_to_async(UserFactory)(display_name="Alan")
+
+    def open_and_send():
+        chat = services.open_direct_chat(user=alan, other_user_id=people["ada"].id)
+        services.send_message(author=alan, chat_id=chat.id, body="hello at once")
+        return chat
+
+    chat = await sync_to_async(open_and_send)()
+    received = [e["inbox"] for e in await events(socket, 2)]
+    await socket.close()
+
+    assert [e["__typename"] for e in received] == ["AddedToChat", "MessageAdded"]
+    assert received[1]["message"] == {
+        "chatId": str(chat.id),
+        "seq": 1,
+        "body": "hello at once",
+        "author": {"displayName": "Alan"},
+    }
 
 
 async def test_presence_counts_tabs_once_and_reaches_the_chat(asgi_app, people):
