@@ -45,10 +45,10 @@ def test_graphql_ws_apollo_and_urql_clients_work_against_a_live_server(node, dap
 
     assert result.returncode == 0, result.stdout + result.stderr
     for name in (
-        "graphql-ws createClient",
-        "a bad token is refused with 4403",
-        "Apollo Client with GraphQLWsLink",
-        "urql with subscriptionExchange",
+        "graphql-ws createClient: sign in, subscribe, receive",
+        "graphql-ws: a bad token is refused with 4403",
+        "Apollo Client with GraphQLWsLink: sign in, subscribe, receive",
+        "urql with subscriptionExchange: sign in, subscribe, receive",
     ):
         assert f"✔ {name}" in result.stdout, result.stdout
     assert "fail 0" in result.stdout, result.stdout
