@@ -70,8 +70,10 @@ def layer_env(layer: str) -> dict[str, str]:
         return {"REDIS_URL": ""}
     url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     env = {"REDIS_URL": url, "CHANNEL_LAYER_PREFIX": f"bench{os.getpid()}"}
-    if layer == "pubsub":
-        env["CHANNEL_LAYER_BACKEND"] = "channels_redis.pubsub.RedisPubSubChannelLayer"
+    env["CHANNEL_LAYER_BACKEND"] = {
+        "redis": "channels_redis.core.RedisChannelLayer",
+        "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+    }[layer]
     return env
 
 

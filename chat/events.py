@@ -45,7 +45,11 @@ def user_payload(user: User | None) -> dict[str, Any] | None:
     """The public fields of a user, as events carry them."""
     if user is None:
         return None
-    return {"id": str(user.id), "display_name": user.display_name}
+    return {
+        "id": str(user.id),
+        "display_name": user.display_name,
+        "joined_at": user.date_joined.isoformat(),
+    }
 
 
 def _iso(value) -> str | None:

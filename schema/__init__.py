@@ -16,6 +16,7 @@ from strawberry.types import ExecutionContext
 from strawberry_django.optimizer import DjangoOptimizerExtension
 
 from schema.errors import ErrorPolicy, is_expected
+from schema.execution import SharedEventExecutor
 from schema.mutations import Mutation
 from schema.queries import Query
 from schema.subscriptions import Subscription
@@ -45,5 +46,9 @@ def _extensions() -> list[Any]:
 
 
 schema = Schema(
-    query=Query, mutation=Mutation, subscription=Subscription, extensions=_extensions()
+    query=Query,
+    mutation=Mutation,
+    subscription=Subscription,
+    extensions=_extensions(),
+    execution_context_class=SharedEventExecutor,
 )

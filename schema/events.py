@@ -18,16 +18,22 @@ from schema.types import Chat, Message, User
 
 @strawberry.type(description="A message was sent to the chat (also replayed after `after`).")
 class MessageAdded:
+    # Equal for every subscriber of the same event: their executions are shared.
+    share_key: strawberry.Private[tuple | None] = None
     message: Message = strawberry.field(description="The new message.")
 
 
 @strawberry.type(description="A message's text was edited.")
 class MessageEdited:
+    # Equal for every subscriber of the same event: their executions are shared.
+    share_key: strawberry.Private[tuple | None] = None
     message: Message = strawberry.field(description="The message as it is now.")
 
 
 @strawberry.type(description="A message was deleted; it stays in the timeline, emptied.")
 class MessageDeleted:
+    # Equal for every subscriber of the same event: their executions are shared.
+    share_key: strawberry.Private[tuple | None] = None
     message: Message = strawberry.field(description="The message as it is now.")
 
 
@@ -100,7 +106,12 @@ def user_from(data: dict[str, Any] | None, viewer: models.User) -> models.User |
         return None
     if data["id"] == str(viewer.pk):
         return viewer
-    return models.User(id=data["id"], display_name=data["display_name"], email="")
+    return models.User(
+        id=data["id"],
+        display_name=data["display_name"],
+        email="",
+        date_joined=parse_datetime(data["joined_at"]),
+    )
 
 
 def _when(value: str | None) -> datetime | None:
@@ -137,13 +148,20 @@ def chat_from(data: dict[str, Any]) -> models.Chat:
     )
 
 
+def message_event(kind: type, message: models.Message) -> Any:
+    """A `MessageAdded`, `MessageEdited` or `MessageDeleted` whose execution subscribers
+    share (see `schema.execution`)."""
+    key = (kind.__name__, str(message.pk), message.seq, message.edited_at, message.deleted_at)
+    return kind(message=message, share_key=key)
+
+
 def chat_event(event: str, data: dict[str, Any], viewer: models.User) -> Any:
     """The typed event for a chat-group payload (`message_added` is handled by the caller,
     which orders and de-duplicates by seq)."""
     if event == "message_edited":
-        return MessageEdited(message=message_from(data, viewer))
+        return message_event(MessageEdited, message_from(data, viewer))
     if event == "message_deleted":
-        return MessageDeleted(message=message_from(data, viewer))
+        return message_event(MessageDeleted, message_from(data, viewer))
     if event in {"member_joined", "member_left"}:
         kind = MemberJoined if event == "member_joined" else MemberLeft
         chat = data["chat"]

@@ -27,6 +27,7 @@ from schema.events import (
     TypingChanged,
     chat_event,
     chat_from,
+    message_event,
     message_from,
     user_from,
 )
@@ -145,7 +146,7 @@ class Subscription:
                 )
             timeline = _Timeline(chat.id, after)
             async for message in timeline.catch_up():
-                yield MessageAdded(message=message)
+                yield message_event(MessageAdded, message)
 
             queue: asyncio.Queue = asyncio.Queue()
 
@@ -175,7 +176,7 @@ class Subscription:
                     event, data = message["event"], message["data"]
                     if event == "message_added":
                         async for added in timeline.added(message_from(data, viewer)):
-                            yield MessageAdded(message=added)
+                            yield message_event(MessageAdded, added)
                         continue
                     if event == "typing_changed":
                         if data["user"]["id"] == str(viewer.id):
@@ -218,7 +219,7 @@ class Subscription:
                     timeline = timelines.get(data.get("chat_id", ""))
                     if event == "message_added" and timeline is not None:
                         async for added in timeline.added(message_from(data, viewer)):
-                            yield MessageAdded(message=added)
+                            yield message_event(MessageAdded, added)
                     continue
                 gained = event == "chat_created" or (
                     event == "member_joined" and data["user"]["id"] == str(viewer.id)
@@ -233,7 +234,7 @@ class Subscription:
                     timelines[chat["id"]] = timeline
                     yield AddedToChat(chat=chat_from(chat))
                     async for missed in timeline.catch_up():
-                        yield MessageAdded(message=missed)
+                        yield message_event(MessageAdded, missed)
                 elif event == "member_left" and data["user"]["id"] == str(viewer.id):
                     timelines.pop(data["chat"]["id"], None)
                     yield RemovedFromChat(chat_id=data["chat"]["id"])

@@ -123,21 +123,29 @@ AUTH_USER_MODEL = "chat.User"
 REDIS_URL = env_str("REDIS_URL")
 CHANNEL_LAYER_PREFIX = env_str("CHANNEL_LAYER_PREFIX", "chat")
 
+# The Redis layer: `channels_redis.core.RedisChannelLayer` (lists per channel, groups as
+# sorted sets) or `channels_redis.pubsub.RedisPubSubChannelLayer` (Redis pub/sub). The
+# README's "Scaling out" says which is the default and why (bench/fanout.py measured both).
+CHANNEL_LAYER_BACKEND = env_str(
+    "CHANNEL_LAYER_BACKEND", "channels_redis.pubsub.RedisPubSubChannelLayer"
+)
+
 if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {
-                "hosts": [REDIS_URL],
-                "prefix": CHANNEL_LAYER_PREFIX,
-                # The default of 100 is shared by every socket of a process: a busy room
-                # would drop events. Group membership must outlive daphne's websocket
-                # timeout (one day by default) or long-lived subscriptions go deaf.
-                "capacity": env_int("CHANNEL_LAYER_CAPACITY", 5000),
-                "group_expiry": env_int("CHANNEL_LAYER_GROUP_EXPIRY", 86400 * 2),
-            },
+    if CHANNEL_LAYER_BACKEND.endswith("RedisPubSubChannelLayer"):
+        # Pub/sub keeps no queues, so it has neither a capacity nor a group expiry.
+        layer_config = {"hosts": [REDIS_URL], "prefix": CHANNEL_LAYER_PREFIX}
+    else:
+        layer_config = {
+            "hosts": [REDIS_URL],
+            "prefix": CHANNEL_LAYER_PREFIX,
+            # The default of 100 is per channel: a subscriber that falls 100 events behind
+            # would lose the rest. Group membership must outlive daphne's websocket timeout
+            # (one day by default) or long-lived subscriptions go deaf; sockets also renew
+            # their groups with every presence heartbeat.
+            "capacity": env_int("CHANNEL_LAYER_CAPACITY", 5000),
+            "group_expiry": env_int("CHANNEL_LAYER_GROUP_EXPIRY", 86400 * 2),
         }
-    }
+    CHANNEL_LAYERS = {"default": {"BACKEND": CHANNEL_LAYER_BACKEND, "CONFIG": layer_config}}
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
@@ -146,7 +154,12 @@ if REDIS_URL:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": env_int("CHANNEL_LAYER_CAPACITY", 5000)},
+        }
+    }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # --- Auth -----------------------------------------------------------------------------

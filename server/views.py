@@ -1,6 +1,5 @@
 import asyncio
 import logging
-import uuid
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -101,10 +100,15 @@ def _database_ok() -> None:
 
 
 async def _channel_layer_ok() -> None:
-    # A plain channel, not `new_channel()`: a process-local channel's message goes through
-    # channels_redis's shared receive loop, which can hold it back for seconds after a
-    # consumer is cancelled mid-receive; the probe is about reaching the layer.
+    """A round trip through the layer. Listens first and sends until it hears itself: on
+    Redis pub/sub a message sent before the subscription is in place is simply lost."""
     layer = get_channel_layer()
-    channel = f"healthz.{uuid.uuid4().hex}"
-    await layer.send(channel, {"type": "healthz.ping"})
-    await layer.receive(channel)
+    channel = await layer.new_channel("healthz.")
+    heard = asyncio.ensure_future(layer.receive(channel))
+    try:
+        while not heard.done():
+            await layer.send(channel, {"type": "healthz.ping"})
+            await asyncio.wait({heard}, timeout=0.2)
+        heard.result()
+    finally:
+        heard.cancel()

@@ -14,7 +14,7 @@ BOTH = pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
 
 MESSAGE_FIELDS = """
   id chatId seq kind body clientId isDeleted editedAt createdAt systemEvent
-  author { id displayName } subject { id displayName }
+  author { id displayName joinedAt } subject { id displayName }
 """
 CHAT_EVENTS = f"""
 subscription($chatId: ID!, $after: Int) {{
@@ -89,8 +89,16 @@ async def subscribed(app, token: str, query: str, variables: dict, protocol=TRAN
     return socket
 
 
-async def events(socket, count: int) -> list[dict]:
-    return [(await socket.next_payload("s"))["data"] for _ in range(count)]
+async def events(socket, count: int, *, presence: bool = False) -> list[dict]:
+    """The next `count` events; presence changes are skipped unless asked for (sockets
+    coming and going in a test announce themselves to the chat)."""
+    received = []
+    while len(received) < count:
+        data = (await socket.next_payload("s"))["data"]
+        event = next(iter(data.values()))
+        if presence or event.get("__typename") != "PresenceChanged":
+            received.append(data)
+    return received
 
 
 async def arrivals(socket, timeout: float = 0.3) -> list[str]:
@@ -137,7 +145,11 @@ async def test_a_message_sent_over_http_arrives_with_every_field(asgi_app, peopl
                 "editedAt": None,
                 "createdAt": message.created_at.isoformat(),
                 "systemEvent": None,
-                "author": {"id": str(people["grace"].id), "displayName": "Grace"},
+                "author": {
+                    "id": str(people["grace"].id),
+                    "displayName": "Grace",
+                    "joinedAt": people["grace"].date_joined.isoformat(),
+                },
                 "subject": None,
             },
         }
@@ -442,12 +454,12 @@ async def test_presence_counts_tabs_once_and_reaches_the_chat(asgi_app, people):
     tab2 = GraphQLSocket(asgi_app)
     await tab2.connect()
     await tab2.init({"authorization": f"Bearer {people['grace_token']}"})
-    [online] = await events(watcher, 1)
+    [online] = await events(watcher, 1, presence=True)
     both = await http(asgi_app, ONLINE, {"c": str(chat.id)}, people["ada_token"])
     await tab1.close()
     quiet = await watcher.communicator.receive_nothing(timeout=0.3)
     await tab2.close()
-    [offline] = await events(watcher, 1)
+    [offline] = await events(watcher, 1, presence=True)
     after = await http(asgi_app, ONLINE, {"c": str(chat.id)}, people["ada_token"])
     await watcher.close()
 
@@ -511,7 +523,7 @@ async def test_presence_is_not_broadcast_to_rooms_above_the_limit(asgi_app, peop
     tab = GraphQLSocket(asgi_app)
     await tab.connect()
     await tab.init({"authorization": f"Bearer {people['grace_token']}"})
-    [online] = await events(in_small, 1)
+    [online] = await events(in_small, 1, presence=True)
     online_in_big = await http(asgi_app, ONLINE, {"c": str(big.id)}, people["ada_token"])
 
     assert online["chatEvents"]["__typename"] == "PresenceChanged"
@@ -521,3 +533,66 @@ async def test_presence_is_not_broadcast_to_rooms_above_the_limit(asgi_app, peop
     }
     for socket in (tab, in_big, in_small):
         await socket.close()
+
+
+SHARED = """
+subscription($chatId: ID!) {
+  chatEvents(chatId: $chatId) { ... on MessageAdded { message { seq body author { email } } } }
+}
+"""
+SHARED_NO_EMAIL = """
+subscription($chatId: ID!) {
+  chatEvents(chatId: $chatId) { ... on MessageAdded { message { seq body } } }
+}
+"""
+
+
+async def first_message(socket) -> dict:
+    """The next event with a message, past presence changes (`{}` under these selections)."""
+    while True:
+        data = (await socket.next_payload("s"))["data"]
+        if data["chatEvents"]:
+            return data
+
+
+async def test_subscribers_with_the_same_query_share_one_execution(asgi_app, people, monkeypatch):
+    from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+    executions = []
+    real = StrawberryGraphQLCoreExecutionContext.execute_operation
+
+    def counted(self, serially=None):
+        executions.append(getattr(self.root_value, "share_key", None))
+        return real(self, serially)
+
+    monkeypatch.setattr(StrawberryGraphQLCoreExecutionContext, "execute_operation", counted)
+    chat = people["chat"]
+    sockets = [
+        await subscribed(asgi_app, token, SHARED_NO_EMAIL, {"chatId": str(chat.id)})
+        for token in (people["ada_token"], people["grace_token"], people["ada_token"])
+    ]
+    await asyncio.sleep(0.05)
+
+    await send(asgi_app, people["grace_token"], chat, "once for all")
+    received = [await first_message(socket) for socket in sockets]
+    for socket in sockets:
+        await socket.close()
+
+    expected = {"chatEvents": {"message": {"seq": 1, "body": "once for all"}}}
+    assert received == [expected] * 3
+    assert len([key for key in executions if key is not None]) == 1
+
+
+async def test_a_viewer_dependent_field_is_not_shared_between_viewers(asgi_app, people):
+    chat = people["chat"]
+    ada = await subscribed(asgi_app, people["ada_token"], SHARED, {"chatId": str(chat.id)})
+    grace = await subscribed(asgi_app, people["grace_token"], SHARED, {"chatId": str(chat.id)})
+    await asyncio.sleep(0.05)
+
+    await send(asgi_app, people["ada_token"], chat, "whose email?")
+    seen_by_ada, seen_by_grace = await first_message(ada), await first_message(grace)
+    await ada.close()
+    await grace.close()
+
+    assert seen_by_ada["chatEvents"]["message"]["author"] == {"email": "ada@example.com"}
+    assert seen_by_grace["chatEvents"]["message"]["author"] == {"email": None}

@@ -44,7 +44,11 @@ def test_sending_publishes_once_to_the_chat_group(user, grace, direct, events_se
         "seq": 1,
         "kind": "TEXT",
         "body": "hi",
-        "author": {"id": str(user.id), "display_name": "Ada Lovelace"},
+        "author": {
+            "id": str(user.id),
+            "display_name": "Ada Lovelace",
+            "joined_at": user.date_joined.isoformat(),
+        },
         "system_event": "",
         "subject": None,
         "client_id": "c-1",
