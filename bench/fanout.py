@@ -164,15 +164,17 @@ async def run_load(
     stop = asyncio.Event()
     readies = [asyncio.get_running_loop().create_future() for _ in range(n)]
     tasks = []
-    for i in range(n):
-        tasks.append(
-            asyncio.create_task(
-                _subscriber(url, init_for(i), subscribe, latencies, readies[i], stop, parse)
+    # Clients arrive in waves, each subscribed before the next: daphne closes sockets its
+    # application has not accepted within its connect timeout (5 s), which thousands of
+    # simultaneous handshakes on one process would exceed.
+    for wave in range(0, n, 100):
+        for i in range(wave, min(n, wave + 100)):
+            tasks.append(
+                asyncio.create_task(
+                    _subscriber(url, init_for(i), subscribe, latencies, readies[i], stop, parse)
+                )
             )
-        )
-        if i % 200 == 199:
-            await asyncio.sleep(0.05)  # connect in waves, as clients arrive
-    await asyncio.wait_for(asyncio.gather(*readies), timeout=300)
+        await asyncio.wait_for(asyncio.gather(*readies[wave : wave + 100]), timeout=120)
     await asyncio.sleep(2)  # every subscription has joined its group
     rss_after = rss_bytes(pid)
 

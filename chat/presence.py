@@ -121,7 +121,15 @@ class RedisLeases:
     def __init__(self, url: str, prefix: str) -> None:
         import redis.asyncio as redis
 
-        self._redis = redis.Redis.from_url(url, decode_responses=True)
+        # A bounded pool that waits for a free connection: thousands of sockets renewing
+        # their leases must queue, not fail with "Too many connections".
+        pool = redis.BlockingConnectionPool.from_url(
+            url,
+            decode_responses=True,
+            max_connections=settings.PRESENCE_REDIS_CONNECTIONS,
+            timeout=settings.PRESENCE_TTL,
+        )
+        self._redis = redis.Redis(connection_pool=pool)
         self._user_prefix = f"{prefix}:presence:user:"
         self._index = f"{prefix}:presence:expiry"
 

@@ -1,6 +1,7 @@
 import asyncio
 import contextlib
 import logging
+import random
 from typing import Any
 
 from django.conf import settings
@@ -98,13 +99,18 @@ class GraphQLConsumer(GraphQLWSConsumer):
     async def _signed_in(self, user: User, token: AuthToken | None) -> None:
         self.viewer, self.token = user, token
         await self.channel_layer.group_add(events.session_group(user.id), self.channel_name)
-        await presence.socket_opened(user, self.channel_name)
+        try:
+            await presence.socket_opened(user, self.channel_name)
+        except Exception:
+            # Presence is best effort: the heartbeat retries; the socket works regardless.
+            logger.exception("Could not take a presence lease")
         self._heartbeat = asyncio.create_task(self._keep_lease())
         _ensure_sweeper()
 
     async def _keep_lease(self) -> None:
         while True:
-            await asyncio.sleep(settings.PRESENCE_HEARTBEAT)
+            # Jittered, so thousands of sockets opened together do not renew in lockstep.
+            await asyncio.sleep(settings.PRESENCE_HEARTBEAT * random.uniform(0.8, 1.0))  # noqa: S311
             try:
                 await presence.socket_alive(self.viewer, self.channel_name)
                 # Group membership expires too (channels-redis `group_expiry`): renew it,

@@ -263,6 +263,7 @@ PRESENCE_SWEEP_INTERVAL = env_int("PRESENCE_SWEEP_INTERVAL", 10)
 # Presence changes are broadcast to direct chats and to rooms of at most this many members;
 # in a room of N, N people connecting would cost N * N deliveries.
 PRESENCE_ROOM_LIMIT = env_int("PRESENCE_ROOM_LIMIT", 200)
+PRESENCE_REDIS_CONNECTIONS = env_int("PRESENCE_REDIS_CONNECTIONS", 32)
 # Typing: an indicator lasts TYPING_TTL seconds unless refreshed; a user's "typing" calls
 # are accepted at most once per TYPING_THROTTLE seconds per chat ("stopped" always is).
 TYPING_TTL = env_int("TYPING_TTL", 6)

@@ -156,12 +156,15 @@ async def test_a_message_sent_over_http_arrives_with_every_field(asgi_app, peopl
     }
 
 
+@BOTH
 async def test_edits_deletes_joins_leaves_typing_and_receipts_arrive_as_their_types(
-    asgi_app, people
+    asgi_app, people, protocol
 ):
     ada, grace = people["ada"], people["grace"]
     room = await sync_to_async(services.create_room)(owner=ada, name="Lounge", is_public=True)
-    socket = await subscribed(asgi_app, people["ada_token"], CHAT_EVENTS, {"chatId": str(room.id)})
+    socket = await subscribed(
+        asgi_app, people["ada_token"], CHAT_EVENTS, {"chatId": str(room.id)}, protocol
+    )
     await asyncio.sleep(0.05)
 
     await sync_to_async(services.join_room)(user=grace, chat_id=room.id)
@@ -596,3 +599,19 @@ async def test_a_viewer_dependent_field_is_not_shared_between_viewers(asgi_app, 
 
     assert seen_by_ada["chatEvents"]["message"]["author"] == {"email": "ada@example.com"}
     assert seen_by_grace["chatEvents"]["message"]["author"] == {"email": None}
+
+
+async def test_a_presence_store_failure_does_not_break_the_socket(asgi_app, people, monkeypatch):
+    from chat import presence
+
+    async def unavailable(user, connection):
+        raise ConnectionError("presence store unavailable")
+
+    monkeypatch.setattr(presence, "socket_opened", unavailable)
+
+    socket = await subscribed(
+        asgi_app, people["ada_token"], "subscription { me { displayName } }", {}
+    )
+
+    assert await socket.next_payload("s") == {"data": {"me": {"displayName": "Ada"}}}
+    await socket.close()
