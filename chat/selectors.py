@@ -19,15 +19,18 @@ def parse_id(value: object) -> uuid.UUID | None:
         return None
 
 
-def membership_for(*, user: User, chat_id: object) -> Membership:
-    """The user's membership of the chat, with the chat loaded; `NotFound` for a chat that
-    does not exist or that the user is not in (the two look the same)."""
+def find_membership(*, user: User, chat_id: object) -> Membership | None:
+    """The user's membership of the chat, with the chat and user loaded; None for a chat
+    that does not exist, a malformed id, or a chat the user is not in (alike on purpose)."""
     pk = parse_id(chat_id)
-    membership = (
-        Membership.objects.select_related("chat").filter(chat_id=pk, user=user).first()
-        if pk
-        else None
-    )
+    if pk is None:
+        return None
+    return Membership.objects.select_related("chat", "user").filter(chat_id=pk, user=user).first()
+
+
+def membership_for(*, user: User, chat_id: object) -> Membership:
+    """`find_membership`, raising `NotFound` for queries and subscriptions."""
+    membership = find_membership(user=user, chat_id=chat_id)
     if membership is None:
         raise NotFound(CHAT_NOT_FOUND)
     return membership

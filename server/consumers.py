@@ -113,10 +113,12 @@ class GraphQLConsumer(GraphQLWSConsumer):
             await asyncio.sleep(settings.PRESENCE_HEARTBEAT * random.uniform(0.8, 1.0))  # noqa: S311
             try:
                 await presence.socket_alive(self.viewer, self.channel_name)
-                # Group membership expires too (channels-redis `group_expiry`): renew it,
-                # so a socket open for days keeps hearing its session events and chats.
-                for group in {events.session_group(self.viewer.id), *self._group_refs}:
-                    await self.channel_layer.group_add(group, self.channel_name)
+                # On layers whose groups expire (channels-redis lists, in-memory), renew
+                # them so a socket open for days keeps hearing its session and chats.
+                # Pub/sub groups do not expire (and refuse a second add).
+                if getattr(self.channel_layer, "group_expiry", None):
+                    for group in {events.session_group(self.viewer.id), *self._group_refs}:
+                        await self.channel_layer.group_add(group, self.channel_name)
             except Exception:
                 logger.exception("Presence heartbeat failed")
 

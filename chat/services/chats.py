@@ -13,7 +13,7 @@ from chat import events
 from chat.error_codes import ChatErrorCode
 from chat.exceptions import Forbidden
 from chat.models import Chat, Membership, Message, User
-from chat.selectors import parse_id
+from chat.selectors import find_membership, parse_id
 
 NAME_MAX = 100
 TOPIC_MAX = 300
@@ -194,17 +194,12 @@ def join_room(*, user: User, chat_id: object) -> Chat:
 @transaction.atomic
 def leave_room(*, user: User, chat_id: object) -> Chat:
     """Leave a room. An owner who leaves hands the room to its longest-standing member."""
-    pk = parse_id(chat_id)
-    membership = (
-        Membership.objects.select_related("chat", "user").filter(chat_id=pk, user=user).first()
-        if pk
-        else None
-    )
+    membership = find_membership(user=user, chat_id=chat_id)
     if membership is None:
         raise _not_found()
     if membership.chat.kind != Chat.Kind.GROUP:
         raise _error("chat_id", "Direct chats cannot be left.", ChatErrorCode.NOT_A_ROOM)
-    chat = lock_chat(pk)
+    chat = lock_chat(membership.chat_id)
     if membership.role == Membership.Role.OWNER:
         heir = (
             Membership.objects.filter(chat=chat)

@@ -12,7 +12,7 @@ from chat.error_codes import ChatErrorCode, MessageErrorCode
 from chat.exceptions import Forbidden
 from chat.models import Membership, Message, User
 from chat.ratelimit import TokenBucket
-from chat.selectors import parse_id
+from chat.selectors import find_membership, parse_id
 from chat.services.chats import append_message, lock_chat
 
 CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -135,13 +135,7 @@ def edit_message(*, user: User, message_id: object, body: str) -> Message:
 def delete_message(*, user: User, message_id: object) -> Message:
     """Soft delete: the message keeps its place in the timeline, its body is gone.
     Deleting a deleted message changes nothing."""
-    message = _own_message(user=user, message_id=message_id)
-    if not message.is_deleted:
-        message.body = ""
-        message.deleted_at = timezone.now()
-        message.save(update_fields=["body", "deleted_at"])
-        events.message_changed(message, "message_deleted")
-    return message
+    return _soft_delete(_own_message(user=user, message_id=message_id))
 
 
 @transaction.atomic
@@ -150,12 +144,7 @@ def mark_read(*, user: User, chat_id: object, seq: int) -> Membership:
     never moves back. Publishes `read_up_to` when it moved."""
     if seq < 0:
         raise _error("seq", "seq cannot be negative.", MessageErrorCode.INVALID_SEQ)
-    pk = parse_id(chat_id)
-    membership = (
-        Membership.objects.select_related("chat").filter(chat_id=pk, user=user).first()
-        if pk
-        else None
-    )
+    membership = find_membership(user=user, chat_id=chat_id)
     if membership is None:
         raise _error("chat_id", "Chat not found.", ChatErrorCode.NOT_FOUND)
     seq = min(seq, membership.chat.last_seq)
@@ -174,6 +163,10 @@ def mark_read(*, user: User, chat_id: object, seq: int) -> Membership:
 def remove_message(*, message: Message) -> Message:
     """A moderator's delete: the same soft delete as the author's, published alike. Rows
     are never hard-deleted, which would leave a gap in the chat's seqs."""
+    return _soft_delete(message)
+
+
+def _soft_delete(message: Message) -> Message:
     if not message.is_deleted:
         message.body = ""
         message.deleted_at = timezone.now()
