@@ -111,3 +111,34 @@ def test_the_services_pass_says_why_it_cannot_run(ci, exit_code):
     assert "services pass: Redis at 'redis://127.0.0.1:1/0' did not answer" in result.stderr
     verdict = "FAILED (CI=true requires" if ci else "skipped (set CI=true"
     assert f"services pass: {verdict}" in result.stderr
+
+
+def test_requests_share_one_redis_connection_pool():
+    """Each ASGI request gets its own cache object; they must not each open a pool."""
+    redis_url = os.environ.get("REDIS_URL")
+    if not redis_url:
+        pytest.skip("needs REDIS_URL: runs in the PostgreSQL + Redis pass")
+    import asyncio
+
+    from asgiref.sync import ThreadSensitiveContext, sync_to_async
+
+    from server.cache import RedisCache
+
+    pools = []
+
+    def touch() -> None:
+        cache = RedisCache(redis_url, {})  # what Django builds per request context
+        cache.get("anything")
+        pools.append(cache._cache.get_client("anything").connection_pool)
+
+    async def request() -> None:
+        async with ThreadSensitiveContext():
+            await sync_to_async(touch)()
+
+    async def three_requests() -> None:
+        for _ in range(3):
+            await asyncio.create_task(request())
+
+    asyncio.run(three_requests())
+
+    assert len({id(pool) for pool in pools}) == 1
