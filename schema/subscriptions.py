@@ -17,7 +17,7 @@ from asgiref.sync import sync_to_async
 
 from chat import events, models, selectors
 from schema.context import Context, require_viewer
-from schema.errors import graphql_error
+from schema.errors import bad_user_input, graphql_error
 from schema.events import (
     AddedToChat,
     ChatEvent,
@@ -133,17 +133,23 @@ class Subscription:
     ) -> AsyncGenerator[ChatEvent, None]:
         viewer = require_viewer(info)
         consumer = _consumer(info)
+        if after is not None and after < 0:
+            raise bad_user_input("`after` cannot be negative.", argument="after")
         chat = await sync_to_async(selectors.chat_for_member)(user=viewer, chat_id=chat_id)
         group = events.chat_group(chat.id)
         async with consumer.listen_to_channel(events.EVENT_MESSAGE_TYPE, groups=[group]) as live:
             # In the group before reading the database: nothing committed from here on
             # can fall between the replay and the live stream.
-            if after is None:
-                after = (
-                    await models.Chat.objects.filter(pk=chat.pk)
-                    .values_list("last_seq", flat=True)
-                    .aget()
-                )
+            newest = (
+                await models.Chat.objects.filter(pk=chat.pk)
+                .values_list("last_seq", flat=True)
+                .aget()
+            )
+            # Without `after`, from now. Past the newest message (a stale or foreign
+            # cursor) also from now: otherwise every live message up to it would be
+            # dropped as already seen.
+            if after is None or after > newest:
+                after = newest
             timeline = _Timeline(chat.id, after)
             async for message in timeline.catch_up():
                 yield message_event(MessageAdded, message)

@@ -615,3 +615,31 @@ async def test_a_presence_store_failure_does_not_break_the_socket(asgi_app, peop
 
     assert await socket.next_payload("s") == {"data": {"me": {"displayName": "Ada"}}}
     await socket.close()
+
+
+async def test_an_after_beyond_the_newest_message_streams_from_now(asgi_app, people):
+    chat = people["chat"]
+    await send(asgi_app, people["grace_token"], chat, "old")
+    socket = await subscribed(
+        asgi_app, people["ada_token"], CHAT_EVENTS, {"chatId": str(chat.id), "after": 500}
+    )
+    await asyncio.sleep(0.05)
+
+    await send(asgi_app, people["grace_token"], chat, "new")
+    [event] = await events(socket, 1)
+    await socket.close()
+
+    assert event["chatEvents"]["message"]["seq"] == 2
+    assert event["chatEvents"]["message"]["body"] == "new"
+
+
+async def test_a_negative_after_is_bad_user_input(asgi_app, people):
+    socket = await subscribed(
+        asgi_app, people["ada_token"], CHAT_EVENTS, {"chatId": str(people["chat"].id), "after": -1}
+    )
+
+    payload = await socket.next_payload("s")
+    await socket.close()
+
+    assert payload["data"] is None
+    assert [e["extensions"]["code"] for e in payload["errors"]] == ["BAD_USER_INPUT"]
