@@ -37,7 +37,16 @@ def membership_for(*, user: User, chat_id: object) -> Membership:
 
 
 def chat_for_member(*, user: User, chat_id: object) -> Chat:
-    return membership_for(user=user, chat_id=chat_id).chat
+    """The chat, carrying the viewer's read marker and role like the chat list's rows."""
+    return viewer_chat(membership_for(user=user, chat_id=chat_id))
+
+
+def viewer_chat(membership: Membership) -> Chat:
+    """The membership's chat, with `my_last_read_seq` and `my_role` set from it, so the
+    viewer's fields resolve without querying the membership again."""
+    chat = membership.chat
+    chat.my_last_read_seq, chat.my_role = membership.last_read_seq, membership.role
+    return chat
 
 
 def chats_for_user(user: User) -> QuerySet[Chat]:

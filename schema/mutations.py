@@ -9,7 +9,7 @@ from django.contrib.auth import logout as end_session
 from django.contrib.auth import update_session_auth_hash
 from django.http import HttpRequest
 
-from chat import models, services
+from chat import models, selectors, services
 from schema.context import Context, require_viewer
 from schema.types import AuthPayload, Chat, Done, Message, User
 
@@ -232,9 +232,7 @@ class Mutation:
         seq: Annotated[int, strawberry.argument(description="The newest `seq` the user saw.")],
     ) -> Chat:
         membership = services.mark_read(user=require_viewer(info), chat_id=chat_id, seq=seq)
-        chat = membership.chat
-        chat.my_last_read_seq, chat.my_role = membership.last_read_seq, membership.role
-        return chat
+        return selectors.viewer_chat(membership)
 
     @strawberry_django.mutation(
         description=(

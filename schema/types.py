@@ -136,8 +136,12 @@ class Chat:
 
 
 def _my_membership(chat: models.Chat, info: strawberry.Info) -> models.Membership:
-    """The viewer's membership, from the list query's annotations when it has them."""
-    if hasattr(chat, "my_last_read_seq"):
-        return models.Membership(last_read_seq=chat.my_last_read_seq, role=chat.my_role or "")
-    membership = models.Membership.objects.filter(chat=chat, user=info.context.user).first()
-    return membership or models.Membership(last_read_seq=chat.last_seq, role="")
+    """The viewer's read marker and role: from the chat list's annotations or
+    `selectors.viewer_chat` when they are there, else looked up once and kept on the chat."""
+    if not hasattr(chat, "my_last_read_seq"):
+        membership = models.Membership.objects.filter(chat=chat, user=info.context.user).first()
+        if membership is None:  # e.g. a room the viewer has just left
+            chat.my_last_read_seq, chat.my_role = chat.last_seq, ""
+        else:
+            chat.my_last_read_seq, chat.my_role = membership.last_read_seq, membership.role
+    return models.Membership(last_read_seq=chat.my_last_read_seq, role=chat.my_role or "")

@@ -561,3 +561,19 @@ def test_permission_failures_are_errors_as_data_of_kind_permission(
             }
         ],
     }
+
+
+CHAT_VIEWER_FIELDS = "query($id: ID!) { chat(id: $id) { id unreadCount lastReadSeq myRole } }"
+
+
+@pytest.mark.django_db
+def test_a_chat_reads_the_viewers_membership_once(gql, user, token, django_assert_num_queries):
+    room = services.create_room(owner=user, name="Lounge")
+    gql.execute(CHAT_VIEWER_FIELDS, {"id": str(room.id)}, token=token)  # records token use
+
+    with django_assert_num_queries(2):  # the token, then the membership with its chat
+        response = gql.execute(CHAT_VIEWER_FIELDS, {"id": str(room.id)}, token=token)
+
+    assert response.data == {
+        "chat": {"id": str(room.id), "unreadCount": 0, "lastReadSeq": 1, "myRole": "OWNER"}
+    }
