@@ -2,23 +2,39 @@
 
 A message in a room of N subscribers is N executions of the same selection on the same
 event, nearly all with the same query text. The executor below keys each event's
-execution on (query text, operation, variables, event) and hands every subscriber with
-that key the one result: the first computes it, the others wait for it.
+execution on what can change its result and hands every subscriber with that key the one
+result: the first computes it, the others wait for it.
 
-Only events that opt in (a `share_key` on the event object) are shared, and only while
-the result cannot depend on who asks: the one viewer-dependent field reachable from them
-is `User.email` (null except for oneself), so a query that selects `email` adds the
-viewer to the key.
+What can change the result of executing an event:
+- the query text and operation;
+- the variables used *below* the subscription's root field. Its own arguments
+  (`chatId`, `after`) choose the events; they play no part in rendering one, so
+  subscribers resuming from different `after`s still share;
+- the viewer, but only where the selection reaches a viewer-dependent field: the only
+  one reachable from shared events is `User.email` (null except for oneself).
+
+Only events that opt in (a `share_key` on the event object) are shared.
 """
 
 import asyncio
 import inspect
 import json
 from collections import OrderedDict
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
-from graphql import FieldNode, OperationType, visit
-from graphql.language import Visitor
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    OperationDefinitionNode,
+    OperationType,
+    VariableNode,
+    parse,
+    visit,
+)
+from graphql.language import Node, Visitor
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 # Fields whose value depends on the viewer, by name, anywhere in a shared event.
@@ -26,29 +42,70 @@ VIEWER_DEPENDENT_FIELDS = frozenset({"email"})
 RESULTS_KEPT = 1024
 
 
-class _FieldNames(Visitor):
+@dataclass(frozen=True)
+class EventSelection:
+    """What, besides the event, an operation's result for one event depends on."""
+
+    variables: frozenset[str]
+    viewer_dependent: bool
+
+    def key(self, variables: dict[str, Any] | None, viewer: Any) -> tuple:
+        values = variables or {}
+        used = sorted((name, values.get(name)) for name in self.variables)
+        return (
+            json.dumps(used, default=str),
+            viewer if self.viewer_dependent else None,
+        )
+
+
+class _Names(Visitor):
     def __init__(self) -> None:
         super().__init__()
-        self.names: set[str] = set()
+        self.fields: set[str] = set()
+        self.variables: set[str] = set()
 
     def enter_field(self, node: FieldNode, *_: Any) -> None:
-        self.names.add(node.name.value)
+        self.fields.add(node.name.value)
+
+    def enter_variable(self, node: VariableNode, *_: Any) -> None:
+        self.variables.add(node.name.value)
 
 
-_viewer_dependent: dict[str, bool] = {}
+def _selected(document: DocumentNode, operation_name: str | None) -> list[Node]:
+    """The nodes that render an event: below the root fields (not their arguments) and
+    every fragment."""
+    nodes: list[Node] = []
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    for definition in document.definitions:
+        if isinstance(definition, FragmentDefinitionNode):
+            nodes.append(definition)
+        elif isinstance(definition, OperationDefinitionNode) and (
+            len(operations) == 1
+            or (definition.name is not None and definition.name.value == operation_name)
+        ):
+            for selection in definition.selection_set.selections:
+                if isinstance(selection, FieldNode):
+                    nodes.extend(selection.directives or ())
+                    if selection.selection_set is not None:
+                        nodes.append(selection.selection_set)
+                else:
+                    nodes.append(selection)
+    return nodes
+
+
+@lru_cache(maxsize=RESULTS_KEPT)
+def event_selection(source: str, operation_name: str | None) -> EventSelection:
+    """Parsed once per query text: call only with a document that passed validation."""
+    names = _Names()
+    for node in _selected(parse(source), operation_name):
+        visit(node, names)
+    return EventSelection(
+        variables=frozenset(names.variables),
+        viewer_dependent=bool(names.fields & VIEWER_DEPENDENT_FIELDS),
+    )
+
+
 _results: "OrderedDict[tuple, Any]" = OrderedDict()
-
-
-def _depends_on_viewer(source: str, definitions: list[Any]) -> bool:
-    """Whether the operation (with its fragments) selects a viewer-dependent field."""
-    if source not in _viewer_dependent:
-        names = _FieldNames()
-        for definition in definitions:
-            visit(definition, names)
-        _viewer_dependent[source] = bool(names.names & VIEWER_DEPENDENT_FIELDS)
-        if len(_viewer_dependent) > RESULTS_KEPT:
-            _viewer_dependent.pop(next(iter(_viewer_dependent)))
-    return _viewer_dependent[source]
 
 
 def _remember(key: tuple, value: Any) -> None:
@@ -68,16 +125,13 @@ class SharedEventExecutor(StrawberryGraphQLCoreExecutionContext):
         ):
             return super().execute_operation(serially)
         source = location.source.body
-        viewer = None
-        if _depends_on_viewer(source, [self.operation, *self.fragments.values()]):
-            user = getattr(self.context_value, "user", None)
-            viewer = getattr(user, "pk", None)
+        name = self.operation.name.value if self.operation.name else None
+        viewer = getattr(getattr(self.context_value, "user", None), "pk", None)
         key = (
             source,
-            self.operation.name.value if self.operation.name else None,
-            json.dumps(self.variable_values, sort_keys=True, default=str),
+            name,
+            *event_selection(source, name).key(self.variable_values, viewer),
             share_key,
-            viewer,
         )
         if key in _results:
             _results.move_to_end(key)

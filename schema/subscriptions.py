@@ -1,10 +1,13 @@
-"""Subscriptions: check access, join channel-layer groups, then yield typed events.
+"""Subscriptions: check access, listen to channel-layer groups, then yield typed events.
 
 Channel layers deliver at most once and only to sockets already in the group, so
 `chatEvents` joins the chat's group first, then replays from the database what came after
 `after`, then streams live events, dropping any `seq` it already sent and backfilling from
 the database when a live `seq` skips ahead. A client that resubscribes with the last `seq`
 it saw misses nothing and sees nothing twice.
+
+They listen through the process's fan-out hub (`schema.fanout`), which joins each group
+once per process and writes in-order new messages to live subscriptions directly.
 """
 
 import asyncio
@@ -16,6 +19,7 @@ import strawberry
 from asgiref.sync import sync_to_async
 
 from chat import events, models, selectors
+from schema import fanout
 from schema.context import Context, require_viewer
 from schema.errors import bad_user_input, graphql_error
 from schema.events import (
@@ -80,18 +84,6 @@ class _Timeline:
         yield message
 
 
-async def _with_deadline(queue: asyncio.Queue, deadline: float | None) -> dict[str, Any] | None:
-    """The next live message, or None when `deadline` (loop time) passes first."""
-    if deadline is None:
-        return await queue.get()
-    try:
-        return await asyncio.wait_for(
-            queue.get(), max(0, deadline - asyncio.get_running_loop().time())
-        )
-    except TimeoutError:
-        return None
-
-
 @strawberry.type(
     description="Live events over WebSocket (`graphql-transport-ws` or `graphql-ws`)."
 )
@@ -132,12 +124,12 @@ class Subscription:
         ] = None,
     ) -> AsyncGenerator[ChatEvent, None]:
         viewer = require_viewer(info)
-        consumer = _consumer(info)
+        _consumer(info)
         if after is not None and after < 0:
             raise bad_user_input("`after` cannot be negative.", argument="after")
         chat = await sync_to_async(selectors.chat_for_member)(user=viewer, chat_id=chat_id)
-        group = events.chat_group(chat.id)
-        async with consumer.listen_to_channel(events.EVENT_MESSAGE_TYPE, groups=[group]) as live:
+        listener = fanout.Listener(render=lambda data: _added(data, viewer))
+        async with fanout.hub().listening(listener, [events.chat_group(chat.id)]):
             # In the group before reading the database: nothing committed from here on
             # can fall between the replay and the live stream.
             newest = (
@@ -150,55 +142,47 @@ class Subscription:
             # dropped as already seen.
             if after is None or after > newest:
                 after = newest
-            timeline = _Timeline(chat.id, after)
+            timeline = listener.positions[str(chat.id)] = _Timeline(chat.id, after)
             async for message in timeline.catch_up():
                 yield message_event(MessageAdded, message)
 
-            queue: asyncio.Queue = asyncio.Queue()
-
-            async def pump() -> None:
-                async for message in live:
-                    if message["group"] == group:
-                        queue.put_nowait(message)
-
-            pumping = asyncio.create_task(pump())
+            listener.go_live()
             typing: dict[str, tuple[float, dict[str, Any]]] = {}
-            try:
-                while True:
-                    deadline = min((d for d, _ in typing.values()), default=None)
-                    message = await _with_deadline(queue, deadline)
-                    if message is None:  # a typing indicator lapsed without renewal
-                        now = asyncio.get_running_loop().time()
-                        for user_id, (expires, user) in list(typing.items()):
-                            if expires <= now:
-                                del typing[user_id]
-                                yield TypingChanged(
-                                    chat_id=str(chat.id),
-                                    user=user_from(user, viewer),
-                                    typing=False,
-                                    expires_at=None,
-                                )
+            loop = asyncio.get_running_loop()
+            while True:
+                deadline = min((d for d, _ in typing.values()), default=None)
+                message = await listener.next(deadline)
+                if message is None:  # a typing indicator lapsed without renewal
+                    for user_id, (expires, user) in list(typing.items()):
+                        if expires <= loop.time():
+                            del typing[user_id]
+                            yield TypingChanged(
+                                chat_id=str(chat.id),
+                                user=user_from(user, viewer),
+                                typing=False,
+                                expires_at=None,
+                            )
+                    continue
+                event, data = message["event"], message["data"]
+                if event == "message_added":
+                    async for added in timeline.added(message_from(data, viewer)):
+                        yield message_event(MessageAdded, added)
+                    continue
+                if event == "typing_changed":
+                    if data["user"]["id"] == str(viewer.id):
                         continue
-                    event, data = message["event"], message["data"]
-                    if event == "message_added":
-                        async for added in timeline.added(message_from(data, viewer)):
-                            yield message_event(MessageAdded, added)
-                        continue
-                    if event == "typing_changed":
-                        if data["user"]["id"] == str(viewer.id):
-                            continue
-                        if data["typing"]:
-                            expires = asyncio.get_running_loop().time() + data["expires_in"]
-                            typing[data["user"]["id"]] = (expires, data["user"])
-                        else:
-                            typing.pop(data["user"]["id"], None)
-                    typed = chat_event(event, data, viewer)
-                    if typed is not None:
-                        yield typed
-                    if event == "member_left" and data["user"]["id"] == str(viewer.id):
-                        return
-            finally:
-                pumping.cancel()
+                    if data["typing"]:
+                        typing[data["user"]["id"]] = (
+                            loop.time() + data["expires_in"],
+                            data["user"],
+                        )
+                    else:
+                        typing.pop(data["user"]["id"], None)
+                typed = chat_event(event, data, viewer)
+                if typed is not None:
+                    yield typed
+                if event == "member_left" and data["user"]["id"] == str(viewer.id):
+                    return
 
     @strawberry.subscription(
         description=(
@@ -208,22 +192,25 @@ class Subscription:
     )
     async def inbox(self, info: strawberry.Info[Context]) -> AsyncGenerator[InboxEvent, None]:
         viewer = require_viewer(info)
-        consumer = _consumer(info)
+        _consumer(info)
         own = events.user_group(viewer.id)
-        async with consumer.listen_to_channel(events.EVENT_MESSAGE_TYPE, groups=[own]) as live:
+        listener = fanout.Listener(render=lambda data: _added(data, viewer))
+        hub = fanout.hub()
+        async with hub.listening(listener, [own]):
             # Messages go to chat groups only (one send per message, whatever the number
             # of members), so the inbox listens to every chat of the viewer's.
-            timelines: dict[str, _Timeline] = {}
+            timelines = listener.positions
             async for chat_id, last_seq in models.Chat.objects.filter(
                 memberships__user=viewer
             ).values_list("id", "last_seq"):
-                await consumer.join_group(events.chat_group(chat_id))
+                await hub.add(listener, events.chat_group(chat_id))
                 timelines[str(chat_id)] = _Timeline(chat_id, last_seq)
-            async for message in live:
+            listener.go_live()
+            while (message := await listener.next()) is not None:
                 event, data = message["event"], message["data"]
                 if message["group"] != own:
                     timeline = timelines.get(data.get("chat_id", ""))
-                    if event == "message_added" and timeline is not None:
+                    if event == "message_added" and isinstance(timeline, _Timeline):
                         async for added in timeline.added(message_from(data, viewer)):
                             yield message_event(MessageAdded, added)
                     continue
@@ -236,7 +223,7 @@ class Subscription:
                     # message that added the viewer): nothing falls between the two.
                     since = data["seq"] - 1 if event == "member_joined" else 0
                     timeline = _Timeline(chat["id"], since)
-                    await consumer.join_group(events.chat_group(chat["id"]))
+                    await hub.add(listener, events.chat_group(chat["id"]))
                     timelines[chat["id"]] = timeline
                     yield AddedToChat(chat=chat_from(chat))
                     async for missed in timeline.catch_up():
@@ -244,3 +231,7 @@ class Subscription:
                 elif event == "member_left" and data["user"]["id"] == str(viewer.id):
                     timelines.pop(data["chat"]["id"], None)
                     yield RemovedFromChat(chat_id=data["chat"]["id"])
+
+
+def _added(data: dict[str, Any], viewer: models.User) -> MessageAdded:
+    return message_event(MessageAdded, message_from(data, viewer))

@@ -1,5 +1,6 @@
 import asyncio
 import contextlib
+import json
 import logging
 import random
 from typing import Any
@@ -8,12 +9,18 @@ from django.conf import settings
 from strawberry.channels import GraphQLWSConsumer
 from strawberry.channels.handlers.ws_handler import ChannelsWebSocketAdapter
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+    Operation,
+)
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.types.unset import UNSET, UnsetType
 
 from chat import events, presence
 from chat.auth import aauthenticate_token, parse_authorization
 from chat.models import AuthToken, User
 from schema.context import Context
+from schema.fanout import Sink, current_sink
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +52,59 @@ class _Adapter(ChannelsWebSocketAdapter):
             code, reason = 4403, "Forbidden"
         await super().close(code, reason)
 
+    async def send_text(self, text: str) -> None:
+        """Write an already encoded frame."""
+        await self.ws_consumer.send(text)
+
+
+class _TransportWSHandler(BaseGraphQLTransportWSHandler):
+    async def run_operation(self, operation: Operation) -> None:
+        # The operation's task carries its sink, so the subscription can hand it to the
+        # fan-out hub (schema.fanout) for frames written without the generator.
+        current_sink.set(
+            Sink(
+                operation_id=operation.id,
+                query=operation.query,
+                operation_name=operation.operation_name,
+                variables=operation.variables,
+                context=self.context,
+                schema=self.schema,
+                prefix=f'{{"id":{json.dumps(operation.id)},"type":"next","payload":',
+                send_text=self.websocket.send_text,
+                is_open=lambda: (
+                    self.operations.get(operation.id) is operation and not operation.completed
+                ),
+                encode_json=self.view.encode_json,
+            )
+        )
+        await super().run_operation(operation)
+
+
+class _LegacyWSHandler(BaseGraphQLWSHandler):
+    async def handle_async_results(
+        self,
+        operation_id: str,
+        query: str,
+        operation_name: str | None,
+        variables: dict[str, object] | None,
+    ) -> None:
+        task = asyncio.current_task()
+        current_sink.set(
+            Sink(
+                operation_id=operation_id,
+                query=query,
+                operation_name=operation_name,
+                variables=variables,
+                context=self.context,
+                schema=self.schema,
+                prefix=f'{{"type":"data","id":{json.dumps(operation_id)},"payload":',
+                send_text=self.websocket.send_text,
+                is_open=lambda: self.tasks.get(operation_id) is task,
+                encode_json=self.view.encode_json,
+            )
+        )
+        await super().handle_async_results(operation_id, query, operation_name, variables)
+
 
 class GraphQLConsumer(GraphQLWSConsumer):
     """GraphQL over WebSocket (`graphql-transport-ws` and legacy `graphql-ws`).
@@ -55,28 +115,12 @@ class GraphQLConsumer(GraphQLWSConsumer):
     """
 
     websocket_adapter_class = _Adapter  # type: ignore[assignment]
+    graphql_transport_ws_handler_class = _TransportWSHandler
+    graphql_ws_handler_class = _LegacyWSHandler
     refused = False
     viewer: User | None = None
     token: AuthToken | None = None
     _heartbeat: asyncio.Task | None = None
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._held_groups: set[str] = set()
-
-    async def join_group(self, group: str) -> None:
-        """Join `group` until the socket closes, for a subscription whose groups change
-        while it runs (the inbox gaining a chat).
-
-        Counted in Strawberry's own group references (`listen_to_channel` keeps them), so
-        another subscription leaving the same group does not take this socket out of it.
-        """
-        if group in self._held_groups:
-            return
-        async with self._group_lock:
-            await self.channel_layer.group_add(group, self.channel_name)
-            self._group_refs[group] += 1
-            self._held_groups.add(group)
 
     async def get_context(self, request: Any, response: Any) -> Context:  # type: ignore[override]
         user = self.scope.get("user")
@@ -143,9 +187,6 @@ class GraphQLConsumer(GraphQLWSConsumer):
         try:
             await super().disconnect(code)
         finally:
-            for group in self._held_groups:
-                with contextlib.suppress(Exception):
-                    await self.channel_layer.group_discard(group, self.channel_name)
             if self.viewer is not None:
                 if self._heartbeat is not None:
                     self._heartbeat.cancel()

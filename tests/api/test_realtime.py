@@ -2,120 +2,29 @@ import asyncio
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.db import connections
 
 from chat import services
+from tests.api.realtime import (
+    CHAT_EVENTS,
+    INBOX,
+    LOGOUT,
+    MARK_READ,
+    ONLINE,
+    TYPING,
+    arrivals,
+    events,
+    http,
+    send,
+    subscribed,
+)
 from tests.factories import UserFactory, token_for
-from tests.graphql_client import GraphQLClient
 from tests.ws import LEGACY_WS, TRANSPORT_WS, GraphQLSocket
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("close_worker_connections"),
+]
 BOTH = pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
-
-MESSAGE_FIELDS = """
-  id chatId seq kind body clientId isDeleted editedAt createdAt systemEvent
-  author { id displayName joinedAt } subject { id displayName }
-"""
-CHAT_EVENTS = f"""
-subscription($chatId: ID!, $after: Int) {{
-  chatEvents(chatId: $chatId, after: $after) {{
-    __typename
-    ... on MessageAdded {{ message {{ {MESSAGE_FIELDS} }} }}
-    ... on MessageEdited {{ message {{ seq body editedAt }} }}
-    ... on MessageDeleted {{ message {{ seq body isDeleted }} }}
-    ... on MemberJoined {{ chatId memberCount user {{ displayName }} }}
-    ... on MemberLeft {{ chatId memberCount user {{ displayName }} }}
-    ... on TypingChanged {{ chatId typing expiresAt user {{ displayName }} }}
-    ... on ReadUpTo {{ chatId seq user {{ displayName }} }}
-    ... on PresenceChanged {{ online user {{ displayName }} }}
-  }}
-}}
-"""
-INBOX = """
-subscription {
-  inbox {
-    __typename
-    ... on MessageAdded { message { chatId seq body author { displayName } } }
-    ... on AddedToChat { chat { id kind name } }
-    ... on RemovedFromChat { chatId }
-  }
-}
-"""
-SEND = """
-mutation($chatId: ID!, $body: String!) {
-  sendMessage(input: {chatId: $chatId, body: $body}) { __typename }
-}
-"""
-TYPING = "mutation($c: ID!, $t: Boolean!) { setTyping(chatId: $c, typing: $t) { __typename } }"
-MARK_READ = "mutation($c: ID!, $s: Int!) { markRead(chatId: $c, seq: $s) { __typename } }"
-LOGOUT = "mutation { logout { __typename } }"
-ONLINE = "query($c: ID!) { onlineUsers(chatId: $c) { displayName } }"
-
-
-@pytest.fixture(autouse=True)
-async def _close_worker_connections():
-    yield
-    await sync_to_async(connections.close_all)()
-
-
-@pytest.fixture
-def people(transactional_db, settings):
-    settings.SEND_RATE_BURST = 1000
-    ada = UserFactory(email="ada@example.com", display_name="Ada")
-    grace = UserFactory(email="grace@example.com", display_name="Grace")
-    chat = services.open_direct_chat(user=ada, other_user_id=grace.id)
-    return {
-        "ada": ada,
-        "grace": grace,
-        "chat": chat,
-        "ada_token": token_for(ada),
-        "grace_token": token_for(grace),
-    }
-
-
-async def http(app, query: str, variables: dict, token: str) -> dict:
-    client = GraphQLClient(app)
-    response = await client._post(
-        {"query": query, "variables": variables}, {"Authorization": f"Bearer {token}"}
-    )
-    return response.json
-
-
-async def subscribed(app, token: str, query: str, variables: dict, protocol=TRANSPORT_WS):
-    socket = GraphQLSocket(app, protocol)
-    await socket.connect()
-    await socket.init({"authorization": f"Bearer {token}"})
-    await socket.subscribe("s", query, variables)
-    return socket
-
-
-async def events(socket, count: int, *, presence: bool = False) -> list[dict]:
-    """The next `count` events; presence changes are skipped unless asked for (sockets
-    coming and going in a test announce themselves to the chat)."""
-    received = []
-    while len(received) < count:
-        data = (await socket.next_payload("s"))["data"]
-        event = next(iter(data.values()))
-        if presence or event.get("__typename") != "PresenceChanged":
-            received.append(data)
-    return received
-
-
-async def arrivals(socket, timeout: float = 0.3) -> list[str]:
-    """The typenames of what arrives within `timeout`, presence changes left out (sockets
-    coming and going in a test announce themselves to the chat)."""
-    names = []
-    while not await socket.communicator.receive_nothing(timeout=timeout):
-        data = (await socket.next_payload("s"))["data"]
-        name = next(iter(data.values()))["__typename"]
-        if name != "PresenceChanged":
-            names.append(name)
-    return names
-
-
-async def send(app, token, chat, body):
-    result = await http(app, SEND, {"chatId": str(chat.id), "body": body}, token)
-    assert result == {"data": {"sendMessage": {"__typename": "Message"}}}
 
 
 @BOTH
@@ -536,69 +445,6 @@ async def test_presence_is_not_broadcast_to_rooms_above_the_limit(asgi_app, peop
     }
     for socket in (tab, in_big, in_small):
         await socket.close()
-
-
-SHARED = """
-subscription($chatId: ID!) {
-  chatEvents(chatId: $chatId) { ... on MessageAdded { message { seq body author { email } } } }
-}
-"""
-SHARED_NO_EMAIL = """
-subscription($chatId: ID!) {
-  chatEvents(chatId: $chatId) { ... on MessageAdded { message { seq body } } }
-}
-"""
-
-
-async def first_message(socket) -> dict:
-    """The next event with a message, past presence changes (`{}` under these selections)."""
-    while True:
-        data = (await socket.next_payload("s"))["data"]
-        if data["chatEvents"]:
-            return data
-
-
-async def test_subscribers_with_the_same_query_share_one_execution(asgi_app, people, monkeypatch):
-    from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
-
-    executions = []
-    real = StrawberryGraphQLCoreExecutionContext.execute_operation
-
-    def counted(self, serially=None):
-        executions.append(getattr(self.root_value, "share_key", None))
-        return real(self, serially)
-
-    monkeypatch.setattr(StrawberryGraphQLCoreExecutionContext, "execute_operation", counted)
-    chat = people["chat"]
-    sockets = [
-        await subscribed(asgi_app, token, SHARED_NO_EMAIL, {"chatId": str(chat.id)})
-        for token in (people["ada_token"], people["grace_token"], people["ada_token"])
-    ]
-    await asyncio.sleep(0.05)
-
-    await send(asgi_app, people["grace_token"], chat, "once for all")
-    received = [await first_message(socket) for socket in sockets]
-    for socket in sockets:
-        await socket.close()
-
-    expected = {"chatEvents": {"message": {"seq": 1, "body": "once for all"}}}
-    assert received == [expected] * 3
-    assert len([key for key in executions if key is not None]) == 1
-
-
-async def test_a_viewer_dependent_field_is_not_shared_between_viewers(asgi_app, people):
-    chat = people["chat"]
-    ada = await subscribed(asgi_app, people["ada_token"], SHARED, {"chatId": str(chat.id)})
-    grace = await subscribed(asgi_app, people["grace_token"], SHARED, {"chatId": str(chat.id)})
-    await asyncio.sleep(0.05)
-
-    await send(asgi_app, people["ada_token"], chat, "whose email?")
-    seen_by_ada, seen_by_grace = await first_message(ada), await first_message(grace)
-    await ada.close()
-    await grace.close()
-
-    assert seen_by_ada["chatEvents"]["message"]["author"] == {"email": "ada@example.com"}
-    assert seen_by_grace["chatEvents"]["message"]["author"] == {"email": None}
 
 
 async def test_a_presence_store_failure_does_not_break_the_socket(asgi_app, people, monkeypatch):

@@ -1,0 +1,88 @@
+"""What the real-time API tests share: operations, and a client's side of a subscription."""
+
+from tests.graphql_client import GraphQLClient
+from tests.ws import TRANSPORT_WS, GraphQLSocket
+
+MESSAGE_FIELDS = """
+  id chatId seq kind body clientId isDeleted editedAt createdAt systemEvent
+  author { id displayName joinedAt } subject { id displayName }
+"""
+CHAT_EVENTS = f"""
+subscription($chatId: ID!, $after: Int) {{
+  chatEvents(chatId: $chatId, after: $after) {{
+    __typename
+    ... on MessageAdded {{ message {{ {MESSAGE_FIELDS} }} }}
+    ... on MessageEdited {{ message {{ seq body editedAt }} }}
+    ... on MessageDeleted {{ message {{ seq body isDeleted }} }}
+    ... on MemberJoined {{ chatId memberCount user {{ displayName }} }}
+    ... on MemberLeft {{ chatId memberCount user {{ displayName }} }}
+    ... on TypingChanged {{ chatId typing expiresAt user {{ displayName }} }}
+    ... on ReadUpTo {{ chatId seq user {{ displayName }} }}
+    ... on PresenceChanged {{ online user {{ displayName }} }}
+  }}
+}}
+"""
+INBOX = """
+subscription {
+  inbox {
+    __typename
+    ... on MessageAdded { message { chatId seq body author { displayName } } }
+    ... on AddedToChat { chat { id kind name } }
+    ... on RemovedFromChat { chatId }
+  }
+}
+"""
+SEND = """
+mutation($chatId: ID!, $body: String!) {
+  sendMessage(input: {chatId: $chatId, body: $body}) { __typename }
+}
+"""
+TYPING = "mutation($c: ID!, $t: Boolean!) { setTyping(chatId: $c, typing: $t) { __typename } }"
+MARK_READ = "mutation($c: ID!, $s: Int!) { markRead(chatId: $c, seq: $s) { __typename } }"
+LOGOUT = "mutation { logout { __typename } }"
+ONLINE = "query($c: ID!) { onlineUsers(chatId: $c) { displayName } }"
+
+
+async def http(app, query: str, variables: dict, token: str) -> dict:
+    client = GraphQLClient(app)
+    response = await client._post(
+        {"query": query, "variables": variables}, {"Authorization": f"Bearer {token}"}
+    )
+    return response.json
+
+
+async def subscribed(app, token: str, query: str, variables: dict, protocol=TRANSPORT_WS):
+    socket = GraphQLSocket(app, protocol)
+    await socket.connect()
+    await socket.init({"authorization": f"Bearer {token}"})
+    await socket.subscribe("s", query, variables)
+    return socket
+
+
+async def events(socket, count: int, *, presence: bool = False) -> list[dict]:
+    """The next `count` events; presence changes are skipped unless asked for (sockets
+    coming and going in a test announce themselves to the chat)."""
+    received = []
+    while len(received) < count:
+        data = (await socket.next_payload("s"))["data"]
+        event = next(iter(data.values()))
+        if presence or event.get("__typename") != "PresenceChanged":
+            received.append(data)
+    return received
+
+
+async def arrivals(socket, timeout: float = 0.3) -> list[str]:
+    """The typenames of what arrives within `timeout`, presence changes left out (sockets
+    coming and going in a test announce themselves to the chat)."""
+    names = []
+    while not await socket.communicator.receive_nothing(timeout=timeout):
+        data = (await socket.next_payload("s"))["data"]
+        name = next(iter(data.values()))["__typename"]
+        if name != "PresenceChanged":
+            names.append(name)
+    return names
+
+
+async def send(app, token, chat, body):
+    result = await http(app, SEND, {"chatId": str(chat.id), "body": body}, token)
+    assert result == {"data": {"sendMessage": {"__typename": "Message"}}}

@@ -1,0 +1,189 @@
+"""Fan-out over WebSocket: new messages written straight to live subscriptions, once per
+distinct query, the same frames their generators would send, never out of order."""
+
+import asyncio
+
+import pytest
+
+from schema import fanout
+from tests.api.realtime import send, subscribed
+from tests.ws import LEGACY_WS, TRANSPORT_WS
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("close_worker_connections"),
+]
+BOTH = pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
+
+SHARED = """
+subscription($chatId: ID!) {
+  chatEvents(chatId: $chatId) { ... on MessageAdded { message { seq body author { email } } } }
+}
+"""
+SHARED_NO_EMAIL = """
+subscription($chatId: ID!) {
+  chatEvents(chatId: $chatId) { ... on MessageAdded { message { seq body } } }
+}
+"""
+RESUMING = """
+subscription($chatId: ID!, $after: Int) {
+  chatEvents(chatId: $chatId, after: $after) {
+    __typename
+    ... on MessageAdded { message { id seq body createdAt author { id displayName } } }
+  }
+}
+"""
+
+
+async def first_message(socket, op_id: str = "s") -> dict:
+    """The next event with a message, past presence changes."""
+    while True:
+        data = (await socket.next_payload(op_id))["data"]
+        event = data["chatEvents"]
+        if event and event.get("__typename", "MessageAdded") == "MessageAdded":
+            return data
+
+
+@BOTH
+async def test_a_direct_frame_is_what_the_generator_would_send(asgi_app, people, protocol):
+    chat, hub = people["chat"], fanout.hub()
+    ada = await subscribed(
+        asgi_app, people["ada_token"], RESUMING, {"chatId": str(chat.id)}, protocol
+    )
+    await asyncio.sleep(0.05)
+    written = hub.written
+
+    # Live, Ada's copy is written directly; Grace subscribes afterwards from seq 0 and
+    # gets the same message replayed by her subscription's generator.
+    await send(asgi_app, people["grace_token"], chat, "hello")
+    direct = await first_message(ada)
+    grace = await subscribed(
+        asgi_app, people["grace_token"], RESUMING, {"chatId": str(chat.id), "after": 0}, protocol
+    )
+    replayed = await first_message(grace)
+    await ada.close()
+    await grace.close()
+
+    assert hub.written == written + 1
+    assert direct == replayed
+    assert direct["chatEvents"]["message"]["body"] == "hello"
+
+
+async def test_subscribers_resuming_from_different_seqs_share_one_execution(
+    asgi_app, people, monkeypatch
+):
+    executions = []
+    real = fanout._payload
+
+    async def counted(sink, root):
+        executions.append(root.message.seq)
+        return await real(sink, root)
+
+    monkeypatch.setattr(fanout, "_payload", counted)
+    chat = people["chat"]
+    await send(asgi_app, people["grace_token"], chat, "one")
+    sockets = [
+        await subscribed(asgi_app, token, RESUMING, {"chatId": str(chat.id), "after": after})
+        for token, after in (
+            (people["ada_token"], None),
+            (people["grace_token"], 1),
+            (people["ada_token"], 0),
+        )
+    ]
+    replayed = await first_message(sockets[2])
+    await asyncio.sleep(0.05)
+
+    await send(asgi_app, people["grace_token"], chat, "two")
+    received = [await first_message(socket) for socket in sockets]
+    for socket in sockets:
+        await socket.close()
+
+    assert replayed["chatEvents"]["message"]["seq"] == 1
+    assert [r["chatEvents"]["message"]["body"] for r in received] == ["two"] * 3
+    assert executions == [2]
+
+
+async def test_subscribers_with_the_same_query_share_one_execution(asgi_app, people, monkeypatch):
+    from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+    executions = []
+    real = StrawberryGraphQLCoreExecutionContext.execute_operation
+
+    def counted(self, serially=None):
+        executions.append(getattr(self.root_value, "share_key", None))
+        return real(self, serially)
+
+    monkeypatch.setattr(StrawberryGraphQLCoreExecutionContext, "execute_operation", counted)
+    chat = people["chat"]
+    sockets = [
+        await subscribed(asgi_app, token, SHARED_NO_EMAIL, {"chatId": str(chat.id)})
+        for token in (people["ada_token"], people["grace_token"], people["ada_token"])
+    ]
+    await asyncio.sleep(0.05)
+
+    await send(asgi_app, people["grace_token"], chat, "once for all")
+    received = [await first_message(socket) for socket in sockets]
+    for socket in sockets:
+        await socket.close()
+
+    expected = {"chatEvents": {"message": {"seq": 1, "body": "once for all"}}}
+    assert received == [expected] * 3
+    assert len([key for key in executions if key is not None]) == 1
+
+
+async def test_a_viewer_dependent_field_is_not_shared_between_viewers(asgi_app, people):
+    chat = people["chat"]
+    ada = await subscribed(asgi_app, people["ada_token"], SHARED, {"chatId": str(chat.id)})
+    grace = await subscribed(asgi_app, people["grace_token"], SHARED, {"chatId": str(chat.id)})
+    await asyncio.sleep(0.05)
+
+    await send(asgi_app, people["ada_token"], chat, "whose email?")
+    seen_by_ada, seen_by_grace = await first_message(ada), await first_message(grace)
+    await ada.close()
+    await grace.close()
+
+    assert seen_by_ada["chatEvents"]["message"]["author"] == {"email": "ada@example.com"}
+    assert seen_by_grace["chatEvents"]["message"]["author"] == {"email": None}
+
+
+async def test_a_completed_operation_gets_no_more_frames_and_its_id_can_be_reused(
+    asgi_app, people
+):
+    chat, hub = people["chat"], fanout.hub()
+    socket = await subscribed(asgi_app, people["ada_token"], RESUMING, {"chatId": str(chat.id)})
+    await asyncio.sleep(0.05)
+    await socket.send({"type": "complete", "id": "s"})
+    await asyncio.sleep(0.05)
+    left_the_group = f"chat.{chat.id.hex}" not in hub.feeds
+
+    await send(asgi_app, people["grace_token"], chat, "after complete")
+    quiet = await socket.communicator.receive_nothing(timeout=0.2)
+    await socket.subscribe("s", RESUMING, {"chatId": str(chat.id)})
+    await asyncio.sleep(0.05)
+    await send(asgi_app, people["grace_token"], chat, "resubscribed")
+    again = await first_message(socket)
+    nothing_else = await socket.communicator.receive_nothing(timeout=0.2)
+    await socket.close()
+
+    assert left_the_group
+    assert quiet
+    assert again["chatEvents"]["message"]["seq"] == 2
+    assert nothing_else
+
+
+async def test_a_result_with_errors_goes_through_the_generator(asgi_app, people, monkeypatch):
+    async def with_errors(sink, root):
+        return None
+
+    monkeypatch.setattr(fanout, "_payload", with_errors)
+    chat, hub = people["chat"], fanout.hub()
+    socket = await subscribed(asgi_app, people["ada_token"], RESUMING, {"chatId": str(chat.id)})
+    await asyncio.sleep(0.05)
+    written = hub.written
+
+    await send(asgi_app, people["grace_token"], chat, "the long way")
+    received = await first_message(socket)
+    await socket.close()
+
+    assert received["chatEvents"]["message"]["body"] == "the long way"
+    assert hub.written == written

@@ -1,0 +1,212 @@
+"""The fan-out hub on its own channel layer: group membership, order, and what makes two
+subscriptions share a payload."""
+
+import asyncio
+import json
+import uuid
+from types import SimpleNamespace
+
+import pytest
+from channels.layers import InMemoryChannelLayer
+
+from schema import fanout
+from schema import schema as graphql_schema
+from schema.events import MessageAdded, message_event, message_from
+from schema.execution import event_selection
+
+QUERY = """
+subscription($chatId: ID!, $after: Int) {
+  chatEvents(chatId: $chatId, after: $after) { ... on MessageAdded { message { seq body } } }
+}
+"""
+CHAT = str(uuid.uuid4())
+VIEWER = SimpleNamespace(pk=uuid.uuid4())
+
+
+def payload(seq: int) -> dict:
+    return {
+        "id": str(uuid.uuid4()),
+        "chat_id": CHAT,
+        "seq": seq,
+        "kind": "TEXT",
+        "body": f"message {seq}",
+        "author": None,
+        "system_event": "",
+        "subject": None,
+        "client_id": None,
+        "created_at": "2026-11-21T07:00:00+00:00",
+        "edited_at": None,
+        "deleted_at": None,
+    }
+
+
+def added(seq: int) -> dict:
+    group = f"chat.{uuid.UUID(CHAT).hex}"
+    return {"type": "chat.event", "group": group, "event": "message_added", "data": payload(seq)}
+
+
+class Subscription:
+    """A listener at `last_seq` in CHAT, with a sink collecting the frames written to it."""
+
+    def __init__(self, last_seq: int, op_id: str = "1") -> None:
+        self.frames: list[dict] = []
+        self.listener = fanout.Listener(
+            render=lambda data: message_event(MessageAdded, message_from(data, VIEWER))
+        )
+        self.listener.positions[CHAT] = SimpleNamespace(last_seq=last_seq)
+
+        async def send_text(text: str) -> None:
+            self.frames.append(json.loads(text))
+
+        self.listener.sink = fanout.Sink(
+            operation_id=op_id,
+            query=QUERY,
+            operation_name=None,
+            variables={"chatId": CHAT},
+            context=SimpleNamespace(user=None),
+            schema=graphql_schema,
+            prefix=f'{{"id":"{op_id}","type":"next","payload":',
+            send_text=send_text,
+            is_open=lambda: True,
+        )
+        self.waiting: asyncio.Task | None = None
+
+    def wait(self) -> None:
+        """Idle, as a live generator is between events."""
+        self.waiting = asyncio.create_task(self.listener.next())
+
+
+def frame(seq: int, op_id: str = "1") -> dict:
+    body = {"seq": seq, "body": f"message {seq}"}
+    return {"id": op_id, "type": "next", "payload": {"data": {"chatEvents": {"message": body}}}}
+
+
+@pytest.fixture
+def hub():
+    return fanout.Hub(InMemoryChannelLayer())
+
+
+async def test_an_idle_listener_at_the_previous_seq_gets_the_frame_written(hub):
+    first, second = Subscription(last_seq=4), Subscription(last_seq=4, op_id="7")
+    first.wait()
+    second.wait()
+    await asyncio.sleep(0)
+
+    await hub.deliver(SimpleNamespace(listeners={first.listener, second.listener}), added(5))
+
+    assert first.frames == [frame(5)]
+    assert second.frames == [frame(5, op_id="7")]
+    assert first.listener.positions[CHAT].last_seq == 5
+    assert (hub.written, hub.queued) == (2, 0)
+
+
+async def test_anything_that_could_break_the_order_is_queued_for_the_generator(hub):
+    busy = Subscription(last_seq=4)  # not waiting: still sending an earlier event
+    behind = Subscription(last_seq=3)  # seq 4 is missing: the generator backfills it
+    pending = Subscription(last_seq=4)  # idle, but an earlier event is still queued
+    pending.listener.queue.put_nowait({"event": "typing_changed"})
+    not_live = Subscription(last_seq=4)  # replaying: no sink yet
+    not_live.listener.sink = None
+    for subscription in (behind, pending, not_live):
+        subscription.wait()
+    await asyncio.sleep(0)
+    listeners = {s.listener for s in (busy, behind, pending, not_live)}
+
+    await hub.deliver(SimpleNamespace(listeners=listeners), added(5))
+
+    assert [s.frames for s in (busy, behind, pending, not_live)] == [[], [], [], []]
+    assert busy.listener.queue.qsize() == 1
+    assert (await behind.waiting)["data"]["seq"] == 5
+    assert (await not_live.waiting)["data"]["seq"] == 5
+    assert (await pending.waiting)["event"] == "typing_changed"
+    assert pending.listener.queue.get_nowait()["data"]["seq"] == 5
+    assert (hub.written, hub.queued) == (0, 4)
+
+
+async def test_events_other_than_new_messages_always_go_through_the_generator(hub):
+    idle = Subscription(last_seq=4)
+    idle.wait()
+    await asyncio.sleep(0)
+    typing = {"type": "chat.event", "group": "g", "event": "typing_changed", "data": {}}
+
+    await hub.deliver(SimpleNamespace(listeners={idle.listener}), typing)
+
+    assert idle.frames == []
+    assert await idle.waiting == typing
+
+
+async def test_a_process_joins_each_group_once_and_leaves_with_its_last_listener(hub):
+    group = "chat.one"
+    first, second = fanout.Listener(render=str), fanout.Listener(render=str)
+
+    await hub.add(first, group)
+    await hub.add(second, group)
+    joined = set(hub.layer.groups[group])
+    await hub.layer.group_send(group, {"type": "chat.event", "group": group, "event": "x"})
+    heard = [await asyncio.wait_for(x.next(), 1) for x in (first, second)]
+    hub.remove(first, group)
+    still_there = group in hub.feeds
+    hub.remove(second, group)
+    await asyncio.sleep(0.05)
+
+    assert len(joined) == 1
+    assert [m["event"] for m in heard] == ["x", "x"]
+    assert still_there
+    assert group not in hub.feeds
+    assert not hub.layer.groups.get(group)
+
+
+async def test_groups_are_renewed_on_layers_where_they_expire():
+    hub = fanout.Hub(InMemoryChannelLayer(group_expiry=1))
+    listener = fanout.Listener(render=str)
+    await hub.add(listener, "chat.long")
+
+    await asyncio.sleep(1.6)  # past the expiry; renewed every quarter of it
+    await hub.layer.group_send("chat.long", {"type": "chat.event", "event": "still here"})
+    heard = await asyncio.wait_for(listener.next(), 1)
+    hub.remove(listener, "chat.long")
+
+    assert heard["event"] == "still here"
+
+
+def test_root_field_arguments_do_not_change_what_an_event_renders():
+    selection = event_selection(QUERY, None)
+
+    assert selection.variables == frozenset()
+    assert selection.key({"chatId": "a", "after": 1}, "viewer") == selection.key(
+        {"chatId": "b"}, "someone else"
+    )
+
+
+def test_variables_below_the_root_field_and_email_do():
+    query = """
+    query Other { me { id } }
+    subscription Events($chatId: ID!, $withAuthor: Boolean!) {
+      chatEvents(chatId: $chatId) { ...Added }
+    }
+    fragment Added on MessageAdded {
+      message { seq author @include(if: $withAuthor) { email } }
+    }
+    """
+    selection = event_selection(query, "Events")
+
+    assert selection.variables == frozenset({"withAuthor"})
+    assert selection.viewer_dependent
+    with_author = selection.key({"withAuthor": True}, "ada")
+    assert with_author != selection.key({"withAuthor": False}, "ada")
+    assert with_author != selection.key({"withAuthor": True}, "bo")
+
+
+async def test_a_failing_shared_execution_hands_the_message_to_each_generator(hub, monkeypatch):
+    async def failing(sink, root):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(fanout, "_payload", failing)
+    idle = Subscription(last_seq=4)
+    idle.wait()
+    await asyncio.sleep(0)
+
+    await hub.deliver(SimpleNamespace(listeners={idle.listener}, group="g"), added(5))
+
+    assert idle.frames == []
+    assert (await idle.waiting)["data"]["seq"] == 5
