@@ -8,13 +8,15 @@ from django.conf import settings
 from graphql import GraphQLError
 from strawberry.extensions import (
     AddValidationRules,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
-    QueryDepthLimiter,
+    ValidationCache,
+    max_aliases,
+    query_depth_limiter,
 )
 from strawberry.types import ExecutionContext
 from strawberry_django.optimizer import DjangoOptimizerExtension
 
+from schema.documents import DOCUMENTS_CACHED, DocumentCache
 from schema.errors import ErrorPolicy, is_expected
 from schema.execution import SharedEventExecutor
 from schema.mutations import Mutation
@@ -31,18 +33,25 @@ class Schema(strawberry.Schema):
 
 
 def _extensions() -> list[Any]:
-    extensions: list[Any] = [
-        ErrorPolicy,
-        partial(QueryDepthLimiter, max_depth=settings.GRAPHQL_MAX_DEPTH),
-        partial(MaxAliasesLimiter, max_alias_count=settings.GRAPHQL_MAX_ALIASES),
-        partial(MaxTokensLimiter, max_token_count=settings.GRAPHQL_MAX_TOKENS),
-        DjangoOptimizerExtension,
+    # The limits as validation rules built once: `QueryDepthLimiter` and
+    # `MaxAliasesLimiter` would build new rule classes per request, and the validation
+    # cache is keyed on the rules as well as the document.
+    rules: list[Any] = [
+        query_depth_limiter.create_validator(settings.GRAPHQL_MAX_DEPTH, None),
+        max_aliases.create_validator(settings.GRAPHQL_MAX_ALIASES),
     ]
     if not settings.GRAPHQL_INTROSPECTION:
         from graphql.validation import NoSchemaIntrospectionCustomRule
 
-        extensions.append(partial(AddValidationRules, [NoSchemaIntrospectionCustomRule]))
-    return extensions
+        rules.append(NoSchemaIntrospectionCustomRule)
+    return [
+        ErrorPolicy,
+        partial(AddValidationRules, rules),
+        partial(MaxTokensLimiter, max_token_count=settings.GRAPHQL_MAX_TOKENS),
+        DocumentCache,
+        partial(ValidationCache, maxsize=DOCUMENTS_CACHED),
+        DjangoOptimizerExtension,
+    ]
 
 
 schema = Schema(

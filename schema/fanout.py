@@ -102,10 +102,15 @@ class Listener:
         finally:
             self._waiting = False
 
+    @property
+    def idle(self) -> bool:
+        """Waiting for an event, with none queued: the generator has sent all it got."""
+        return self._waiting and self.queue.empty()
+
     def takes_directly(self, data: dict[str, Any]) -> bool:
         """Whether writing `data` (a message payload) now keeps this subscription's order:
-        it is idle, has nothing queued, and the message is the next `seq` it expects."""
-        if self.sink is None or not self._waiting or not self.queue.empty():
+        it is idle and the message is the next `seq` it expects."""
+        if self.sink is None or not self.idle:
             return False
         position = self.positions.get(data["chat_id"])
         return (

@@ -1,0 +1,30 @@
+"""Parsing each query text once.
+
+Clients send the same few operations over and over; parsing and validating them costs
+more than executing a small mutation, and a subscription event executed for the fan-out
+(`schema.fanout`) would pay for it on every message. Strawberry's `ValidationCache`
+covers validation; parsing is cached here rather than with its `ParserCache`, which
+turns a syntax error into an error without a code.
+"""
+
+import contextlib
+from collections.abc import Iterator
+from functools import lru_cache
+
+from graphql import GraphQLError, parse
+from strawberry.extensions import SchemaExtension
+
+DOCUMENTS_CACHED = 1024
+
+_parse = lru_cache(maxsize=DOCUMENTS_CACHED)(parse)
+
+
+class DocumentCache(SchemaExtension):
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.graphql_document is None and context.query:
+            # A text that does not parse is left to Strawberry's own parse, which reports
+            # the error the usual way.
+            with contextlib.suppress(GraphQLError):
+                context.graphql_document = _parse(context.query, **context.parse_options)
+        yield
