@@ -5,6 +5,7 @@ instances here and resolves with the same `Message`, `User` and `Chat` types the
 use, without a query per subscriber.
 """
 
+import uuid
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -102,14 +103,16 @@ InboxEvent = Annotated[
 
 
 def user_from(data: dict[str, Any] | None, viewer: models.User) -> models.User | None:
+    """A user as the event describes them. The viewer's own email comes from the socket's
+    copy of them (only they may read it); everything else from the event, which is newer
+    than a socket that signed in before a rename."""
     if data is None:
         return None
-    if data["id"] == str(viewer.pk):
-        return viewer
+    user_id = uuid.UUID(data["id"])
     return models.User(
-        id=data["id"],
+        id=user_id,
         display_name=data["display_name"],
-        email="",
+        email=viewer.email if user_id == viewer.pk else "",
         date_joined=parse_datetime(data["joined_at"]),
     )
 

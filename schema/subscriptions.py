@@ -230,6 +230,7 @@ class Subscription:
                         yield message_event(MessageAdded, missed)
                 elif event == "member_left" and data["user"]["id"] == str(viewer.id):
                     timelines.pop(data["chat"]["id"], None)
+                    hub.remove(listener, events.chat_group(data["chat"]["id"]))
                     yield RemovedFromChat(chat_id=data["chat"]["id"])
 
 

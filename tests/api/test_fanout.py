@@ -4,9 +4,11 @@ distinct query, the same frames their generators would send, never out of order.
 import asyncio
 
 import pytest
+from asgiref.sync import sync_to_async
 
+from chat import services
 from schema import fanout
-from tests.api.realtime import send, subscribed
+from tests.api.realtime import http, send, subscribed
 from tests.ws import LEGACY_WS, TRANSPORT_WS
 
 pytestmark = [
@@ -204,3 +206,59 @@ async def test_a_result_with_errors_goes_through_the_generator(asgi_app, people,
 
     assert received["chatEvents"]["message"]["body"] == "the long way"
     assert hub.written == written
+
+
+async def test_a_sender_who_renamed_themself_is_shown_by_the_new_name_to_everyone(
+    asgi_app, people
+):
+    # Ada's socket signed in before the rename: the event, not the socket's copy of her,
+    # says what her name is now.
+    chat = people["chat"]
+    query = RESUMING.replace("author { id displayName }", "author { displayName email }")
+    ada = await subscribed(asgi_app, people["ada_token"], query, {"chatId": str(chat.id)})
+    grace = await subscribed(asgi_app, people["grace_token"], query, {"chatId": str(chat.id)})
+    await settled(chat, 2)
+    renamed = await http(
+        asgi_app,
+        'mutation { updateProfile(displayName: "Ada King") { ... on User { displayName } } }',
+        {},
+        people["ada_token"],
+    )
+
+    await send(asgi_app, people["ada_token"], chat, "new name")
+    seen = [(await first_message(s))["chatEvents"]["message"]["author"] for s in (ada, grace)]
+    await ada.close()
+    await grace.close()
+
+    assert renamed == {"data": {"updateProfile": {"displayName": "Ada King"}}}
+    assert seen == [
+        {"displayName": "Ada King", "email": "ada@example.com"},
+        {"displayName": "Ada King", "email": None},
+    ]
+
+
+async def test_an_inbox_stops_listening_to_a_chat_the_viewer_lost(asgi_app, people):
+    ada, grace = people["ada"], people["grace"]
+    inbox = await subscribed(
+        asgi_app, people["ada_token"], "subscription { inbox { __typename } }", {}
+    )
+    await asyncio.sleep(0.05)
+    room = await sync_to_async(services.create_room)(owner=grace, name="Brief")
+    group = f"chat.{room.id.hex}"
+    await sync_to_async(services.add_members)(owner=grace, chat_id=room.id, user_ids=[ada.id])
+    gained = [await inbox.next_payload("s") for _ in range(2)]
+    listening = group in fanout.hub().feeds
+
+    await sync_to_async(services.remove_member)(owner=grace, chat_id=room.id, user_id=ada.id)
+    lost = [await inbox.next_payload("s") for _ in range(2)]
+    still_listening = group in fanout.hub().feeds
+    await inbox.close()
+
+    assert [p["data"]["inbox"]["__typename"] for p in gained + lost] == [
+        "AddedToChat",
+        "MessageAdded",
+        "MessageAdded",
+        "RemovedFromChat",
+    ]
+    assert listening
+    assert not still_listening
