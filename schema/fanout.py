@@ -149,6 +149,10 @@ class _Feed:
                 try:
                     message = await layer.receive(self.channel)
                 except Exception:
+                    if self.task.cancelling():
+                        # Stopped while redis-py's read timed out: it reports the
+                        # cancellation as a TimeoutError, and the loop must still end.
+                        raise asyncio.CancelledError from None
                     # The layer reconnects by itself; what is lost meanwhile, subscriptions
                     # backfill from the database at the next message.
                     logger.exception("Could not receive from %s", self.group)

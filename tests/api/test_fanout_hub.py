@@ -3,6 +3,7 @@ subscriptions share a payload."""
 
 import asyncio
 import json
+import os
 import uuid
 from types import SimpleNamespace
 
@@ -133,6 +134,42 @@ async def test_events_other_than_new_messages_always_go_through_the_generator(hu
 
     assert idle.frames == []
     assert await idle.waiting == typing
+
+
+def _layer(kind: str):
+    if kind == "memory":
+        return InMemoryChannelLayer()
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        pytest.skip("needs REDIS_URL: runs in the PostgreSQL + Redis pass")
+    prefix = f"test-{uuid.uuid4().hex}"
+    if kind == "pubsub":
+        from channels_redis.pubsub import RedisPubSubChannelLayer
+
+        return RedisPubSubChannelLayer(hosts=[url], prefix=prefix)
+    from channels_redis.core import RedisChannelLayer
+
+    return RedisChannelLayer(hosts=[url], prefix=prefix)
+
+
+@pytest.mark.parametrize("kind", ["memory", "pubsub", "lists"])
+async def test_every_listener_hears_a_group_through_one_channel_on_each_layer(kind):
+    hub = fanout.Hub(_layer(kind))
+    first, second = fanout.Listener(render=str), fanout.Listener(render=str)
+    async with hub.listening(first, ["chat.both"]), hub.listening(second, ["chat.both"]):
+        feed = hub.feeds["chat.both"]
+        await hub.layer.group_send("chat.both", {"type": "chat.event", "event": "hello"})
+        heard = [await asyncio.wait_for(x.next(), 5) for x in (first, second)]
+    # It leaves the group on its way out. On the list layer that can take until the
+    # pending BRPOP times out (5 s): redis-py reports the cancellation as a timeout.
+    await asyncio.wait([feed.task], timeout=15)
+    if hasattr(hub.layer, "flush"):
+        await hub.layer.flush()
+
+    assert [m["event"] for m in heard] == ["hello", "hello"]
+    assert feed.listeners == set()
+    assert feed.task.done()
+    assert hub.feeds == {}
 
 
 async def test_a_process_joins_each_group_once_and_leaves_with_its_last_listener(hub):
