@@ -6,6 +6,7 @@ import random
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 from strawberry.channels import GraphQLWSConsumer
 from strawberry.channels.handlers.ws_handler import ChannelsWebSocketAdapter
 from strawberry.exceptions import ConnectionRejectionError
@@ -121,6 +122,8 @@ class GraphQLConsumer(GraphQLWSConsumer):
     viewer: User | None = None
     token: AuthToken | None = None
     _heartbeat: asyncio.Task | None = None
+    _expiry: asyncio.TimerHandle | None = None
+    _expiring: asyncio.Task | None = None
 
     async def get_context(self, request: Any, response: Any) -> Context:  # type: ignore[override]
         user = self.scope.get("user")
@@ -142,6 +145,11 @@ class GraphQLConsumer(GraphQLWSConsumer):
 
     async def _signed_in(self, user: User, token: AuthToken | None) -> None:
         self.viewer, self.token = user, token
+        if token is not None:
+            # A token is checked once, at connection_init: close the socket when it expires,
+            # as a request with it would be refused from then on.
+            left = (token.expires_at - timezone.now()).total_seconds()
+            self._expiry = asyncio.get_running_loop().call_later(max(0.0, left), self._expired)
         await self.channel_layer.group_add(events.session_group(user.id), self.channel_name)
         try:
             await presence.socket_opened(user, self.channel_name)
@@ -166,6 +174,9 @@ class GraphQLConsumer(GraphQLWSConsumer):
             except Exception:
                 logger.exception("Presence heartbeat failed")
 
+    def _expired(self) -> None:
+        self._expiring = asyncio.create_task(self.close(code=4403, reason="Session expired"))
+
     async def dispatch(self, message: dict[str, Any]) -> None:
         if message.get("type") == events.SESSION_MESSAGE_TYPE:
             await self._session_event(message)
@@ -187,6 +198,8 @@ class GraphQLConsumer(GraphQLWSConsumer):
         try:
             await super().disconnect(code)
         finally:
+            if self._expiry is not None:
+                self._expiry.cancel()
             if self.viewer is not None:
                 if self._heartbeat is not None:
                     self._heartbeat.cancel()

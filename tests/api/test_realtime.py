@@ -294,6 +294,22 @@ async def test_logout_closes_only_the_sockets_of_that_token(asgi_app, people):
     await laptop.close()
 
 
+async def test_a_socket_is_closed_when_its_token_expires(asgi_app, people):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from chat.models import AuthToken
+
+    soon = timezone.now() + timedelta(seconds=0.5)
+    await AuthToken.objects.filter(user=people["ada"]).aupdate(expires_at=soon)
+    socket = await subscribed(
+        asgi_app, people["ada_token"], CHAT_EVENTS, {"chatId": str(people["chat"].id)}
+    )
+
+    assert await socket.receive_close(timeout=3) == 4403
+
+
 async def test_the_inbox_carries_new_messages_and_chats_gained_and_lost(asgi_app, people):
     ada, grace = people["ada"], people["grace"]
     socket = await subscribed(asgi_app, people["ada_token"], INBOX, {})
