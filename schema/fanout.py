@@ -5,12 +5,16 @@ is N queue puts and N consumer wake-ups, and for GraphQL N subscription pipeline
 (generator hops, execution, result extensions, JSON encoding). Here a process joins each
 group once and hands every event to the subscriptions listening to it (`Listener`s).
 
-A new message that a live subscription can take in order (the next `seq`, nothing of its
-own pending) is written straight to its socket: the selection is executed and encoded
-once per distinct query (see `schema.execution`), and frames differ only by operation id.
-Everything else goes through the subscription's own generator, in order: the replay,
-gaps, edits, typing, membership changes, a result with errors, and any message that
-arrives while the subscription is still busy with an earlier event.
+An event a live subscription renders the same way for everyone (a new message it can take
+in order, an edit, typing, a read receipt, presence) is written straight to its socket when
+the subscription is idle: the selection is executed and encoded once per distinct query
+(see `schema.execution`), and frames differ only by operation id. Everything else goes
+through the subscription's own generator, in order: the replay, gaps, membership changes,
+a result with errors, and any event that arrives while the subscription is still busy
+with an earlier one.
+
+Typing indicators lapse here too, once per chat per process: when one is not renewed in
+time, the feed delivers `typing: false` as if it had been published.
 """
 
 import asyncio
@@ -28,9 +32,9 @@ from schema.execution import event_selection
 
 logger = logging.getLogger(__name__)
 
-# The only event written straight to sockets: by far the most frequent, and the one whose
-# order (`seq`) a subscription can check without running.
-DIRECT_EVENT = "message_added"
+# The one event with an order to keep: written directly only when it is the next `seq`.
+MESSAGE_ADDED = "message_added"
+TYPING_CHANGED = "typing_changed"
 
 
 @dataclass(eq=False)
@@ -69,15 +73,25 @@ class Listener:
     """One subscription's view of the groups it listens to.
 
     Events wait in `queue` for the subscription's generator. Once `sink` is set (the
-    subscription is live), a message the hub can deliver in order skips the queue.
+    subscription is live), an event of `direct_events` that the hub can deliver without
+    breaking the subscription's order skips the queue.
     """
 
-    def __init__(self, render: Callable[[dict[str, Any]], Any]) -> None:
+    def __init__(
+        self,
+        render: Callable[[dict[str, Any]], Any],
+        *,
+        direct_events: frozenset[str] = frozenset({MESSAGE_ADDED}),
+        wants: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> None:
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         # Where the subscription is in each chat it follows, by chat id.
         self.positions: dict[str, Position] = {}
-        # Builds the subscription's root value for a `message_added` payload.
+        # Builds the subscription's root value for an event of `direct_events`.
         self.render = render
+        self.direct_events = direct_events
+        # Which events the subscription hears at all (None: every one).
+        self.wants = wants
         self.sink: Sink | None = None
         # The groups the hub has this listener in.
         self.groups: set[str] = set()
@@ -88,17 +102,11 @@ class Listener:
         """From now on, take in-order messages directly (when on a WebSocket handler)."""
         self.sink = current_sink.get()
 
-    async def next(self, deadline: float | None = None) -> dict[str, Any] | None:
-        """The next event for the generator, or None when `deadline` (loop time) passes."""
+    async def next(self) -> dict[str, Any]:
+        """The next event for the generator."""
         self._waiting = True
         try:
-            if deadline is None:
-                return await self.queue.get()
-            remaining = deadline - asyncio.get_running_loop().time()
-            try:
-                return await asyncio.wait_for(self.queue.get(), max(0.0, remaining))
-            except TimeoutError:
-                return None
+            return await self.queue.get()
         finally:
             self._waiting = False
 
@@ -107,15 +115,17 @@ class Listener:
         """Waiting for an event, with none queued: the generator has sent all it got."""
         return self._waiting and self.queue.empty()
 
-    def takes_directly(self, data: dict[str, Any]) -> bool:
-        """Whether writing `data` (a message payload) now keeps this subscription's order:
-        it is idle and the message is the next `seq` it expects."""
-        if self.sink is None or not self.idle:
+    def takes_directly(self, message: dict[str, Any]) -> bool:
+        """Whether writing `message` now keeps this subscription's order: it is idle, and
+        a new message is the next `seq` it expects."""
+        if self.sink is None or not self.idle or message["event"] not in self.direct_events:
             return False
-        position = self.positions.get(data["chat_id"])
-        return (
-            position is not None and position.last_seq == data["seq"] - 1 and self.sink.is_open()
-        )
+        if message["event"] == MESSAGE_ADDED:
+            data = message["data"]
+            position = self.positions.get(data["chat_id"])
+            if position is None or position.last_seq != data["seq"] - 1:
+                return False
+        return self.sink.is_open()
 
     def group_key(self, sink: Sink) -> tuple:
         if self._key is None:
@@ -133,6 +143,9 @@ class _Feed:
         self.channel: str | None = None
         self.joined: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.task = asyncio.create_task(self._run(), name=f"fanout {group}")
+        # Who is typing, by user id: the timer that announces it lapsed.
+        self.typing: dict[str, asyncio.TimerHandle] = {}
+        self._lapses: set[asyncio.Task] = set()
 
     async def _run(self) -> None:
         layer = self.hub.layer
@@ -158,15 +171,38 @@ class _Feed:
                     logger.exception("Could not receive from %s", self.group)
                     await asyncio.sleep(1)
                     continue
-                try:
-                    await self.hub.deliver(self, message)
-                except Exception:
-                    logger.exception(
-                        "Could not deliver %s to %s", message.get("event"), self.group
-                    )
+                if message.get("event") == TYPING_CHANGED:
+                    self._track_typing(message)
+                await self._deliver(message)
         finally:
+            for timer in self.typing.values():
+                timer.cancel()
             with contextlib.suppress(Exception):
                 await layer.group_discard(self.group, self.channel)
+
+    async def _deliver(self, message: dict[str, Any]) -> None:
+        try:
+            await self.hub.deliver(self, message)
+        except Exception:
+            logger.exception("Could not deliver %s to %s", message.get("event"), self.group)
+
+    def _track_typing(self, message: dict[str, Any]) -> None:
+        data = message["data"]
+        user_id = data["user"]["id"]
+        if (timer := self.typing.pop(user_id, None)) is not None:
+            timer.cancel()
+        if data["typing"]:
+            self.typing[user_id] = asyncio.get_running_loop().call_later(
+                data["expires_in"], self._lapse, message
+            )
+
+    def _lapse(self, started: dict[str, Any]) -> None:
+        """A typing indicator was not renewed in time: tell everyone it stopped."""
+        self.typing.pop(started["data"]["user"]["id"], None)
+        stopped = {**started, "data": {**started["data"], "typing": False, "expires_in": 0}}
+        task = asyncio.create_task(self._deliver(stopped))
+        self._lapses.add(task)
+        task.add_done_callback(self._lapses.discard)
 
 
 class Hub:
@@ -216,17 +252,11 @@ class Hub:
                 self.remove(listener, group)
 
     async def deliver(self, feed: _Feed, message: dict[str, Any]) -> None:
-        listeners = list(feed.listeners)
-        if message.get("event") != DIRECT_EVENT:
-            for listener in listeners:
-                listener.queue.put_nowait(message)
-            self.queued += len(listeners)
-            return
-        data = message["data"]
+        listeners = [x for x in feed.listeners if x.wants is None or x.wants(message)]
         direct: dict[tuple, list[tuple[Listener, Sink]]] = {}
         for listener in listeners:
             sink = listener.sink
-            if sink is not None and listener.takes_directly(data):
+            if sink is not None and listener.takes_directly(message):
                 direct.setdefault(listener.group_key(sink), []).append((listener, sink))
             else:
                 listener.queue.put_nowait(message)
@@ -234,18 +264,20 @@ class Hub:
         for group in direct.values():
             first, first_sink = group[0]
             try:
-                payload = await _payload(first_sink, first.render(data))
+                payload = await _payload(first_sink, first.render(message))
             except Exception:
                 # Each subscription's generator then runs (and reports) it for itself.
                 logger.exception("Could not execute a shared event for %s", feed.group)
                 payload = None
             for listener, sink in group:
                 # Checked again: the execution may have let the subscription move on.
-                if payload is None or not listener.takes_directly(data):
+                if payload is None or not listener.takes_directly(message):
                     listener.queue.put_nowait(message)
                     self.queued += 1
                     continue
-                listener.positions[data["chat_id"]].last_seq = data["seq"]
+                if message["event"] == MESSAGE_ADDED:
+                    data = message["data"]
+                    listener.positions[data["chat_id"]].last_seq = data["seq"]
                 self.written += 1
                 try:
                     await sink.send_text(f"{sink.prefix}{payload}}}")

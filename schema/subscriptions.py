@@ -10,7 +10,6 @@ They listen through the process's fan-out hub (`schema.fanout`), which joins eac
 once per process and writes in-order new messages to live subscriptions directly.
 """
 
-import asyncio
 import copy
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any
@@ -28,12 +27,10 @@ from schema.events import (
     InboxEvent,
     MessageAdded,
     RemovedFromChat,
-    TypingChanged,
     chat_event,
     chat_from,
     message_event,
     message_from,
-    user_from,
 )
 from schema.types import User
 
@@ -128,7 +125,17 @@ class Subscription:
         if after is not None and after < 0:
             raise bad_user_input("`after` cannot be negative.", argument="after")
         chat = await sync_to_async(selectors.chat_for_member)(user=viewer, chat_id=chat_id)
-        listener = fanout.Listener(render=lambda data: _added(data, viewer))
+        listener = fanout.Listener(
+            render=lambda message: _chat_event(message, viewer),
+            direct_events=STATELESS_CHAT_EVENTS,
+            # Typists are not told about their own typing.
+            wants=lambda message: (
+                not (
+                    message["event"] == "typing_changed"
+                    and message["data"]["user"]["id"] == str(viewer.id)
+                )
+            ),
+        )
         async with fanout.hub().listening(listener, [events.chat_group(chat.id)]):
             # In the group before reading the database: nothing committed from here on
             # can fall between the replay and the live stream.
@@ -147,37 +154,13 @@ class Subscription:
                 yield message_event(MessageAdded, message)
 
             listener.go_live()
-            typing: dict[str, tuple[float, dict[str, Any]]] = {}
-            loop = asyncio.get_running_loop()
             while True:
-                deadline = min((d for d, _ in typing.values()), default=None)
-                message = await listener.next(deadline)
-                if message is None:  # a typing indicator lapsed without renewal
-                    for user_id, (expires, user) in list(typing.items()):
-                        if expires <= loop.time():
-                            del typing[user_id]
-                            yield TypingChanged(
-                                chat_id=str(chat.id),
-                                user=user_from(user, viewer),
-                                typing=False,
-                                expires_at=None,
-                            )
-                    continue
+                message = await listener.next()
                 event, data = message["event"], message["data"]
                 if event == "message_added":
                     async for added in timeline.added(message_from(data, viewer)):
                         yield message_event(MessageAdded, added)
                     continue
-                if event == "typing_changed":
-                    if data["user"]["id"] == str(viewer.id):
-                        continue
-                    if data["typing"]:
-                        typing[data["user"]["id"]] = (
-                            loop.time() + data["expires_in"],
-                            data["user"],
-                        )
-                    else:
-                        typing.pop(data["user"]["id"], None)
                 typed = chat_event(event, data, viewer)
                 if typed is not None:
                     yield typed
@@ -194,7 +177,12 @@ class Subscription:
         viewer = require_viewer(info)
         _consumer(info)
         own = events.user_group(viewer.id)
-        listener = fanout.Listener(render=lambda data: _added(data, viewer))
+        listener = fanout.Listener(
+            render=lambda message: _added(message["data"], viewer),
+            # From chat groups, only new messages; the rest of a chat's events are for
+            # chat screens.
+            wants=lambda message: message["group"] == own or message["event"] == "message_added",
+        )
         hub = fanout.hub()
         async with hub.listening(listener, [own]):
             # Messages go to chat groups only (one send per message, whatever the number
@@ -206,7 +194,8 @@ class Subscription:
                 await hub.add(listener, events.chat_group(chat_id))
                 timelines[str(chat_id)] = _Timeline(chat_id, last_seq)
             listener.go_live()
-            while (message := await listener.next()) is not None:
+            while True:
+                message = await listener.next()
                 event, data = message["event"], message["data"]
                 if message["group"] != own:
                     timeline = timelines.get(data.get("chat_id", ""))
@@ -234,5 +223,25 @@ class Subscription:
                     yield RemovedFromChat(chat_id=data["chat"]["id"])
 
 
+# Chat events rendered the same way for every subscriber whatever it has seen before (new
+# messages are too, when they come in order): the fan-out may write them directly.
+STATELESS_CHAT_EVENTS = frozenset(
+    {
+        "message_added",
+        "message_edited",
+        "message_deleted",
+        "typing_changed",
+        "read_up_to",
+        "presence_changed",
+    }
+)
+
+
 def _added(data: dict[str, Any], viewer: models.User) -> MessageAdded:
     return message_event(MessageAdded, message_from(data, viewer))
+
+
+def _chat_event(message: dict[str, Any], viewer: models.User) -> Any:
+    if message["event"] == "message_added":
+        return _added(message["data"], viewer)
+    return chat_event(message["event"], message["data"], viewer)

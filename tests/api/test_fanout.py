@@ -71,6 +71,7 @@ async def test_a_direct_frame_is_what_the_generator_would_send(asgi_app, people,
     # gets the same message replayed by her subscription's generator.
     await send(asgi_app, people["grace_token"], chat, "hello")
     direct = await first_message(ada)
+    written_for_it = hub.written - written
     grace = await subscribed(
         asgi_app, people["grace_token"], RESUMING, {"chatId": str(chat.id), "after": 0}, protocol
     )
@@ -78,7 +79,7 @@ async def test_a_direct_frame_is_what_the_generator_would_send(asgi_app, people,
     await ada.close()
     await grace.close()
 
-    assert hub.written == written + 1
+    assert written_for_it == 1
     assert direct == replayed
     assert direct["chatEvents"]["message"]["body"] == "hello"
 
@@ -262,3 +263,70 @@ async def test_an_inbox_stops_listening_to_a_chat_the_viewer_lost(asgi_app, peop
     ]
     assert listening
     assert not still_listening
+
+
+TYPING_EVENTS = """
+subscription($chatId: ID!) {
+  chatEvents(chatId: $chatId) {
+    ... on TypingChanged { typing expiresAt user { displayName } }
+  }
+}
+"""
+SET_TYPING = "mutation($c: ID!) { setTyping(chatId: $c, typing: true) { __typename } }"
+
+
+async def test_typing_and_its_lapse_are_written_directly_and_not_to_the_typist(
+    asgi_app, people, settings, monkeypatch
+):
+    from schema.events import TypingChanged
+
+    executed = []
+    real = fanout._payload
+
+    async def recorded(sink, root):
+        if isinstance(root, TypingChanged):
+            executed.append(root.typing)
+        return await real(sink, root)
+
+    monkeypatch.setattr(fanout, "_payload", recorded)
+    settings.TYPING_TTL = 0.5
+    chat = people["chat"]
+    ada = await subscribed(asgi_app, people["ada_token"], TYPING_EVENTS, {"chatId": str(chat.id)})
+    grace = await subscribed(
+        asgi_app, people["grace_token"], TYPING_EVENTS, {"chatId": str(chat.id)}
+    )
+    await asyncio.sleep(0.05)
+    await settled(chat, 2)
+
+    await http(asgi_app, SET_TYPING, {"c": str(chat.id)}, people["grace_token"])
+    seen = [await typing_event(ada) for _ in range(2)]
+    typist_heard = await typing_events_within(grace, 0.3)
+    await ada.close()
+    await grace.close()
+
+    assert [(e["typing"], e["user"]["displayName"]) for e in seen] == [
+        (True, "Grace"),
+        (False, "Grace"),
+    ]
+    assert seen[0]["expiresAt"] is not None
+    assert seen[1]["expiresAt"] is None
+    assert executed == [True, False]  # once each, for the direct write to Ada
+    assert typist_heard == []
+
+
+async def typing_event(socket) -> dict:
+    """The next typing change, past presence changes (`{}` under this selection)."""
+    while True:
+        event = (await socket.next_payload("s"))["data"]["chatEvents"]
+        if event:
+            return event
+
+
+async def typing_events_within(socket, timeout: float) -> list[dict]:
+    """The typing changes that arrive within `timeout`, presence changes left out."""
+    seen = []
+    while not await socket.communicator.receive_nothing(timeout=timeout):
+        event = (await socket.next_payload("s"))["data"]["chatEvents"]
+        if event:
+            seen.append(event)
+    return seen

@@ -52,7 +52,9 @@ class Subscription:
     def __init__(self, last_seq: int, op_id: str = "1") -> None:
         self.frames: list[dict] = []
         self.listener = fanout.Listener(
-            render=lambda data: message_event(MessageAdded, message_from(data, VIEWER))
+            render=lambda message: message_event(
+                MessageAdded, message_from(message["data"], VIEWER)
+            )
         )
         self.listener.positions[CHAT] = SimpleNamespace(last_seq=last_seq)
 
@@ -124,7 +126,7 @@ async def test_anything_that_could_break_the_order_is_queued_for_the_generator(h
     assert (hub.written, hub.queued) == (0, 4)
 
 
-async def test_events_other_than_new_messages_always_go_through_the_generator(hub):
+async def test_events_a_subscription_does_not_take_directly_go_through_its_generator(hub):
     idle = Subscription(last_seq=4)
     idle.wait()
     await asyncio.sleep(0)
@@ -247,3 +249,28 @@ async def test_a_failing_shared_execution_hands_the_message_to_each_generator(hu
 
     assert idle.frames == []
     assert (await idle.waiting)["data"]["seq"] == 5
+
+
+async def test_typing_lapses_once_per_process_unless_renewed():
+    hub = fanout.Hub(InMemoryChannelLayer())
+    listener = fanout.Listener(render=str)
+    group = "chat.typing"
+    user = {"id": str(uuid.uuid4()), "display_name": "Ada", "joined_at": "2026-11-21"}
+
+    def typing(on: bool) -> dict:
+        data = {"chat_id": CHAT, "user": user, "typing": on, "expires_in": 0.3}
+        return {"type": "chat.event", "group": group, "event": "typing_changed", "data": data}
+
+    async with hub.listening(listener, [group]):
+        await hub.layer.group_send(group, typing(True))
+        await asyncio.sleep(0.2)
+        await hub.layer.group_send(group, typing(True))  # renewed before it lapsed
+        heard = [await asyncio.wait_for(listener.next(), 2) for _ in range(3)]
+        quiet = listener.queue.empty()
+        await asyncio.sleep(0.5)
+        after_the_lapse = listener.queue.qsize()
+
+    assert [m["data"]["typing"] for m in heard] == [True, True, False]
+    assert heard[2]["data"]["user"] == user
+    assert quiet
+    assert after_the_lapse == 0
