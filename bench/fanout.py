@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/fanout.py                        # N = 100, 1000; in-memory layer
     .venv/bin/python bench/fanout.py --subscribers 5000 --layer redis
+    .venv/bin/python bench/fanout.py --event typing --layer pubsub
 
 For each N, one daphne process on 127.0.0.1 serves N subscriber sockets opened by this
 process in one room; messages are sent at a steady rate, each carrying its send time. The
@@ -13,8 +14,10 @@ subscribed sockets, divided by N.
 
 GraphQL subscribers run `chatEvents(chatId)` selecting a message's seq, body, time and
 author; messages are sent with `sendMessage` over HTTP (so the GraphQL figure includes
-writing each message and its inbox fan-out). Baseline messages are sent over the
-baseline's own socket. Traffic stays on 127.0.0.1 and every wait is bounded.
+writing each message). With `--event typing` they select typing changes instead, and each
+event is a `setTyping` by a different subscriber (who does not hear their own). Baseline
+messages are sent over the baseline's own socket. Traffic stays on 127.0.0.1 and every
+wait is bounded.
 """
 
 import argparse
@@ -49,6 +52,10 @@ SUBSCRIPTION = """subscription($chatId: ID!) {
 SEND = """mutation($chatId: ID!, $body: String!) {
   sendMessage(input: {chatId: $chatId, body: $body}) { __typename }
 }"""
+TYPING_SUBSCRIPTION = """subscription($chatId: ID!) {
+  chatEvents(chatId: $chatId) { ... on TypingChanged { typing user { displayName } } }
+}"""
+TYPING = """mutation($chatId: ID!) { setTyping(chatId: $chatId, typing: true) { __typename } }"""
 
 
 def cpu_seconds(pid: int) -> float:
@@ -157,6 +164,7 @@ async def run_load(
     subscribe,
     parse,
     send,
+    per_event: int | None = None,
 ) -> Result:
     pid = server.process.pid
     await asyncio.sleep(1)
@@ -184,7 +192,7 @@ async def run_load(
         started = time.monotonic()
         await send(m)
         await asyncio.sleep(max(0, 1 / rate - (time.monotonic() - started)))
-    expected = n * messages
+    expected = (n if per_event is None else per_event) * messages
     deadline = time.monotonic() + 120
     while len(latencies) < expected and time.monotonic() < deadline:  # noqa: ASYNC110 - polls a count
         await asyncio.sleep(0.2)
@@ -235,12 +243,13 @@ def prepare_graphql(n: int) -> tuple[str, list[str], str]:
     return str(chat.id), tokens[:n], tokens[n]
 
 
-async def bench_graphql(env, n, messages, rate, chat_id, tokens, sender) -> Result:
+async def bench_graphql(env, n, messages, rate, chat_id, tokens, sender, event) -> Result:
     server = Server("server.asgi:application", env)
+    sent_at: dict[int, float] = {}
     try:
         http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=30)
 
-        async def send(m: int) -> None:
+        async def send_message(m: int) -> None:
             response = await http.post(
                 "/graphql/",
                 json={
@@ -251,13 +260,28 @@ async def bench_graphql(env, n, messages, rate, chat_id, tokens, sender) -> Resu
             )
             assert response.json()["data"]["sendMessage"]["__typename"] == "Message", response.text
 
+        async def send_typing(m: int) -> None:
+            # Typist m is subscriber m: one indicator each, so no throttle applies; the
+            # typist's own subscription does not hear it.
+            sent_at[m] = time.time()
+            response = await http.post(
+                "/graphql/",
+                json={"query": TYPING, "variables": {"chatId": chat_id}},
+                headers={"Authorization": f"Bearer {tokens[m % n]}"},
+            )
+            assert response.json()["data"]["setTyping"]["__typename"] == "Done", response.text
+
         def parse(raw: str) -> float | None:
             message = json.loads(raw)
             if message.get("type") != "next":
                 return None
             # Other subscribers coming online arrive as presence events: not deliveries.
             event = message["payload"]["data"]["chatEvents"]
-            return float(event["message"]["body"]) if "message" in event else None
+            if "message" in event:
+                return float(event["message"]["body"])
+            if event.get("typing"):
+                return sent_at[int(event["user"]["displayName"].split()[-1])]
+            return None
 
         result = await run_load(
             server,
@@ -272,10 +296,14 @@ async def bench_graphql(env, n, messages, rate, chat_id, tokens, sender) -> Resu
             subscribe={
                 "type": "subscribe",
                 "id": "1",
-                "payload": {"query": SUBSCRIPTION, "variables": {"chatId": chat_id}},
+                "payload": {
+                    "query": SUBSCRIPTION if event == "message" else TYPING_SUBSCRIPTION,
+                    "variables": {"chatId": chat_id},
+                },
             },
             parse=parse,
-            send=send,
+            send=send_message if event == "message" else send_typing,
+            per_event=n if event == "message" else n - 1,
         )
         await http.aclose()
         return result
@@ -320,12 +348,21 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=40)
     parser.add_argument("--rate", type=float, default=10, help="messages per second")
     parser.add_argument("--layer", choices=["memory", "redis", "pubsub"], default="memory")
+    parser.add_argument(
+        "--event",
+        choices=["message", "typing"],
+        default="message",
+        help="what the GraphQL side sends: sendMessage, or setTyping by a new user each time",
+    )
     args = parser.parse_args()
     logging.getLogger("httpx").setLevel(logging.WARNING)
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
-    print(f"layer={args.layer} messages={args.messages} rate={args.rate}/s", flush=True)
+    print(
+        f"layer={args.layer} event={args.event} messages={args.messages} rate={args.rate}/s",
+        flush=True,
+    )
     print(
         f"{'N':>6} {'target':<9} {'delivered':>15} {'CPU us/delivery':>16} "
         f"{'p50 ms':>8} {'p99 ms':>8} {'KB/socket':>10}",
@@ -341,6 +378,8 @@ def main() -> None:
             "DEBUG": "false",
             "ALLOWED_HOSTS": "127.0.0.1",
             "SEND_RATE_BURST": "100000",
+            # No typing indicator lapses during a run: each event is delivered once.
+            "TYPING_TTL": "600",
             "LOG_LEVEL": "WARNING",
             "DJANGO_SETTINGS_MODULE": "server.settings",
             **layer_env(args.layer),
@@ -354,7 +393,8 @@ def main() -> None:
         chat_id, tokens, sender = prepare_graphql(n)
         runs = {
             "graphql": partial(
-                bench_graphql, env, n, args.messages, args.rate, chat_id, tokens, sender
+                bench_graphql,
+                *(env, n, args.messages, args.rate, chat_id, tokens, sender, args.event),
             ),
             "baseline": partial(bench_baseline, env, n, args.messages, args.rate),
         }
