@@ -99,7 +99,7 @@ class Listener:
         self._key: tuple | None = None
 
     def go_live(self) -> None:
-        """From now on, take in-order messages directly (when on a WebSocket handler)."""
+        """From now on, take events directly (when run by a WebSocket protocol handler)."""
         self.sink = current_sink.get()
 
     async def next(self) -> dict[str, Any]:

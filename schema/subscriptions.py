@@ -7,7 +7,8 @@ the database when a live `seq` skips ahead. A client that resubscribes with the 
 it saw misses nothing and sees nothing twice.
 
 They listen through the process's fan-out hub (`schema.fanout`), which joins each group
-once per process and writes in-order new messages to live subscriptions directly.
+once per process and writes events that render the same for everyone (new messages in
+order, typing, receipts...) to idle live subscriptions directly.
 """
 
 import copy
