@@ -35,6 +35,9 @@ logger = logging.getLogger(__name__)
 # The one event with an order to keep: written directly only when it is the next `seq`.
 MESSAGE_ADDED = "message_added"
 TYPING_CHANGED = "typing_changed"
+# Frames written before letting the event loop run other work: a message to a room of
+# thousands would otherwise hold up every other socket and request until it is written.
+WRITES_PER_TURN = 256
 
 
 @dataclass(eq=False)
@@ -284,6 +287,8 @@ class Hub:
                 except Exception:
                     # The socket is going away; its subscription ends with it.
                     logger.debug("Could not write to %s", sink.operation_id, exc_info=True)
+                if self.written % WRITES_PER_TURN == 0:
+                    await asyncio.sleep(0)
 
     def _renew_groups(self) -> None:
         """On layers whose groups expire (channels-redis lists, in-memory), join again

@@ -274,3 +274,22 @@ async def test_typing_lapses_once_per_process_unless_renewed():
     assert heard[2]["data"]["user"] == user
     assert quiet
     assert after_the_lapse == 0
+
+
+async def test_a_big_room_lets_other_work_run_while_its_frames_are_written(hub):
+    subscriptions = [Subscription(last_seq=4) for _ in range(3 * fanout.WRITES_PER_TURN)]
+    for subscription in subscriptions:
+        subscription.wait()
+    await asyncio.sleep(0)
+    progress = []
+
+    async def other_work() -> None:
+        progress.append(sum(len(s.frames) for s in subscriptions))
+
+    other = asyncio.create_task(other_work())
+    listeners = {s.listener for s in subscriptions}
+    await hub.deliver(SimpleNamespace(listeners=listeners, group="g"), added(5))
+    await other
+
+    assert all(s.frames == [frame(5)] for s in subscriptions)
+    assert 0 < progress[0] < len(subscriptions)
