@@ -1,20 +1,53 @@
-"""Fixed-window counters in the Django cache (Redis when configured, so every process
-shares them).
+"""Rate limits in the Django cache (Redis when configured, so every process shares them).
+
+`FixedWindow` counts attempts (logins, emails); `TokenBucket` paces repeated writes and
+prices queries. When the shared cache cannot be reached (Redis down), limits fall back to
+this process's memory with a logged warning: the database is the truth, and an outage of
+the cache must not turn every write into an error.
 
 A fixed window lets a client spend up to twice the limit across a window boundary; for
 throttling logins and emails that is an acceptable price for one atomic `incr` per hit.
 """
 
 import hashlib
+import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from django.core.cache import cache, caches
+from django.conf import settings
+from django.core.cache import caches
+from django.core.cache.backends.base import BaseCache
+from django.core.cache.backends.locmem import LocMemCache
 from django.core.cache.backends.redis import RedisCache
+from redis.exceptions import RedisError
 
 from chat.exceptions import RateLimited
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+# Used while the shared cache is unreachable.
+_local = LocMemCache("ratelimit-fallback", {"OPTIONS": {"MAX_ENTRIES": 100_000}})
+_WARN_EVERY = 30.0
+_last_warning = 0.0
+
+
+def _resilient(operation: Callable[[BaseCache], T]) -> T:
+    """`operation` on the shared cache, or on process memory when that is unreachable."""
+    global _last_warning
+    shared = caches["default"]
+    try:
+        return operation(shared)
+    except (RedisError, OSError) as error:
+        now = time.monotonic()
+        if now - _last_warning > _WARN_EVERY:
+            _last_warning = now
+            logger.warning("Rate limits use process memory: the shared cache failed (%s)", error)
+        return operation(_local)
 
 
 @dataclass(frozen=True)
@@ -30,10 +63,15 @@ class FixedWindow:
     def _retry_after(self, now: float) -> int:
         return max(1, int(self.window - now % self.window))
 
+    def count(self, subject: str) -> int:
+        """Attempts counted for `subject` in the current window."""
+        key = self._key(subject, time.time())
+        return _resilient(lambda cache: cache.get(key)) or 0
+
     def check(self, subject: str) -> None:
         """Raise `RateLimited` when `subject` has used up this window, without counting."""
         now = time.time()
-        if (cache.get(self._key(subject, now)) or 0) >= self.limit:
+        if self.count(subject) >= self.limit:
             raise RateLimited(
                 "Too many attempts. Try again later.", retry_after=self._retry_after(now)
             )
@@ -42,30 +80,37 @@ class FixedWindow:
         """Count one attempt, raising `RateLimited` when it goes over the limit."""
         now = time.time()
         key = self._key(subject, now)
-        cache.add(key, 0, timeout=self.window + 1)
-        try:
-            count = cache.incr(key)
-        except ValueError:  # expired between add and incr
-            cache.set(key, 1, timeout=self.window + 1)
-            count = 1
-        if count > self.limit:
+
+        def incr(cache: BaseCache) -> int:
+            cache.add(key, 0, timeout=self.window + 1)
+            try:
+                return cache.incr(key)
+            except ValueError:  # expired between add and incr
+                cache.set(key, 1, timeout=self.window + 1)
+                return 1
+
+        if _resilient(incr) > self.limit:
             raise RateLimited(
                 "Too many attempts. Try again later.", retry_after=self._retry_after(now)
             )
 
     def reset(self, subject: str) -> None:
-        cache.delete(self._key(subject, time.time()))
+        key = self._key(subject, time.time())
+        _resilient(lambda cache: cache.delete(key))
 
 
-# GCRA in one round trip: the key holds the "theoretical arrival time" of the next event.
+# GCRA in one round trip: the key holds the "theoretical arrival time" (TAT) of the next
+# unit; a hit of `cost` units moves it `cost * interval` on, and is allowed while the TAT
+# stays within `burst * interval` of now.
 _GCRA = """
 local now = tonumber(ARGV[1])
 local interval = tonumber(ARGV[2])
-local tolerance = tonumber(ARGV[3])
+local span = tonumber(ARGV[3])
+local cost = tonumber(ARGV[4])
 local tat = tonumber(redis.call('GET', KEYS[1]) or ARGV[1])
 if tat < now then tat = now end
-if now < tat - tolerance then return tostring(tat - tolerance - now) end
-local next_tat = tat + interval
+local next_tat = tat + interval * cost
+if next_tat - span > now then return tostring(next_tat - span - now) end
 redis.call('SET', KEYS[1], tostring(next_tat), 'PX', math.ceil((next_tat - now) * 1000) + 1000)
 return '0'
 """
@@ -74,7 +119,7 @@ _local_lock = threading.Lock()
 
 @dataclass(frozen=True)
 class TokenBucket:
-    """Allows `burst` events at once, then one every `1 / per_second` seconds.
+    """Allows `burst` units at once, then `per_second` units a second.
 
     Implemented as GCRA: one timestamp per subject, atomic on Redis (a Lua script, shared
     by every process) and under a lock in process memory for the embedded default.
@@ -84,26 +129,101 @@ class TokenBucket:
     burst: int
     per_second: float
 
-    def hit(self, subject: str) -> None:
-        """Count one event, raising `RateLimited` (nothing counted) when over the rate."""
+    def hit(self, subject: str, cost: int = 1) -> None:
+        """Spend `cost` units, raising `RateLimited` (nothing spent) when over the rate."""
         interval = 1 / self.per_second
-        tolerance = (self.burst - 1) * interval
         key = f"tb:{self.name}:{hashlib.sha256(subject.encode()).hexdigest()[:32]}"
-        wait = self._acquire(key, time.time(), interval, tolerance)
+        args = (key, time.time(), interval, self.burst * interval, cost)
+        wait = _resilient(lambda cache: _acquire(cache, *args))
         if wait > 0:
             raise RateLimited(
-                "You are sending too fast. Try again shortly.", retry_after=max(1, math.ceil(wait))
+                "You are doing that too fast. Try again shortly.",
+                retry_after=max(1, math.ceil(wait)),
             )
 
-    def _acquire(self, key: str, now: float, interval: float, tolerance: float) -> float:
-        backend = caches["default"]
-        if isinstance(backend, RedisCache):
-            full_key = backend.make_and_validate_key(key)
-            client = backend._cache.get_client(full_key, write=True)
-            return float(client.eval(_GCRA, 1, full_key, now, interval, tolerance))
-        with _local_lock:
-            tat = max(backend.get(key) or now, now)
-            if now < tat - tolerance:
-                return tat - tolerance - now
-            backend.set(key, tat + interval, timeout=math.ceil(tat + interval - now) + 1)
-            return 0.0
+
+def _acquire(
+    cache: BaseCache, key: str, now: float, interval: float, span: float, cost: int
+) -> float:
+    """Seconds to wait before `cost` units fit, or 0 after spending them."""
+    if isinstance(cache, RedisCache):
+        full_key = cache.make_and_validate_key(key)
+        client = cache._cache.get_client(full_key, write=True)
+        return float(client.eval(_GCRA, 1, full_key, now, interval, span, cost))
+    with _local_lock:
+        tat = max(cache.get(key) or now, now)
+        next_tat = tat + interval * cost
+        if next_tat - span > now:
+            return next_tat - span - now
+        cache.set(key, next_tat, timeout=math.ceil(next_tat - now) + 1)
+        return 0.0
+
+
+def limit(name: str) -> TokenBucket:
+    """The bucket settings configure for `name` (`<NAME>_RATE_BURST`, `..._PER_SECOND`)."""
+    prefix = name.upper()
+    return TokenBucket(
+        name,
+        getattr(settings, f"{prefix}_RATE_BURST"),
+        getattr(settings, f"{prefix}_RATE_PER_SECOND"),
+    )
+
+
+def hit(name: str, subject: Any, cost: int = 1) -> None:
+    """Spend from the `name` bucket of `subject` (a user, or any string)."""
+    limit(name).hit(str(getattr(subject, "pk", subject)), cost)
+
+
+@dataclass(frozen=True)
+class GrowingDelay:
+    """Slows guessing without locking anyone out: after `free` failures for a subject in
+    `window` seconds, the next attempt must wait 1 s after the last failure, then 2 s,
+    4 s ... up to `ceiling`. (Read-modify-write: concurrent failures may count as one,
+    which only ever makes it gentler.)"""
+
+    name: str
+    free: int
+    ceiling: int
+    window: int
+
+    def _key(self, subject: str) -> str:
+        return f"gd:{self.name}:{hashlib.sha256(subject.encode()).hexdigest()[:32]}"
+
+    def check(self, subject: str) -> None:
+        key = self._key(subject)
+        count, last = _resilient(lambda cache: cache.get(key)) or (0, 0.0)
+        if count <= self.free:
+            return
+        wait = last + min(2 ** (count - self.free - 1), self.ceiling) - time.time()
+        if wait > 0:
+            raise RateLimited(
+                "Too many failed attempts. Try again later.", retry_after=max(1, math.ceil(wait))
+            )
+
+    def fail(self, subject: str) -> None:
+        key = self._key(subject)
+
+        def record(cache: BaseCache) -> None:
+            count, _ = cache.get(key) or (0, 0.0)
+            cache.set(key, (count + 1, time.time()), timeout=self.window)
+
+        _resilient(record)
+
+
+@dataclass(frozen=True)
+class Remembered:
+    """A set of subjects remembered for `ttl` seconds (addresses a user signed in from)."""
+
+    name: str
+    ttl: int
+
+    def _key(self, subject: str) -> str:
+        return f"rm:{self.name}:{hashlib.sha256(subject.encode()).hexdigest()[:32]}"
+
+    def add(self, subject: str) -> None:
+        key = self._key(subject)
+        _resilient(lambda cache: cache.set(key, 1, timeout=self.ttl))
+
+    def __contains__(self, subject: str) -> bool:
+        key = self._key(subject)
+        return bool(_resilient(lambda cache: cache.get(key)))

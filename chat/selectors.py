@@ -6,8 +6,9 @@ import uuid
 from django.db.models import F, Q, QuerySet
 from django.db.models.functions import Coalesce
 
+from chat import ratelimit
 from chat.exceptions import NotFound
-from chat.models import Chat, Membership, Message, User
+from chat.models import Chat, Membership, Message, User, normalize_email
 
 CHAT_NOT_FOUND = "Chat not found."
 
@@ -71,16 +72,18 @@ def public_rooms(*, search: str = "") -> QuerySet[Chat]:
     return rooms.order_by("-member_count", "-id")
 
 
-def search_users(*, search: str) -> QuerySet[User]:
-    """Active users whose display name starts a word with `search`, or whose email starts
-    with it (an address is only matched from its start, so it cannot be guessed at)."""
+def search_users(*, viewer: User, search: str) -> QuerySet[User]:
+    """Active users whose display name starts a word with `search`, or whose email is
+    `search` exactly: an address is never matched in part, so nobody can spell out another
+    user's private address a character at a time. Searches are rate limited per viewer."""
     search = search.strip()
     users = User.objects.filter(is_active=True)
     if search:
+        ratelimit.hit("search", viewer)
         users = users.filter(
             Q(display_name__istartswith=search)
             | Q(display_name__icontains=f" {search}")
-            | Q(email__startswith=search.lower())
+            | Q(email=normalize_email(search))
         )
     return users.order_by("display_name", "id")
 

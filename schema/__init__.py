@@ -6,19 +6,14 @@ from typing import Any
 import strawberry
 from django.conf import settings
 from graphql import GraphQLError
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxTokensLimiter,
-    ValidationCache,
-    max_aliases,
-    query_depth_limiter,
-)
+from strawberry.extensions import AddValidationRules, MaxTokensLimiter
 from strawberry.types import ExecutionContext
 from strawberry_django.optimizer import DjangoOptimizerExtension
 
 from schema.documents import DOCUMENTS_CACHED, DocumentCache
 from schema.errors import ErrorPolicy, is_expected
 from schema.execution import SharedEventExecutor
+from schema.limits import OperationLimits
 from schema.mutations import Mutation
 from schema.queries import Query
 from schema.subscriptions import Subscription
@@ -33,13 +28,10 @@ class Schema(strawberry.Schema):
 
 
 def _extensions() -> list[Any]:
-    # The limits as validation rules built once: `QueryDepthLimiter` and
-    # `MaxAliasesLimiter` would build new rule classes per request, and the validation
-    # cache is keyed on the rules as well as the document.
-    rules: list[Any] = [
-        query_depth_limiter.create_validator(settings.GRAPHQL_MAX_DEPTH, None),
-        max_aliases.create_validator(settings.GRAPHQL_MAX_ALIASES),
-    ]
+    # Depth, aliases and expansion are measured by `OperationLimits` in one linear pass
+    # (Strawberry's own limiters walk fragments once per spread). Rules are built once:
+    # the validation cache is keyed on them as well as the document.
+    rules: list[Any] = []
     if not settings.GRAPHQL_INTROSPECTION:
         from graphql.validation import NoSchemaIntrospectionCustomRule
 
@@ -49,7 +41,7 @@ def _extensions() -> list[Any]:
         partial(AddValidationRules, rules),
         partial(MaxTokensLimiter, max_token_count=settings.GRAPHQL_MAX_TOKENS),
         DocumentCache,
-        partial(ValidationCache, maxsize=DOCUMENTS_CACHED),
+        partial(OperationLimits, maxsize=DOCUMENTS_CACHED),
         DjangoOptimizerExtension,
     ]
 

@@ -6,7 +6,9 @@ reads n rows from an index however deep the page is.
 """
 
 import base64
+import binascii
 import json
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -14,6 +16,7 @@ from typing import Any, Generic, TypeVar
 import strawberry
 from django.conf import settings
 from django.db.models import Model, Q, QuerySet
+from django.utils.dateparse import parse_datetime
 
 from schema.errors import bad_user_input
 
@@ -40,22 +43,59 @@ class Connection(Generic[T]):
     page_info: PageInfo = strawberry.field(description="Where this page sits.")
 
 
+def _integer(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or abs(value) > 2**63 - 1:
+        raise ValueError(value)
+    return value
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or "\x00" in value:
+        raise ValueError(value)
+    return value
+
+
+def _uuid(value: Any) -> str:
+    return str(uuid.UUID(_text(value)))
+
+
+def _datetime(value: Any) -> str:
+    if parse_datetime(_text(value)) is None:
+        raise ValueError(value)
+    return value
+
+
+# How each kind of sort key is read back from a cursor: a value of the wrong type is the
+# client's mistake (BAD_USER_INPUT), never a database error.
+INTEGER, TEXT, UUID, DATETIME = _integer, _text, _uuid, _datetime
+
+
 @dataclass(frozen=True)
 class Keyset:
-    """A total order over rows: `(field, descending)` pairs, the last one unique."""
+    """A total order over rows: `(field, descending, kind)` triples, the last one unique."""
 
-    fields: tuple[tuple[str, bool], ...]
+    fields: tuple[tuple[str, bool, Callable[[Any], Any]], ...]
 
     def order_by(self, reverse: bool = False) -> list[str]:
-        return [("-" if desc != reverse else "") + name for name, desc in self.fields]
+        return [("-" if desc != reverse else "") + name for name, desc, _ in self.fields]
 
     def key(self, row: Model) -> list[Any]:
-        return [_plain(getattr(row, name)) for name, _ in self.fields]
+        return [_plain(getattr(row, name)) for name, _, _ in self.fields]
+
+    def decode(self, cursor: str) -> list[Any]:
+        """The sort key in `cursor`, each value checked against its field's kind."""
+        try:
+            values = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+            if not isinstance(values, list) or len(values) != len(self.fields):
+                raise ValueError(values)
+            return [kind(v) for v, (_, _, kind) in zip(values, self.fields, strict=True)]
+        except (ValueError, TypeError, UnicodeError, binascii.Error, RecursionError):
+            raise bad_user_input("Invalid cursor.") from None
 
     def beyond(self, values: Sequence[Any], reverse: bool = False) -> Q:
         """Rows strictly after `values` in this order (before them when `reverse`)."""
         condition = Q(pk__in=[])
-        for i, (name, desc) in enumerate(self.fields):
+        for i, (name, desc, _) in enumerate(self.fields):
             later = "lt" if desc != reverse else "gt"
             equal = {self.fields[j][0]: values[j] for j in range(i)}
             condition |= Q(**equal, **{f"{name}__{later}": values[i]})
@@ -73,16 +113,6 @@ def _plain(value: Any) -> Any:
 
 def encode_cursor(values: list[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(values).encode()).decode()
-
-
-def decode_cursor(cursor: str, length: int) -> list[Any]:
-    try:
-        values = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except ValueError:
-        values = None
-    if not isinstance(values, list) or len(values) != length:
-        raise bad_user_input("Invalid cursor.")
-    return values
 
 
 def _page_size(name: str, value: int | None) -> int | None:
@@ -115,11 +145,10 @@ def paginate(
         raise bad_user_input("Pass `first` or `last`, not both.")
     if first is None and last is None:
         first, last = default_first, default_last
-    width = len(keyset.fields)
     if after is not None:
-        queryset = queryset.filter(keyset.beyond(decode_cursor(after, width)))
+        queryset = queryset.filter(keyset.beyond(keyset.decode(after)))
     if before is not None:
-        queryset = queryset.filter(keyset.beyond(decode_cursor(before, width), reverse=True))
+        queryset = queryset.filter(keyset.beyond(keyset.decode(before), reverse=True))
     if last is not None:
         rows = list(queryset.order_by(*keyset.order_by(reverse=True))[: last + 1])
         more = len(rows) > last

@@ -6,7 +6,7 @@ from asgiref.sync import sync_to_async
 
 from chat import models, presence, selectors
 from schema.context import Context, require_viewer
-from schema.pagination import Connection, Keyset, paginate
+from schema.pagination import DATETIME, INTEGER, TEXT, UUID, Connection, Keyset, paginate
 from schema.types import Chat, Message, User
 
 First = Annotated[int | None, strawberry.argument(description="Page forward: this many items.")]
@@ -15,10 +15,10 @@ Last = Annotated[int | None, strawberry.argument(description="Page backward: thi
 Before = Annotated[str | None, strawberry.argument(description="Page backward from this cursor.")]
 Search = Annotated[str, strawberry.argument(description="Text to look for; empty lists all.")]
 
-CHAT_ORDER = Keyset((("activity_at", True), ("id", True)))
-MESSAGE_ORDER = Keyset((("seq", False),))
-ROOM_ORDER = Keyset((("member_count", True), ("id", True)))
-USER_ORDER = Keyset((("display_name", False), ("id", False)))
+CHAT_ORDER = Keyset((("activity_at", True, DATETIME), ("id", True, UUID)))
+MESSAGE_ORDER = Keyset((("seq", False, INTEGER),))
+ROOM_ORDER = Keyset((("member_count", True, INTEGER), ("id", True, UUID)))
+USER_ORDER = Keyset((("display_name", False, TEXT), ("id", False, UUID)))
 
 
 @strawberry.type(description="Reads. Each raises `UNAUTHENTICATED` when it needs a user.")
@@ -37,7 +37,10 @@ class Query:
         return selectors.active_user(id)
 
     @strawberry_django.field(
-        description="Active users whose display name or email starts with `search`."
+        description=(
+            "Active users whose display name starts a word with `search`, or whose email "
+            "is exactly `search`. Rate limited (`RATE_LIMITED`)."
+        )
     )
     def users(
         self,
@@ -46,8 +49,7 @@ class Query:
         first: First = None,
         after: After = None,
     ) -> Connection[User]:
-        require_viewer(info)
-        users = selectors.search_users(search=search)
+        users = selectors.search_users(viewer=require_viewer(info), search=search)
         return paginate(users, USER_ORDER, first=first, after=after, default_first=20)
 
     @strawberry_django.field(description="The viewer's chats, most recent activity first.")

@@ -38,6 +38,14 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from error
 
 
+def env_float(name: str, default: float) -> float:
+    value = env_str(name)
+    try:
+        return float(value) if value else default
+    except ValueError as error:
+        raise ImproperlyConfigured(f"{name} must be a number, got {value!r}") from error
+
+
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
 
@@ -106,6 +114,12 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # An unreachable database fails a request in seconds (SERVICE_UNAVAILABLE), not after
+    # the operating system's TCP timeout.
+    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int(
+        "DATABASE_CONNECT_TIMEOUT", 5
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers run beside the one writer; IMMEDIATE takes the write lock at BEGIN,
     # so concurrent writers queue on `timeout` instead of failing with "database is locked".
@@ -175,10 +189,15 @@ PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 3600)
 # Where the emailed link points: the frontend page that reads `uid` and `token`.
 PASSWORD_RESET_URL = env_str("PASSWORD_RESET_URL", "http://localhost:3000/reset-password")
 
-# Failed logins allowed per email and per client address in one window.
+# Failed logins allowed per (email, client address) and per client address in one window.
 LOGIN_RATE_LIMIT = env_int("LOGIN_RATE_LIMIT", 5)
 LOGIN_RATE_LIMIT_PER_ADDRESS = env_int("LOGIN_RATE_LIMIT_PER_ADDRESS", 30)
 LOGIN_RATE_WINDOW = env_int("LOGIN_RATE_WINDOW", 900)
+# Past this many failures for one email from anywhere, each further attempt from an
+# address that never signed in to it waits twice as long as the last (1 s, 2 s, 4 s ... up
+# to LOGIN_EMAIL_MAX_DELAY): guessing slows down, the owner is never locked out.
+LOGIN_EMAIL_DELAY_AFTER = env_int("LOGIN_EMAIL_DELAY_AFTER", 10)
+LOGIN_EMAIL_MAX_DELAY = env_int("LOGIN_EMAIL_MAX_DELAY", 60)
 # Reset emails per address and per client in one window (against mail bombing).
 PASSWORD_RESET_RATE_LIMIT = env_int("PASSWORD_RESET_RATE_LIMIT", 3)
 PASSWORD_RESET_RATE_LIMIT_PER_ADDRESS = env_int("PASSWORD_RESET_RATE_LIMIT_PER_ADDRESS", 30)
@@ -197,8 +216,18 @@ GRAPHQL_INTROSPECTION = env_bool("GRAPHQL_INTROSPECTION", DEBUG or GRAPHIQL)
 GRAPHQL_MAX_DEPTH = env_int("GRAPHQL_MAX_DEPTH", 12)
 GRAPHQL_MAX_ALIASES = env_int("GRAPHQL_MAX_ALIASES", 30)
 GRAPHQL_MAX_TOKENS = env_int("GRAPHQL_MAX_TOKENS", 4000)
+# Fields a document selects once every fragment spread is inlined (schema.limits).
+GRAPHQL_MAX_SELECTIONS = env_int("GRAPHQL_MAX_SELECTIONS", 2000)
+# The query budget per user (per client address when signed out): an operation costs what
+# it can return (schema.limits); a burst, then a steady rate.
+GRAPHQL_COST_RATE_BURST = env_int("GRAPHQL_COST_RATE_BURST", 20000)
+GRAPHQL_COST_RATE_PER_SECOND = env_float("GRAPHQL_COST_RATE_PER_SECOND", 2000)
 GRAPHQL_WS_CONNECTION_INIT_TIMEOUT = env_int("GRAPHQL_WS_CONNECTION_INIT_TIMEOUT", 10)
 GRAPHQL_WS_MAX_SUBSCRIPTIONS = env_int("GRAPHQL_WS_MAX_SUBSCRIPTIONS", 50)
+# Open sockets per signed-in user (across processes) and per client address (per
+# process); past either a socket is closed 4429.
+GRAPHQL_WS_MAX_SOCKETS_PER_USER = env_int("GRAPHQL_WS_MAX_SOCKETS_PER_USER", 20)
+GRAPHQL_WS_MAX_SOCKETS_PER_ADDRESS = env_int("GRAPHQL_WS_MAX_SOCKETS_PER_ADDRESS", 200)
 
 STRAWBERRY_DJANGO = {
     "MUTATIONS_DEFAULT_HANDLE_ERRORS": True,
@@ -209,6 +238,17 @@ STRAWBERRY_DJANGO = {
 HEALTHZ_TIMEOUT = env_int("HEALTHZ_TIMEOUT", 3)
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 1024 * 1024)
+
+# --- The server process (server/serve.py) ---------------------------------------------
+
+# A request body larger than this is refused (413) from its Content-Length, or as it
+# streams, before daphne holds it in memory.
+HTTP_MAX_BODY_SIZE = env_int("HTTP_MAX_BODY_SIZE", DATA_UPLOAD_MAX_MEMORY_SIZE)
+# Bytes a WebSocket may have waiting to be written to a client that does not read; past
+# it the socket is closed 1013 (try again later) and the client resumes with `after`.
+WEBSOCKET_MAX_BUFFERED_BYTES = env_int("WEBSOCKET_MAX_BUFFERED_BYTES", 1024 * 1024)
+# Seconds a process given SIGTERM waits for requests in flight before it exits.
+SHUTDOWN_TIMEOUT = env_int("SHUTDOWN_TIMEOUT", 20)
 
 # --- Email ----------------------------------------------------------------------------
 
@@ -249,9 +289,22 @@ LOGGING = {
 # --- Chats ----------------------------------------------------------------------------
 
 MESSAGE_MAX_LENGTH = env_int("MESSAGE_MAX_LENGTH", 4000)
-# Messages a user may send at once, then per second after that (a token bucket).
-SEND_RATE_BURST = env_int("SEND_RATE_BURST", 20)
-SEND_RATE_PER_SECOND = float(env_str("SEND_RATE_PER_SECOND", "1") or 1)
+# Writes a user may repeat: `<NAME>_RATE_BURST` at once, then `<NAME>_RATE_PER_SECOND`
+# (token buckets shared across processes through Redis; chat.ratelimit.hit(name, user)).
+SEND_RATE_BURST = env_int("SEND_RATE_BURST", 20)  # sendMessage
+SEND_RATE_PER_SECOND = env_float("SEND_RATE_PER_SECOND", 1)
+EDIT_RATE_BURST = env_int("EDIT_RATE_BURST", 20)  # editMessage, deleteMessage
+EDIT_RATE_PER_SECOND = env_float("EDIT_RATE_PER_SECOND", 0.5)
+ROOM_RATE_BURST = env_int("ROOM_RATE_BURST", 5)  # createRoom, updateRoom
+ROOM_RATE_PER_SECOND = env_float("ROOM_RATE_PER_SECOND", 1 / 60)
+MEMBERSHIP_RATE_BURST = env_int("MEMBERSHIP_RATE_BURST", 30)  # join, leave, add, remove, DMs
+MEMBERSHIP_RATE_PER_SECOND = env_float("MEMBERSHIP_RATE_PER_SECOND", 0.5)
+PROFILE_RATE_BURST = env_int("PROFILE_RATE_BURST", 10)  # updateProfile, changePassword
+PROFILE_RATE_PER_SECOND = env_float("PROFILE_RATE_PER_SECOND", 0.1)
+READ_RATE_BURST = env_int("READ_RATE_BURST", 120)  # markRead
+READ_RATE_PER_SECOND = env_float("READ_RATE_PER_SECOND", 5)
+SEARCH_RATE_BURST = env_int("SEARCH_RATE_BURST", 30)  # users(search:)
+SEARCH_RATE_PER_SECOND = env_float("SEARCH_RATE_PER_SECOND", 1)
 GRAPHQL_MAX_PAGE_SIZE = env_int("GRAPHQL_MAX_PAGE_SIZE", 100)
 ROOM_MAX_MEMBERS = env_int("ROOM_MAX_MEMBERS", 10000)
 

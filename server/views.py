@@ -1,10 +1,13 @@
 import asyncio
+import json
 import logging
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
+from cross_web import HTTPException
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware, get_token
@@ -12,10 +15,31 @@ from strawberry.django.views import AsyncGraphQLView
 
 from chat.auth import aauthenticate_token, parse_authorization
 from schema.context import Context
+from schema.errors import OUTAGES, RETRY_AFTER_OUTAGE, UNAVAILABLE
 
 logger = logging.getLogger(__name__)
 
 INVALID_TOKEN = "The access token is invalid, expired or revoked. Sign in again."  # noqa: S105
+
+
+def error_response(status: int, message: str, code: str, **extensions: Any) -> JsonResponse:
+    """A request refused before GraphQL ran, in the shape clients already parse."""
+    body = {"errors": [{"message": message, "extensions": {"code": code, **extensions}}]}
+    response = JsonResponse(body, status=status)
+    if "retryAfter" in extensions:
+        response["Retry-After"] = str(extensions["retryAfter"])
+    return response
+
+
+def decode_json(data: str | bytes) -> object:
+    """`json.loads`, failing only with `JSONDecodeError`: invalid UTF-8 and nesting deeper
+    than the parser's recursion limit are malformed input too, not server errors."""
+    try:
+        return json.loads(data)
+    except json.JSONDecodeError:
+        raise
+    except (UnicodeDecodeError, RecursionError, ValueError) as error:
+        raise json.JSONDecodeError(f"Malformed JSON: {type(error).__name__}", "", 0) from None
 
 
 class _CsrfCheck(CsrfViewMiddleware):
@@ -32,23 +56,38 @@ class GraphQLView(AsyncGraphQLView):
     """
 
     async def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if "Authorization" not in request.headers and request.method not in {"GET", "HEAD"}:
-            user = await request.auser()
-            if user.is_authenticated:
-                reason = _CsrfCheck(lambda r: HttpResponse()).process_view(request, None, (), {})
-                if reason:
-                    return JsonResponse(
-                        {
-                            "errors": [
-                                {
-                                    "message": f"CSRF check failed: {reason}",
-                                    "extensions": {"code": "CSRF_FAILED"},
-                                }
-                            ]
-                        },
-                        status=403,
-                    )
-        return await super().dispatch(request, *args, **kwargs)
+        """Every refusal is JSON with a code: a malformed body is 400, an oversized one
+        413, a database or cache outage 503 with `Retry-After`."""
+        try:
+            if "Authorization" not in request.headers and request.method not in {"GET", "HEAD"}:
+                user = await request.auser()
+                if user.is_authenticated:
+                    check = _CsrfCheck(lambda r: HttpResponse())
+                    if reason := check.process_view(request, None, (), {}):
+                        return error_response(403, f"CSRF check failed: {reason}", "CSRF_FAILED")
+            return await self.run(request=request)
+        except HTTPException as error:
+            code = "BAD_REQUEST" if error.status_code == 400 else f"HTTP_{error.status_code}"
+            return error_response(error.status_code, error.reason, code)
+        except RequestDataTooBig:
+            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+            return error_response(
+                413, f"The request body is larger than {limit} bytes.", "PAYLOAD_TOO_LARGE"
+            )
+        except OUTAGES as error:
+            logger.warning("Refused a request: a backing service is unavailable: %s", error)
+            return error_response(
+                503, UNAVAILABLE, "SERVICE_UNAVAILABLE", retryAfter=RETRY_AFTER_OUTAGE
+            )
+
+    def decode_json(self, data: str | bytes) -> object:
+        return decode_json(data)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        parsed = super().parse_json(data)
+        if not isinstance(parsed, dict):
+            raise HTTPException(400, "The request body must be a JSON object.")
+        return parsed
 
     async def render_graphql_ide(self, request: HttpRequest) -> HttpResponse:
         # GraphiQL reads the `csrftoken` cookie to send cookie-session requests.

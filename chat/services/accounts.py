@@ -11,11 +11,11 @@ from django.utils import timezone
 from django.utils.encoding import force_bytes, force_str
 from django.utils.http import urlencode, urlsafe_base64_decode, urlsafe_base64_encode
 
-from chat import auth, events
+from chat import auth, events, ratelimit
 from chat.error_codes import AccountErrorCode
 from chat.exceptions import RateLimited
 from chat.models import AuthToken, User, normalize_email
-from chat.ratelimit import FixedWindow
+from chat.ratelimit import FixedWindow, GrowingDelay, Remembered
 
 DISPLAY_NAME_MAX = 64
 
@@ -27,12 +27,22 @@ def _register_limit() -> FixedWindow:
     )
 
 
-def _login_limits() -> tuple[FixedWindow, FixedWindow]:
+def _login_limits() -> tuple[FixedWindow, FixedWindow, GrowingDelay]:
     window = settings.LOGIN_RATE_WINDOW
     return (
-        FixedWindow("login-email", settings.LOGIN_RATE_LIMIT, window),
+        FixedWindow("login-pair", settings.LOGIN_RATE_LIMIT, window),
         FixedWindow("login-address", settings.LOGIN_RATE_LIMIT_PER_ADDRESS, window),
+        GrowingDelay(
+            "login-email",
+            settings.LOGIN_EMAIL_DELAY_AFTER,
+            settings.LOGIN_EMAIL_MAX_DELAY,
+            window,
+        ),
     )
+
+
+# Addresses each account signed in from lately: they skip the per-email delay.
+_KNOWN_ADDRESSES = Remembered("login-known", 30 * 86400)
 
 
 def _reset_limits() -> tuple[FixedWindow, FixedWindow]:
@@ -103,23 +113,34 @@ def register(
 
 
 def login(*, email: str, password: str, address: str, user_agent: str = "") -> tuple[str, User]:
-    """A new token for valid credentials. Failed attempts are throttled per email and per
-    client address (`RateLimited`); a wrong email and a wrong password fail alike."""
+    """A new token for valid credentials; a wrong email and a wrong password fail alike.
+
+    Guessing is throttled the way OWASP recommends, without letting strangers lock the
+    owner out: failures are counted per (email, address) and per address, each with a
+    hard limit, and per email with a growing delay that addresses the account signed in
+    from lately do not wait for (`RateLimited` with `retryAfter`).
+    """
     email = normalize_email(email)
-    per_email, per_address = _login_limits()
-    per_email.check(email)
+    per_pair, per_address, per_email = _login_limits()
+    pair = f"{email}|{address}"
+    per_pair.check(pair)
     per_address.check(address)
+    known = pair in _KNOWN_ADDRESSES
+    if not known:
+        per_email.check(email)
     user = User.objects.filter(email=email).first()
     if user is None or not user.is_active or not user.check_password(password):
         if user is None:
             # Spend the same time as a real check, so timing does not reveal accounts.
             User().set_password(password)
-        per_email.hit(email)
+        per_pair.hit(pair)
         per_address.hit(address)
+        per_email.fail(email)
         raise ValidationError(
             "The email or password is incorrect.", code=AccountErrorCode.INVALID_CREDENTIALS
         )
-    per_email.reset(email)
+    per_pair.reset(pair)
+    _KNOWN_ADDRESSES.add(pair)
     raw, _ = auth.issue_token(user=user, user_agent=user_agent)
     user.last_login = timezone.now()
     user.save(update_fields=["last_login"])
@@ -137,7 +158,9 @@ def update_profile(*, user: User, display_name: str | None = None) -> User:
         raise ValidationError(
             "Give at least one field to change.", code=AccountErrorCode.NOTHING_TO_UPDATE
         )
-    user.display_name = _clean_display_name(display_name)
+    display_name = _clean_display_name(display_name)
+    ratelimit.hit("profile", user)
+    user.display_name = display_name
     user.save(update_fields=["display_name"])
     events.profile_updated(user)
     return user
@@ -147,7 +170,9 @@ def update_profile(*, user: User, display_name: str | None = None) -> User:
 def change_password(
     *, user: User, current_password: str, new_password: str, keep: AuthToken | None
 ) -> User:
-    """Set a new password and revoke every token of the user but `keep` (the caller's)."""
+    """Set a new password and revoke every token of the user but `keep` (the caller's).
+    Limited like profile changes: a stolen session must not guess the password."""
+    ratelimit.hit("profile", user)
     if not user.check_password(current_password):
         raise _field_error(
             "current_password",

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
-from chat import events
+from chat import events, ratelimit
 from chat.error_codes import ChatErrorCode
 from chat.exceptions import Forbidden
 from chat.models import Chat, Membership, Message, User
@@ -97,6 +97,7 @@ def _system_message(chat: Chat, event: str, subject: User, actor: User | None = 
 def open_direct_chat(*, user: User, other_user_id: object) -> Chat:
     """The one direct chat between the two users, created on first use. Safe when both
     open it at the same moment: the database keeps one chat per pair."""
+    ratelimit.hit("membership", user)
     pk = parse_id(other_user_id)
     other = User.objects.filter(pk=pk, is_active=True).first() if pk else None
     if other is None:
@@ -145,6 +146,7 @@ def create_room(*, owner: User, name: str, topic: str = "", is_public: bool = Fa
     """A group room with `owner` as its first member; its timeline opens with a SYSTEM
     message."""
     name, topic = clean_room(name, topic)
+    ratelimit.hit("room", owner)
     chat = Chat.objects.create(
         kind=Chat.Kind.GROUP,
         name=name,
@@ -185,6 +187,7 @@ def _remove_member(chat: Chat, membership: Membership, event: str, actor: User |
 @transaction.atomic
 def join_room(*, user: User, chat_id: object) -> Chat:
     """Join a public room. Joining a room one is already in changes nothing."""
+    ratelimit.hit("membership", user)
     chat = lock_chat(chat_id, kind=Chat.Kind.GROUP, is_public=True)
     if not Membership.objects.filter(chat=chat, user=user).exists():
         _add_member(chat, user, Message.SystemEvent.MEMBER_JOINED)
@@ -194,6 +197,7 @@ def join_room(*, user: User, chat_id: object) -> Chat:
 @transaction.atomic
 def leave_room(*, user: User, chat_id: object) -> Chat:
     """Leave a room. An owner who leaves hands the room to its longest-standing member."""
+    ratelimit.hit("membership", user)
     membership = find_membership(user=user, chat_id=chat_id)
     if membership is None:
         raise _not_found()
@@ -230,6 +234,7 @@ def _owned_room(*, owner: User, chat_id: object) -> Chat:
 def add_members(*, owner: User, chat_id: object, user_ids: list[object]) -> Chat:
     """Add users to a room the caller owns (private rooms are joined this way). Users
     already in the room are skipped."""
+    ratelimit.hit("membership", owner)
     chat = _owned_room(owner=owner, chat_id=chat_id)
     pks = [parse_id(value) for value in user_ids]
     users = {u.pk: u for u in User.objects.filter(pk__in=[p for p in pks if p], is_active=True)}
@@ -246,6 +251,7 @@ def add_members(*, owner: User, chat_id: object, user_ids: list[object]) -> Chat
 
 @transaction.atomic
 def remove_member(*, owner: User, chat_id: object, user_id: object) -> Chat:
+    ratelimit.hit("membership", owner)
     chat = _owned_room(owner=owner, chat_id=chat_id)
     pk = parse_id(user_id)
     if pk == owner.pk:

@@ -7,11 +7,10 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from chat import events
+from chat import events, ratelimit
 from chat.error_codes import ChatErrorCode, MessageErrorCode
 from chat.exceptions import Forbidden
 from chat.models import Membership, Message, User
-from chat.ratelimit import TokenBucket
 from chat.selectors import find_membership, parse_id
 from chat.services.chats import append_message, lock_chat
 
@@ -34,10 +33,6 @@ def _clean_body(body: str) -> str:
             MessageErrorCode.MESSAGE_TOO_LONG,
         )
     return body
-
-
-def _send_limit() -> TokenBucket:
-    return TokenBucket("send", settings.SEND_RATE_BURST, settings.SEND_RATE_PER_SECOND)
 
 
 def _retried(author: User, client_id: str | None, chat_id: object) -> Message | None:
@@ -78,7 +73,7 @@ def send_message(
         return earlier
     if not Membership.objects.filter(chat_id=parse_id(chat_id), user=author).exists():
         raise _error("chat_id", "Chat not found.", ChatErrorCode.NOT_FOUND)
-    _send_limit().hit(str(author.pk))
+    ratelimit.hit("send", author)
     try:
         with transaction.atomic():
             chat = lock_chat(chat_id, memberships__user=author)
@@ -125,6 +120,7 @@ def edit_message(*, user: User, message_id: object, body: str) -> Message:
             "message_id", "Only text messages can be edited.", MessageErrorCode.NOT_EDITABLE
         )
     message.body = _clean_body(body)
+    ratelimit.hit("edit", user)
     message.edited_at = timezone.now()
     message.save(update_fields=["body", "edited_at"])
     events.message_changed(message, "message_edited")
@@ -135,7 +131,9 @@ def edit_message(*, user: User, message_id: object, body: str) -> Message:
 def delete_message(*, user: User, message_id: object) -> Message:
     """Soft delete: the message keeps its place in the timeline, its body is gone.
     Deleting a deleted message changes nothing."""
-    return _soft_delete(_own_message(user=user, message_id=message_id))
+    message = _own_message(user=user, message_id=message_id)
+    ratelimit.hit("edit", user)
+    return _soft_delete(message)
 
 
 @transaction.atomic
@@ -147,6 +145,7 @@ def mark_read(*, user: User, chat_id: object, seq: int) -> Membership:
     membership = find_membership(user=user, chat_id=chat_id)
     if membership is None:
         raise _error("chat_id", "Chat not found.", ChatErrorCode.NOT_FOUND)
+    ratelimit.hit("read", user)
     seq = min(seq, membership.chat.last_seq)
     moved = Membership.objects.filter(pk=membership.pk, last_read_seq__lt=seq).update(
         last_read_seq=seq

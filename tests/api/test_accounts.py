@@ -5,6 +5,7 @@ import pytest
 
 from chat.models import AuthToken, User
 from tests.factories import PASSWORD, token_for
+from tests.graphql_client import GraphQLClient
 
 REGISTER = """
 mutation Register($email: String!, $password: String!, $displayName: String!) {
@@ -227,7 +228,9 @@ def test_login_refuses_an_inactive_user(gql, user):
 
 
 @pytest.mark.django_db
-def test_login_is_throttled_per_email_even_with_the_right_password(gql, user, settings):
+def test_login_is_throttled_per_email_and_address_even_with_the_right_password(
+    gql, user, settings
+):
     settings.LOGIN_RATE_LIMIT = 3
     for _ in range(3):
         gql.execute(LOGIN, {"email": user.email, "password": "wrong password!"})
@@ -268,6 +271,48 @@ def test_a_successful_login_clears_the_failures_for_that_email(gql, user, settin
     response = gql.execute(LOGIN, {"email": user.email, "password": PASSWORD})
 
     assert response.data["login"]["__typename"] == "AuthPayload"
+
+
+def _login_from(app, address: str, email: str, password: str):
+    client = GraphQLClient(app, client_address=address)
+    return client.execute(LOGIN, {"email": email, "password": password})
+
+
+@pytest.mark.django_db
+def test_a_strangers_failures_do_not_lock_the_owner_out(asgi_app, user, settings):
+    settings.LOGIN_RATE_LIMIT = 5
+    owner, stranger = "198.51.100.1", "203.0.113.66"
+    assert _login_from(asgi_app, owner, user.email, PASSWORD).data["login"]["token"]
+    for _ in range(5):
+        _login_from(asgi_app, stranger, user.email, "wrong password!")
+
+    strangers_next = _login_from(asgi_app, stranger, user.email, PASSWORD)
+    owners = _login_from(asgi_app, owner, user.email, PASSWORD)
+
+    assert strangers_next.error_codes == ["RATE_LIMITED"]
+    assert owners.data["login"]["__typename"] == "AuthPayload"
+    assert AuthToken.objects.filter(user=user).count() == 2
+
+
+@pytest.mark.django_db
+def test_failures_from_many_addresses_slow_an_email_down_without_locking_it(
+    asgi_app, user, settings
+):
+    settings.LOGIN_EMAIL_DELAY_AFTER = 3
+    owner = "198.51.100.1"
+    assert _login_from(asgi_app, owner, user.email, PASSWORD).data["login"]["token"]
+    for n in range(3):
+        _login_from(asgi_app, f"203.0.113.{n}", user.email, "wrong password!")
+
+    # The fourth failure is allowed, then a new address must wait 1 s, then 2 s...
+    fourth = _login_from(asgi_app, "203.0.113.50", user.email, "wrong password!")
+    fifth = _login_from(asgi_app, "203.0.113.51", user.email, PASSWORD)
+    owners = _login_from(asgi_app, owner, user.email, PASSWORD)
+
+    assert fourth.data["login"]["__typename"] == "OperationInfo"
+    assert fifth.error_codes == ["RATE_LIMITED"]
+    assert fifth.errors[0]["extensions"]["retryAfter"] == 1
+    assert owners.data["login"]["__typename"] == "AuthPayload"
 
 
 # --- tokens and me -------------------------------------------------------------------
