@@ -40,6 +40,9 @@ class Leases(Protocol):
 
     async def online(self, user_ids: list[str]) -> set[str]: ...
 
+    async def count(self, user_id: str) -> int:
+        """The user's live leases: their open sockets, across processes."""
+
 
 class MemoryLeases:
     def __init__(self) -> None:
@@ -78,6 +81,9 @@ class MemoryLeases:
     async def online(self, user_ids: list[str]) -> set[str]:
         now = time.time()
         return {u for u in user_ids if self._live(u, now)}
+
+    async def count(self, user_id: str) -> int:
+        return len(self._live(user_id, time.time()))
 
 
 # KEYS: user's leases, the expiry index. ARGV: now, expiry, connection, index member.
@@ -172,6 +178,9 @@ class RedisLeases:
             counts = await pipe.execute()
         return {u for u, count in zip(user_ids, counts, strict=True) if count}
 
+    async def count(self, user_id: str) -> int:
+        return await self._redis.zcount(self._user_prefix + user_id, time.time(), "+inf")
+
 
 _redis_leases: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RedisLeases]" = (
     weakref.WeakKeyDictionary()
@@ -212,6 +221,10 @@ async def sweep() -> None:
     if gone:
         async for user in User.objects.filter(pk__in=gone):
             await _went_offline(user)
+
+
+async def socket_count(user: User) -> int:
+    return await leases().count(str(user.id))
 
 
 async def online_user_ids(user_ids: list) -> set[str]:

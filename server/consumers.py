@@ -3,6 +3,7 @@ import contextlib
 import json
 import logging
 import random
+from collections import Counter
 from typing import Any
 
 from django.conf import settings
@@ -10,6 +11,11 @@ from django.utils import timezone
 from strawberry.channels import GraphQLWSConsumer
 from strawberry.channels.handlers.ws_handler import ChannelsWebSocketAdapter
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http.exceptions import (
+    NonJsonMessageReceived,
+    NonTextMessageReceived,
+    WebSocketDisconnected,
+)
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
@@ -21,7 +27,9 @@ from chat import events, presence
 from chat.auth import aauthenticate_token, parse_authorization
 from chat.models import AuthToken, User
 from schema.context import Context
+from schema.errors import OUTAGES
 from schema.fanout import Sink, current_sink
+from server.views import decode_json
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +52,76 @@ def token_from_params(params: dict[str, Any]) -> tuple[bool, str | None]:
     return False, None
 
 
+# Close codes beyond the protocols' own (README, "WebSocket close codes").
+TRY_AGAIN_LATER = 1013  # a backing service is down, or the client reads too slowly
+TOO_MANY_SOCKETS = 4429
+
+
+class CloseSocket(Exception):
+    """Raised during `connection_init` to close the socket with a code of our own."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
+def _is_object(value: object) -> bool:
+    return value is None or isinstance(value, dict)
+
+
+def _is_id(value: object) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= 128
+
+
+def _is_operation(payload: object) -> bool:
+    return (
+        isinstance(payload, dict)
+        and isinstance(payload.get("query"), str)
+        and _is_object(payload.get("variables"))
+        and isinstance(payload.get("operationName"), str | None)
+        and _is_object(payload.get("extensions"))
+    )
+
+
+# What each frame type must carry, per subprotocol. A frame that fails its check (or is
+# not an object with a string `type`) closes the socket 4400, on both subprotocols.
+TRANSPORT_FRAMES = {
+    "connection_init": lambda m: _is_object(m.get("payload")),
+    "ping": lambda m: _is_object(m.get("payload")),
+    "pong": lambda m: _is_object(m.get("payload")),
+    "subscribe": lambda m: _is_id(m.get("id")) and _is_operation(m.get("payload")),
+    "complete": lambda m: _is_id(m.get("id")),
+}
+LEGACY_FRAMES = {
+    "connection_init": lambda m: _is_object(m.get("payload")),
+    "connection_terminate": lambda m: True,
+    "start": lambda m: _is_id(m.get("id")) and _is_operation(m.get("payload")),
+    "stop": lambda m: _is_id(m.get("id")),
+}
+
+
+def frame_problem(message: object, frames: dict) -> str | None:
+    """Why `message` is not a well-formed frame of the protocol, or None."""
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        return "Every message must be a JSON object with a string `type`."
+    check = frames.get(message["type"])
+    if check is None:
+        return f"Unknown message type: {message['type'][:64]}"
+    if not check(message):
+        return f"Malformed {message['type']} message."
+    return None
+
+
+async def _connection_init(handler: Any, message: Any, handle: Any) -> None:
+    """Run the handler's `connection_init`; a `CloseSocket` from `on_ws_connect` closes."""
+    if message.get("payload", ...) is None:
+        message = {**message, "payload": {}}
+    try:
+        await handle(message)
+    except CloseSocket as close:
+        await handler.websocket.close(code=close.code, reason=close.reason)
+
+
 class _Adapter(ChannelsWebSocketAdapter):
     async def close(self, code: int, reason: str) -> None:
         # The legacy `graphql-ws` handler closes a refused connection_init with 1011 (an
@@ -59,6 +137,15 @@ class _Adapter(ChannelsWebSocketAdapter):
 
 
 class _TransportWSHandler(BaseGraphQLTransportWSHandler):
+    async def handle_message(self, message: Any) -> None:
+        if problem := frame_problem(message, TRANSPORT_FRAMES):
+            await self.handle_invalid_message(problem)
+            return
+        await super().handle_message(message)
+
+    async def handle_connection_init(self, message: Any) -> None:
+        await _connection_init(self, message, super().handle_connection_init)
+
     async def run_operation(self, operation: Operation) -> None:
         # The operation's task carries its sink, so the subscription can hand it to the
         # fan-out hub (schema.fanout) for frames written without the generator.
@@ -82,6 +169,47 @@ class _TransportWSHandler(BaseGraphQLTransportWSHandler):
 
 
 class _LegacyWSHandler(BaseGraphQLWSHandler):
+    """The legacy protocol, held to the same rules as `graphql-transport-ws`: malformed
+    JSON or frames close 4400, and a socket silent past the init timeout closes 4408."""
+
+    _initialised = False
+
+    async def handle(self) -> None:
+        timeout = asyncio.create_task(self._init_timeout())
+        try:
+            try:
+                async for message in self.websocket.iter_json():
+                    await self.handle_message(message)
+            except (NonJsonMessageReceived, NonTextMessageReceived):
+                await self.websocket.close(code=4400, reason="Messages must be JSON text.")
+        except WebSocketDisconnected:
+            pass
+        finally:
+            timeout.cancel()
+            if self.keep_alive_task:
+                self.keep_alive_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await self.keep_alive_task
+            await self.cleanup()
+
+    async def _init_timeout(self) -> None:
+        await asyncio.sleep(self.view.connection_init_wait_timeout.total_seconds())
+        if not self._initialised:
+            await self.websocket.close(code=4408, reason="Connection initialisation timeout")
+
+    async def handle_message(self, message: Any) -> None:
+        if problem := frame_problem(message, LEGACY_FRAMES):
+            await self.websocket.close(code=4400, reason=problem)
+            return
+        await super().handle_message(message)
+
+    async def handle_connection_init(self, message: Any) -> None:
+        if self._initialised:
+            await self.websocket.close(code=4429, reason="Too many initialisation requests")
+            return
+        self._initialised = True
+        await _connection_init(self, message, super().handle_connection_init)
+
     async def handle_async_results(
         self,
         operation_id: str,
@@ -125,25 +253,58 @@ class GraphQLConsumer(GraphQLWSConsumer):
     _expiry: asyncio.TimerHandle | None = None
     _expiring: asyncio.Task | None = None
 
+    _address: str | None = None
+
+    async def connect(self) -> None:
+        """Count the socket against its client address; past the cap, close it 4429
+        before anything else runs."""
+        address = _client_address(self.scope)
+        if _sockets_by_address[address] >= settings.GRAPHQL_WS_MAX_SOCKETS_PER_ADDRESS:
+            await self.accept(subprotocol=await self.pick_websocket_subprotocol(self))
+            await self.close(code=TOO_MANY_SOCKETS, reason="Too many connections")
+            self.run_task = asyncio.create_task(asyncio.sleep(0))
+            return
+        _sockets_by_address[address] += 1
+        self._address = address
+        await super().connect()
+
+    def decode_json(self, data: str | bytes) -> object:
+        return decode_json(data)
+
     async def get_context(self, request: Any, response: Any) -> Context:  # type: ignore[override]
         user = self.scope.get("user")
         return Context(request=self, user=user if user and user.is_authenticated else None)
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        """Every socket must be signed in: by a token in the payload, or by the cookie
+        session its handshake carried. Refusals close 4403; a database outage 1013."""
         sent, raw = token_from_params(context.connection_params or {})
-        if sent:
-            token = await aauthenticate_token(raw) if raw else None
-            if token is None:
-                self.refused = True
-                raise ConnectionRejectionError(
-                    {"message": "Invalid or expired token.", "code": "UNAUTHENTICATED"}
-                )
-            context.user, context.token = token.user, token
-        if context.user is not None:
+        try:
+            if sent:
+                token = await aauthenticate_token(raw) if raw else None
+                if token is None:
+                    self._refuse("Invalid or expired token.")
+                context.user, context.token = token.user, token
+            if context.user is None:
+                self._refuse("Sign in first: send your token in the connection_init payload.")
             await self._signed_in(context.user, context.token)
+        except OUTAGES as error:
+            logger.warning("Refused a socket: a backing service is unavailable: %s", error)
+            raise CloseSocket(TRY_AGAIN_LATER, "Service unavailable") from None
         return UNSET
 
+    def _refuse(self, message: str) -> None:
+        self.refused = True
+        raise ConnectionRejectionError({"message": message, "code": "UNAUTHENTICATED"})
+
     async def _signed_in(self, user: User, token: AuthToken | None) -> None:
+        try:
+            open_sockets = await presence.socket_count(user)
+        except Exception:
+            logger.exception("Could not count the user's sockets")  # best effort, as below
+            open_sockets = 0
+        if open_sockets >= settings.GRAPHQL_WS_MAX_SOCKETS_PER_USER:
+            raise CloseSocket(TOO_MANY_SOCKETS, "Too many connections")
         self.viewer, self.token = user, token
         if token is not None:
             # A token is checked once, at connection_init: close the socket when it expires,
@@ -195,6 +356,11 @@ class GraphQLConsumer(GraphQLWSConsumer):
             await self.close(code=4403, reason="Session revoked")
 
     async def disconnect(self, code: int) -> None:
+        if self._address is not None:
+            _sockets_by_address[self._address] -= 1
+            if not _sockets_by_address[self._address]:
+                del _sockets_by_address[self._address]
+            self._address = None
         try:
             await super().disconnect(code)
         finally:
@@ -211,6 +377,15 @@ class GraphQLConsumer(GraphQLWSConsumer):
                     await presence.socket_closed(self.viewer, self.channel_name)
                 except Exception:
                     logger.exception("Could not release the presence lease")
+
+
+# Open sockets of this process by client address.
+_sockets_by_address: Counter[str] = Counter()
+
+
+def _client_address(scope: dict[str, Any]) -> str:
+    client = scope.get("client")
+    return client[0] if client else "unknown"
 
 
 _sweepers: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}

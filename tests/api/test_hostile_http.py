@@ -128,7 +128,7 @@ def test_aliases_are_counted_through_fragments(gql, token, settings):
         (
             b'{"query": 42}',
             "The GraphQL operation's `query` must be a string or null, if provided.",
-        ),  # noqa: E501
+        ),
     ],
     ids=["invalid-utf8", "nested-100000", "json-string", "json-number", "query-not-string"],
 )

@@ -127,20 +127,13 @@ async def test_a_revoked_token_is_refused(asgi_app, ada):
 
 
 @BOTH
-async def test_a_socket_without_credentials_connects_but_me_is_unauthenticated(
-    asgi_app, db, protocol
-):
+async def test_a_socket_without_credentials_is_refused_at_connection_init(asgi_app, db, protocol):
     socket = GraphQLSocket(asgi_app, protocol)
     await socket.connect()
 
-    ack = await socket.init()
-    await socket.subscribe("1", ME_OVER[protocol])
-    payload = await socket.next_payload("1")
-    await socket.close()
+    await socket.send({"type": "connection_init", "payload": {}})
 
-    assert ack == {"type": "connection_ack"}
-    assert payload["data"] is None
-    assert [e["extensions"]["code"] for e in payload["errors"]] == ["UNAUTHENTICATED"]
+    assert await socket.receive_close() == 4403
 
 
 async def test_a_cookie_session_authenticates_the_socket(asgi_app, ada):
