@@ -15,7 +15,7 @@ STAMPS := .make
 
 run: $(STAMPS)/venv
 	$(RUN_ENV) $(PY) manage.py migrate --noinput
-	$(RUN_ENV) $(VENV)/bin/daphne -b $(HOST) -p $(PORT) server.asgi:application
+	$(RUN_ENV) $(PY) -m server.serve -b $(HOST) -p $(PORT) server.asgi:application
 
 test: lint check-migrations check-schema pytest
 

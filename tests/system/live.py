@@ -67,7 +67,7 @@ class LiveServer:
             [
                 sys.executable,
                 "-m",
-                "daphne",
+                "server.serve",
                 "-b",
                 "127.0.0.1",
                 "-p",
@@ -103,6 +103,16 @@ class LiveServer:
             timeout=10,
         )
         return response.json()
+
+    def rss(self) -> int:
+        """The process's resident memory, in bytes."""
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        kilobytes = next(line for line in status.splitlines() if line.startswith("VmRSS:"))
+        return int(kilobytes.split()[1]) * 1024
+
+    def terminate(self) -> None:
+        """SIGTERM, as a deploy sends it."""
+        self.process.send_signal(signal.SIGTERM)
 
     def kill(self) -> None:
         """Die as a crashed process does: no shutdown code runs."""

@@ -1,0 +1,218 @@
+"""Serve the project with daphne, doing in-process what daphne leaves to a proxy.
+
+    python -m server.serve [daphne's options] server.asgi:application
+
+Daphne's command line, with three differences:
+
+- **Request bodies are bounded before they are held.** Daphne reads a whole body, then
+  queues all of it for the application at once, in memory: a 1 GiB POST grew a process by
+  800 MB before Django's own limit refused it. Here a body over `HTTP_MAX_BODY_SIZE` is
+  answered 413 from its `Content-Length`, or as soon as a chunked body passes the limit,
+  and its bytes are dropped as they arrive.
+- **Slow readers are bounded.** A WebSocket's frames go to the kernel through Twisted's
+  write buffer, which grows without limit for a client that does not read. Past
+  `WEBSOCKET_MAX_BUFFERED_BYTES` the socket is closed 1013 (try again later); the client
+  resubscribes with `after` and loses nothing.
+- **SIGTERM drains.** The process stops accepting connections, closes every WebSocket
+  with 1012 (service restart) so clients reconnect to another process and resume with
+  `after`, lets requests in flight finish for up to `SHUTDOWN_TIMEOUT` seconds, and
+  exits. A second SIGTERM or SIGINT exits at once.
+
+Daphne builds its HTTP and WebSocket factories inside `Server.run` with no hook to
+change their classes, so this module puts its own in daphne's server module before the
+server starts; nothing else in the process is affected.
+"""
+
+import json
+import logging
+import signal
+import sys
+import time
+from typing import Any
+
+import daphne.server  # installs the asyncio reactor: import before anything Twisted
+from daphne.cli import CommandLineInterface
+from daphne.http_protocol import HTTPFactory, WebRequest
+from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
+from twisted.internet import reactor
+
+logger = logging.getLogger("server.serve")
+
+# WebSocket close codes (README, "WebSocket close codes").
+SERVICE_RESTART = 1012
+TRY_AGAIN_LATER = 1013
+
+
+def _settings() -> Any:
+    from django.conf import settings
+
+    return settings
+
+
+class BoundedRequest(WebRequest):
+    """An HTTP request whose body may not exceed `HTTP_MAX_BODY_SIZE`."""
+
+    _received = 0
+    _refused = False
+
+    def gotLength(self, length: int | None) -> None:
+        if length is not None and length > _settings().HTTP_MAX_BODY_SIZE:
+            self.content = None
+            self._refuse()
+            return
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self._refused:
+            return
+        self._received += len(data)
+        if self._received > _settings().HTTP_MAX_BODY_SIZE:
+            self._refuse()
+            return
+        super().handleContentChunk(data)
+
+    def _refuse(self) -> None:
+        """Answer 413 now and close once it is written; later bytes are dropped."""
+        self._refused = True
+        # Twisted would otherwise invite the client to send the body after our answer.
+        self.requestHeaders.removeHeader(b"Expect")
+        limit = _settings().HTTP_MAX_BODY_SIZE
+        body = json.dumps(
+            {
+                "errors": [
+                    {
+                        "message": f"The request body is larger than {limit} bytes.",
+                        "extensions": {"code": "PAYLOAD_TOO_LARGE"},
+                    }
+                ]
+            }
+        ).encode()
+        head = (
+            "HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode()
+        transport = self.channel.transport
+        transport.write(head + body)
+        transport.loseConnection()
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if not self._refused:
+            super().requestReceived(command, path, version)
+
+
+class BoundedHTTPFactory(HTTPFactory):
+    def buildProtocol(self, addr: Any) -> Any:
+        protocol = super().buildProtocol(addr)
+        protocol.requestFactory = BoundedRequest
+        return protocol
+
+
+def buffered_bytes(transport: Any) -> int:
+    """What Twisted holds for a TCP transport, not yet taken by the kernel."""
+    pending = len(getattr(transport, "dataBuffer", b"")) - getattr(transport, "offset", 0)
+    return pending + getattr(transport, "_tempDataLen", 0)
+
+
+# Codes a server may send (RFC 6455, IANA) that autobahn's `sendClose` refuses: it allows
+# only 1000 and 3000-4999.
+SERVER_CLOSE_CODES = frozenset({1011, SERVICE_RESTART, TRY_AGAIN_LATER})
+
+
+class BoundedWebSocketProtocol(WebSocketProtocol):
+    """A WebSocket that is closed, not buffered for, when its client stops reading, and
+    that can close with the server codes 1011, 1012 and 1013."""
+
+    _overflowed = False
+
+    def sendClose(self, code: int | None = None, reason: str | None = None) -> None:
+        if code in SERVER_CLOSE_CODES:
+            self.sendCloseFrame(code=code, reasonUtf8=(reason or "").encode()[:123] or None)
+            return
+        super().sendClose(code, reason)
+
+    def serverSend(self, content: Any, binary: bool = False) -> None:
+        if self._overflowed:
+            return
+        super().serverSend(content, binary)
+        if buffered_bytes(self.transport) > _settings().WEBSOCKET_MAX_BUFFERED_BYTES:
+            self._overflowed = True
+            logger.warning(
+                "Closing a WebSocket of %s: its client is not reading", self.client_addr
+            )
+            # The close frame queues behind what is buffered; autobahn drops the
+            # connection (freeing the buffer) when the closing handshake times out.
+            self.sendClose(code=TRY_AGAIN_LATER, reason="Too slow: resubscribe with after")
+
+
+class BoundedWebSocketFactory(WebSocketFactory):
+    protocol = BoundedWebSocketProtocol
+
+
+class GracefulServer(daphne.server.Server):
+    """Daphne's server, draining on SIGTERM instead of cancelling everything at once."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Signals are ours (`_drain`); Twisted's would stop the reactor at once.
+        self.signal_handlers = False
+        self.ports: list[Any] = []
+        self.draining = False
+
+    def listen_success(self, port: Any) -> None:
+        self.ports.append(port)
+        super().listen_success(port)
+
+    def run(self) -> None:
+        reactor.callWhenRunning(self._install_signal_handlers)
+        super().run()
+
+    def _install_signal_handlers(self) -> None:
+        loop = reactor._asyncioEventloop
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._drain)
+
+    def _drain(self) -> None:
+        if self.draining:
+            logger.info("Second signal: stopping now")
+            reactor.stop()
+            return
+        self.draining = True
+        timeout = _settings().SHUTDOWN_TIMEOUT
+        logger.info("Draining: closing sockets with 1012, waiting up to %s s", timeout)
+        for port in self.ports:
+            port.stopListening()
+        for protocol in list(self.connections):
+            if isinstance(protocol, WebSocketProtocol):
+                if protocol.state == protocol.STATE_OPEN:
+                    protocol.sendClose(code=SERVICE_RESTART, reason="Server restarting")
+                elif protocol.state == protocol.STATE_CONNECTING:
+                    protocol.dropConnection(abort=True)
+        self._stop_when_idle(time.monotonic() + timeout)
+
+    def _stop_when_idle(self, deadline: float) -> None:
+        busy = [
+            details
+            for details in self.connections.values()
+            if "disconnected" not in details
+            or not getattr(details.get("application_instance"), "done", lambda: True)()
+        ]
+        if not busy or time.monotonic() >= deadline:
+            if busy:
+                logger.warning("Stopping with %d connections still busy", len(busy))
+            reactor.stop()
+            return
+        reactor.callLater(0.05, self._stop_when_idle, deadline)
+
+
+class ServeCommand(CommandLineInterface):
+    server_class = GracefulServer
+
+
+def main(argv: list[str] | None = None) -> None:
+    daphne.server.HTTPFactory = BoundedHTTPFactory
+    daphne.server.WebSocketFactory = BoundedWebSocketFactory
+    ServeCommand().run(sys.argv[1:] if argv is None else argv)
+
+
+if __name__ == "__main__":
+    main()

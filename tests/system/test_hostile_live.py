@@ -1,0 +1,226 @@
+"""Against a live daphne process (`python -m server.serve`): no request or socket can stall
+it or grow its memory without bound, and SIGTERM drains it."""
+
+import socket
+import threading
+import time
+import uuid
+
+import httpx
+import pytest
+
+from tests.api.test_hostile_http import fragment_chain
+from tests.system.rawws import RawWebSocket
+
+pytestmark = pytest.mark.system
+
+MB = 1024 * 1024
+REGISTER = """
+mutation($email: String!) {
+  register(email: $email, password: "correct horse battery staple", displayName: "Load") {
+    ... on AuthPayload { token }
+  }
+}
+"""
+CREATE_ROOM = 'mutation { createRoom(name: "Busy") { ... on Chat { id } } }'
+SEND = """
+mutation($c: ID!, $b: String!) { sendMessage(input: {chatId: $c, body: $b}) { __typename } }
+"""
+EVENTS = """
+subscription($c: ID!) { chatEvents(chatId: $c) { ... on MessageAdded { message { body } } } }
+"""
+
+
+def register(server) -> str:
+    email = f"load-{uuid.uuid4().hex[:8]}@example.com"
+    return server.graphql(REGISTER, {"email": email})["data"]["register"]["token"]
+
+
+class HealthWatch:
+    """Polls /healthz in the background; the slowest answer tells whether the process
+    stalled."""
+
+    def __init__(self, server) -> None:
+        self.url, self.slowest, self.failures = f"{server.url}/healthz", 0.0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                httpx.get(self.url, timeout=10).raise_for_status()
+            except httpx.HTTPError:
+                self.failures += 1
+            self.slowest = max(self.slowest, time.monotonic() - started)
+            time.sleep(0.05)
+
+    def __enter__(self) -> "HealthWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(15)
+
+
+def http_request(port: int, head: str) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(head.encode())
+    return sock
+
+
+def read_response(sock: socket.socket) -> bytes:
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except (ConnectionResetError, TimeoutError):
+        pass
+    return data
+
+
+def test_a_fragment_bomb_does_not_stall_the_process(daphne_server):
+    with HealthWatch(daphne_server) as health:
+        started = time.monotonic()
+        answer = daphne_server.graphql(fragment_chain(30))
+        elapsed = time.monotonic() - started
+        time.sleep(0.3)
+
+    assert answer["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert elapsed < 2
+    assert health.failures == 0
+    assert health.slowest < 2
+
+
+def test_an_oversized_body_is_refused_from_its_length_without_being_held(daphne_server):
+    before = daphne_server.rss()
+    with HealthWatch(daphne_server) as health:
+        answers = []
+        for _ in range(4):
+            sock = http_request(
+                daphne_server.port,
+                "POST /graphql/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
+                f"\r\nContent-Length: {1024 * MB}\r\n\r\n",
+            )
+            try:
+                for _ in range(64):  # 64 MB of the promised 1 GiB, then we stop
+                    sock.sendall(b" " * MB)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # refused early, as it should be
+            answers.append(read_response(sock))
+            sock.close()
+    growth = daphne_server.rss() - before
+
+    for answer in answers:
+        assert answer.startswith(b"HTTP/1.1 413 Payload Too Large\r\n"), answer[:200]
+        assert b'"code": "PAYLOAD_TOO_LARGE"' in answer
+    assert growth < 30 * MB, f"grew {growth / MB:.0f} MB"
+    assert health.failures == 0
+
+
+def test_a_chunked_body_is_cut_off_as_it_streams(daphne_server):
+    before = daphne_server.rss()
+    sock = http_request(
+        daphne_server.port,
+        "POST /graphql/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n",
+    )
+    chunk = b"%x\r\n%s\r\n" % (64 * 1024, b" " * 64 * 1024)
+    try:
+        for _ in range(32 * 16):  # 32 MB
+            sock.sendall(chunk)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    answer = read_response(sock)
+    sock.close()
+
+    assert answer.startswith(b"HTTP/1.1 413 Payload Too Large\r\n"), answer[:200]
+    assert daphne_server.rss() - before < 30 * MB
+
+
+def test_a_body_within_the_limit_still_works(daphne_server):
+    response = httpx.post(
+        f"{daphne_server.url}/graphql/",
+        json={"query": "{ __typename }", "pad": "x" * 900_000},
+        timeout=10,
+    )
+
+    assert response.json() == {"data": {"__typename": "Query"}}
+
+
+def test_sockets_that_never_read_are_closed_and_memory_stays_bounded(daphne_server):
+    token = register(daphne_server)
+    room = daphne_server.graphql(CREATE_ROOM, token=token)["data"]["createRoom"]["id"]
+    sockets = []
+    for _ in range(4):
+        ws = RawWebSocket(daphne_server.port, rcvbuf=4096)
+        ws.send({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
+        assert ws.message() == {"type": "connection_ack"}
+        for n in range(50):
+            ws.send(
+                {
+                    "type": "subscribe",
+                    "id": str(n),
+                    "payload": {"query": EVENTS, "variables": {"c": room}},
+                }
+            )
+        sockets.append(ws)
+    time.sleep(0.5)
+    before = daphne_server.rss()
+
+    # 200 messages of 4,000 characters to 200 subscriptions: about 170 MB of frames that
+    # nobody reads. Unbounded, the process would hold all of it.
+    with HealthWatch(daphne_server) as health:
+        body = "x" * 4000
+        for _ in range(200):
+            result = daphne_server.graphql(SEND, {"c": room, "b": body}, token=token)
+            assert result == {"data": {"sendMessage": {"__typename": "Message"}}}
+        time.sleep(2)
+        growth = daphne_server.rss() - before
+
+    codes = [ws.close_code() for ws in sockets]
+    for ws in sockets:
+        ws.close()
+    assert growth < 60 * MB, f"grew {growth / MB:.0f} MB"
+    # Each socket was closed by the server: with 1013 where the close frame got through
+    # before the connection was dropped.
+    assert set(codes) <= {1013, None}, codes
+    assert health.failures == 0
+    assert health.slowest < 3
+
+
+def test_sigterm_closes_sockets_1012_finishes_requests_and_exits(live_stack):
+    server = live_stack.start(SHUTDOWN_TIMEOUT="10")
+    token = register(server)
+    ws = RawWebSocket(server.port)
+    ws.send({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
+    assert ws.message() == {"type": "connection_ack"}
+    # A request in flight: its headers and half its body are in when the signal comes.
+    body = b'{"query": "{ __typename }"}'
+    in_flight = http_request(
+        server.port,
+        "POST /graphql/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n",
+    )
+    in_flight.sendall(body[:10])
+    time.sleep(0.3)
+
+    started = time.monotonic()
+    server.terminate()
+    code = ws.close_code()
+    closed_after = time.monotonic() - started
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
+    in_flight.sendall(body[10:])
+    answer = read_response(in_flight)
+    exit_code = server.process.wait(15)
+    exited_after = time.monotonic() - started
+    ws.close()
+
+    assert code == 1012
+    assert closed_after < 2
+    assert answer.startswith(b"HTTP/1.1 200 OK"), answer[:200]
+    assert answer.endswith(b'{"data":{"__typename":"Query"}}')
+    assert exit_code == 0
+    assert exited_after < 10
