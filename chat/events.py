@@ -6,6 +6,7 @@ write broadcasts nothing. Payloads are plain msgpack-safe dicts (strings, number
 carrying everything a subscriber renders, so delivering one runs no query.
 """
 
+import asyncio
 import logging
 import uuid
 from typing import Any
@@ -56,9 +57,15 @@ def _iso(value) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def message_payload(message: Message) -> dict[str, Any]:
-    """Everything a client renders for a message. Call with `author` and `subject` loaded."""
+def message_payload(
+    message: Message, *, revision: int | None = None, member_count: int | None = None
+) -> dict[str, Any]:
+    """Everything a client renders for a message. Call with `author` and `subject` loaded.
+    `revision` is the change the event reports; `member_count` the chat's, after a join or
+    leave (a SYSTEM message)."""
     return {
+        "revision": revision,
+        "member_count": member_count,
         "id": str(message.id),
         "chat_id": str(message.chat_id),
         "seq": message.seq,
@@ -98,6 +105,28 @@ def publish_on_commit(group: str, event: str, data: dict[str, Any]) -> None:
     transaction.on_commit(lambda: _send(group, message), robust=True)
 
 
+async def round_trip(layer: Any, channel: str | None = None) -> None:
+    """Send to a channel and hear it back: proof that the layer works both ways. Listens
+    first and sends until it hears itself: on Redis pub/sub a message sent before the
+    subscription is in place is simply lost. Bound it with a timeout."""
+    channel = channel or await layer.new_channel("probe.")
+    nonce = uuid.uuid4().hex
+
+    async def hear() -> None:
+        # Only this probe's own message counts: an earlier probe's may still be queued.
+        while (await layer.receive(channel)).get("nonce") != nonce:
+            pass
+
+    heard = asyncio.ensure_future(hear())
+    try:
+        while not heard.done():
+            await layer.send(channel, {"type": "probe.ping", "nonce": nonce})
+            await asyncio.wait({heard}, timeout=0.2)
+        heard.result()
+    finally:
+        heard.cancel()
+
+
 async def publish_now(group: str, event: str, data: dict[str, Any]) -> None:
     """Send an ephemeral event (typing, presence) that no database write stands behind."""
     layer = get_channel_layer()
@@ -123,22 +152,29 @@ def profile_updated(user: User) -> None:
     publish_on_commit(user_group(user.id), "profile_updated", user_payload(user))
 
 
-def message_added(message: Message) -> None:
+def message_added(message: Message, *, revision: int, member_count: int) -> None:
     """To the chat's group only: chat screens (`chatEvents`) and inboxes (`inbox`) both
-    listen there, so a message costs one send whatever the number of members."""
-    publish_on_commit(chat_group(message.chat_id), "message_added", message_payload(message))
+    listen there, so a message costs one send whatever the number of members. A join or
+    leave is a SYSTEM message: chat screens hear of it this way."""
+    data = message_payload(
+        message,
+        revision=revision,
+        member_count=member_count if message.kind == Message.Kind.SYSTEM else None,
+    )
+    publish_on_commit(chat_group(message.chat_id), "message_added", data)
 
 
-def message_changed(message: Message, event: str) -> None:
+def message_changed(message: Message, event: str, *, revision: int) -> None:
     """`message_edited` or `message_deleted`, to the chat's subscribers."""
-    publish_on_commit(chat_group(message.chat_id), event, message_payload(message))
+    data = message_payload(message, revision=revision)
+    publish_on_commit(chat_group(message.chat_id), event, data)
 
 
 def membership_changed(chat: Chat, user: User, event: str, *, seq: int) -> None:
-    """`member_joined` or `member_left`: to the chat, and to the user's inbox (their chat
-    list gains or loses the chat). `seq` is the SYSTEM message that records it."""
+    """`member_joined` or `member_left`, to the user's inbox: their chat list gains or
+    loses the chat. `seq` is the SYSTEM message that records it, which the chat's own
+    subscribers hear as a new message."""
     data = {"chat": chat_payload(chat), "user": user_payload(user), "seq": seq}
-    publish_on_commit(chat_group(chat.id), event, data)
     publish_on_commit(user_group(user.id), event, data)
 
 

@@ -120,6 +120,10 @@ class Chat(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     # The seq of the newest message; messages are numbered 1..last_seq without gaps.
     last_seq = models.BigIntegerField(default=0)
+    # The newest `Change`'s revision; changes are numbered 1..revision without gaps.
+    revision = models.BigIntegerField(
+        default=0, help_text="The newest change's position: chatEvents(after:) resumes from it."
+    )
     last_message_at = models.DateTimeField(null=True, blank=True)
     member_count = models.PositiveIntegerField(default=0)
     members = models.ManyToManyField(User, through="Membership", related_name="chats")
@@ -234,3 +238,36 @@ class Message(models.Model):
     @property
     def is_deleted(self) -> bool:
         return self.deleted_at is not None
+
+
+class Change(models.Model):
+    """One change to a chat's timeline that subscribers render: a message added, edited or
+    deleted (joins and leaves are SYSTEM messages, so they are added messages too).
+
+    Numbered per chat, 1, 2, 3... without gaps, under the chat's row lock: a subscriber that
+    saw revision n and hears n + 2 knows it missed one, and `chatEvents(after: n)` replays
+    every change after n from here. Channel layers deliver at most once; this log is what
+    makes an outage of the layer recoverable.
+    """
+
+    class Kind(models.TextChoices):
+        ADDED = "ADDED", "Added"
+        EDITED = "EDITED", "Edited"
+        DELETED = "DELETED", "Deleted"
+
+    # (chat, revision) is unique and indexed; a chat_id index alone would be redundant.
+    chat = models.ForeignKey(Chat, on_delete=models.CASCADE, related_name="+", db_index=False)
+    revision = models.BigIntegerField()
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="changes")
+    kind = models.CharField(max_length=7, choices=Kind.choices)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["chat", "revision"], name="change_chat_revision_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.chat_id}@{self.revision} {self.kind} {self.message_id}"

@@ -8,7 +8,7 @@ from django.db.models.functions import Coalesce
 
 from chat import ratelimit
 from chat.exceptions import NotFound
-from chat.models import Chat, Membership, Message, User, normalize_email
+from chat.models import Change, Chat, Membership, Message, User, normalize_email
 
 CHAT_NOT_FOUND = "Chat not found."
 
@@ -86,6 +86,34 @@ def search_users(*, viewer: User, search: str) -> QuerySet[User]:
             | Q(email=normalize_email(search))
         )
     return users.order_by("display_name", "id")
+
+
+def changes_after(
+    *, chat_id: object, revision: int, before: int | None = None, limit: int = 500
+) -> QuerySet[Change]:
+    """The chat's changes after `revision` (and before `before`), oldest first, with their
+    messages loaded: what `chatEvents(after:)` replays."""
+    changes = Change.objects.filter(chat_id=chat_id, revision__gt=revision)
+    if before is not None:
+        changes = changes.filter(revision__lt=before)
+    return changes.select_related("message__author", "message__subject").order_by("revision")[
+        :limit
+    ]
+
+
+def additions_after(
+    *, chat_id: object, seq: int, before: int | None = None, limit: int = 500
+) -> QuerySet[Change]:
+    """The changes that added the chat's messages after `seq` (and before `before`), in
+    `seq` order. A message's revision is at least its seq, which bounds the index scan."""
+    changes = Change.objects.filter(
+        chat_id=chat_id, revision__gt=seq, kind=Change.Kind.ADDED, message__seq__gt=seq
+    )
+    if before is not None:
+        changes = changes.filter(message__seq__lt=before)
+    return changes.select_related("message__author", "message__subject").order_by("revision")[
+        :limit
+    ]
 
 
 def messages_of(chat: Chat) -> QuerySet[Message]:

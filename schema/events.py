@@ -16,12 +16,18 @@ from django.utils.dateparse import parse_datetime
 from chat import models
 from schema.types import Chat, Message, User
 
+REVISION = (
+    "The change's position in the chat: keep the greatest you have seen and resubscribe "
+    "with `after` set to it."
+)
+
 
 @strawberry.type(description="A message was sent to the chat (also replayed after `after`).")
 class MessageAdded:
     # Equal for every subscriber of the same event: their executions are shared.
     share_key: strawberry.Private[tuple | None] = None
     message: Message = strawberry.field(description="The new message.")
+    revision: int = strawberry.field(description=REVISION)
 
 
 @strawberry.type(description="A message's text was edited.")
@@ -29,6 +35,7 @@ class MessageEdited:
     # Equal for every subscriber of the same event: their executions are shared.
     share_key: strawberry.Private[tuple | None] = None
     message: Message = strawberry.field(description="The message as it is now.")
+    revision: int = strawberry.field(description=REVISION)
 
 
 @strawberry.type(description="A message was deleted; it stays in the timeline, emptied.")
@@ -36,20 +43,31 @@ class MessageDeleted:
     # Equal for every subscriber of the same event: their executions are shared.
     share_key: strawberry.Private[tuple | None] = None
     message: Message = strawberry.field(description="The message as it is now.")
+    revision: int = strawberry.field(description=REVISION)
 
 
-@strawberry.type(description="Someone joined or was added to the chat.")
+@strawberry.type(
+    description="Someone joined or was added to the chat (after its SYSTEM `MessageAdded`)."
+)
 class MemberJoined:
     chat_id: strawberry.ID = strawberry.field(description="The chat.")
     user: User = strawberry.field(description="Who joined.")
-    member_count: int = strawberry.field(description="Members now.")
+    member_count: int = strawberry.field(
+        description="Members after the join (when replayed: members at the replay)."
+    )
+    revision: int = strawberry.field(description="The revision of the SYSTEM message.")
 
 
-@strawberry.type(description="Someone left or was removed from the chat.")
+@strawberry.type(
+    description="Someone left or was removed from the chat (after its SYSTEM `MessageAdded`)."
+)
 class MemberLeft:
     chat_id: strawberry.ID = strawberry.field(description="The chat.")
     user: User = strawberry.field(description="Who left.")
-    member_count: int = strawberry.field(description="Members now.")
+    member_count: int = strawberry.field(
+        description="Members after the leave (when replayed: members at the replay)."
+    )
+    revision: int = strawberry.field(description="The revision of the SYSTEM message.")
 
 
 @strawberry.type(description="Another member started or stopped typing.")
@@ -151,28 +169,50 @@ def chat_from(data: dict[str, Any]) -> models.Chat:
     )
 
 
-def message_event(kind: type, message: models.Message) -> Any:
+def message_event(kind: type, message: models.Message, revision: int) -> Any:
     """A `MessageAdded`, `MessageEdited` or `MessageDeleted` whose execution subscribers
     share (see `schema.execution`)."""
-    key = (kind.__name__, str(message.pk), message.seq, message.edited_at, message.deleted_at)
-    return kind(message=message, share_key=key)
+    key = (kind.__name__, str(message.pk), revision, message.edited_at, message.deleted_at)
+    return kind(message=message, revision=revision, share_key=key)
+
+
+# A change's kind (`models.Change.Kind`), by the event that publishes it.
+CHANGE_EVENTS = {
+    "message_added": models.Change.Kind.ADDED,
+    "message_edited": models.Change.Kind.EDITED,
+    "message_deleted": models.Change.Kind.DELETED,
+}
+_JOINS = {models.Message.SystemEvent.MEMBER_JOINED, models.Message.SystemEvent.MEMBER_ADDED}
+_LEAVES = {models.Message.SystemEvent.MEMBER_LEFT, models.Message.SystemEvent.MEMBER_REMOVED}
+MEMBERSHIP_EVENTS = frozenset(_JOINS | _LEAVES)
+
+
+def change_events(
+    kind: str, message: models.Message, revision: int, member_count: int
+) -> list[Any]:
+    """What `chatEvents` sends for one change, live or replayed: the message event, and
+    for a join or leave (a SYSTEM message) the membership event after it."""
+    if kind == models.Change.Kind.EDITED:
+        return [message_event(MessageEdited, message, revision)]
+    if kind == models.Change.Kind.DELETED:
+        return [message_event(MessageDeleted, message, revision)]
+    sent = [message_event(MessageAdded, message, revision)]
+    if message.system_event in MEMBERSHIP_EVENTS:
+        membership = MemberJoined if message.system_event in _JOINS else MemberLeft
+        sent.append(
+            membership(
+                chat_id=str(message.chat_id),
+                user=message.subject,
+                member_count=member_count,
+                revision=revision,
+            )
+        )
+    return sent
 
 
 def chat_event(event: str, data: dict[str, Any], viewer: models.User) -> Any:
-    """The typed event for a chat-group payload (`message_added` is handled by the caller,
-    which orders and de-duplicates by seq)."""
-    if event == "message_edited":
-        return message_event(MessageEdited, message_from(data, viewer))
-    if event == "message_deleted":
-        return message_event(MessageDeleted, message_from(data, viewer))
-    if event in {"member_joined", "member_left"}:
-        kind = MemberJoined if event == "member_joined" else MemberLeft
-        chat = data["chat"]
-        return kind(
-            chat_id=chat["id"],
-            user=user_from(data["user"], viewer),
-            member_count=chat["member_count"],
-        )
+    """The typed event for an ephemeral chat-group payload (typing, receipts, presence);
+    changes to the timeline go through `change_events`, in revision order."""
     if event == "typing_changed":
         expires = (
             timezone.now() + timedelta(seconds=data["expires_in"]) if data["typing"] else None

@@ -15,6 +15,13 @@ with an earlier one.
 
 Typing indicators lapse here too, once per chat per process: when one is not renewed in
 time, the feed delivers `typing: false` as if it had been published.
+
+Channel layers deliver at most once, and Redis pub/sub drops whatever is published while
+a process is cut off from it. So the hub probes the layer every
+`CHANNEL_LAYER_PROBE_INTERVAL` seconds; while it fails, and once more when it works again,
+every subscription is told to `resync`: to catch up from the database, which holds every
+change in order (`chat.models.Change`). A subscription whose queue overflows is told the
+same, instead of holding events without limit.
 """
 
 import asyncio
@@ -26,15 +33,20 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.conf import settings
 
+from chat import events
 from schema.execution import event_selection
 
 logger = logging.getLogger(__name__)
 
-# The one event with an order to keep: written directly only when it is the next `seq`.
 MESSAGE_ADDED = "message_added"
 TYPING_CHANGED = "typing_changed"
+# Tells a subscription to catch up from the database (events may have been lost).
+RESYNC = "resync"
+# Events a subscription may have waiting before they are dropped for a resync.
+QUEUE_LIMIT = 1000
 # Frames written before letting the event loop run other work: a message to a room of
 # thousands would otherwise hold up every other socket and request until it is written.
 WRITES_PER_TURN = 256
@@ -69,36 +81,51 @@ current_sink: ContextVar[Sink | None] = ContextVar("current_sink", default=None)
 
 
 class Position(Protocol):
-    last_seq: int
+    """Where a subscription is in one chat: the last seq or revision it sent."""
+
+    last: int
+
+
+def _new_messages(message: dict[str, Any]) -> bool:
+    return message["event"] == MESSAGE_ADDED
+
+
+def _seq(message: dict[str, Any]) -> int | None:
+    return message["data"]["seq"] if message["event"] == MESSAGE_ADDED else None
 
 
 class Listener:
     """One subscription's view of the groups it listens to.
 
     Events wait in `queue` for the subscription's generator. Once `sink` is set (the
-    subscription is live), an event of `direct_events` that the hub can deliver without
-    breaking the subscription's order skips the queue.
+    subscription is live), an event that `direct` accepts and that the hub can deliver
+    without breaking the subscription's order skips the queue. `order` gives an event's
+    place in its chat (None for events with no order): such an event is written directly
+    only when it is the very next one.
     """
 
     def __init__(
         self,
         render: Callable[[dict[str, Any]], Any],
         *,
-        direct_events: frozenset[str] = frozenset({MESSAGE_ADDED}),
+        direct: Callable[[dict[str, Any]], bool] = _new_messages,
+        order: Callable[[dict[str, Any]], int | None] = _seq,
         wants: Callable[[dict[str, Any]], bool] | None = None,
     ) -> None:
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         # Where the subscription is in each chat it follows, by chat id.
         self.positions: dict[str, Position] = {}
-        # Builds the subscription's root value for an event of `direct_events`.
+        # Builds the subscription's root value for an event `direct` accepts.
         self.render = render
-        self.direct_events = direct_events
+        self.direct = direct
+        self.order = order
         # Which events the subscription hears at all (None: every one).
         self.wants = wants
         self.sink: Sink | None = None
         # The groups the hub has this listener in.
         self.groups: set[str] = set()
         self._waiting = False
+        self._resync_queued = False
         self._key: tuple | None = None
 
     def go_live(self) -> None:
@@ -109,9 +136,31 @@ class Listener:
         """The next event for the generator."""
         self._waiting = True
         try:
-            return await self.queue.get()
+            message = await self.queue.get()
         finally:
             self._waiting = False
+        if message["event"] == RESYNC:
+            self._resync_queued = False
+        return message
+
+    def put(self, message: dict[str, Any]) -> None:
+        """Queue an event for the generator. Past `QUEUE_LIMIT` the queue is dropped for a
+        resync: what mattered in it is in the database."""
+        if self.queue.qsize() >= QUEUE_LIMIT:
+            logger.warning("A subscription fell %d events behind: resyncing it", QUEUE_LIMIT)
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self._resync_queued = False
+            self.resync()
+        self.queue.put_nowait(message)
+
+    def resync(self) -> None:
+        """Have the generator catch up from the database (once, however often asked)."""
+        if not self._resync_queued:
+            self._resync_queued = True
+            self.queue.put_nowait(
+                {"type": events.EVENT_MESSAGE_TYPE, "group": None, "event": RESYNC, "data": {}}
+            )
 
     @property
     def idle(self) -> bool:
@@ -120,15 +169,21 @@ class Listener:
 
     def takes_directly(self, message: dict[str, Any]) -> bool:
         """Whether writing `message` now keeps this subscription's order: it is idle, and
-        a new message is the next `seq` it expects."""
-        if self.sink is None or not self.idle or message["event"] not in self.direct_events:
+        an ordered event is the next one it expects."""
+        if self.sink is None or not self.idle or not self.direct(message):
             return False
-        if message["event"] == MESSAGE_ADDED:
-            data = message["data"]
-            position = self.positions.get(data["chat_id"])
-            if position is None or position.last_seq != data["seq"] - 1:
+        place = self.order(message)
+        if place is not None:
+            position = self.positions.get(message["data"]["chat_id"])
+            if position is None or position.last != place - 1:
                 return False
         return self.sink.is_open()
+
+    def advance(self, message: dict[str, Any]) -> None:
+        """Record that `message` was written directly."""
+        place = self.order(message)
+        if place is not None:
+            self.positions[message["data"]["chat_id"]].last = place
 
     def group_key(self, sink: Sink) -> tuple:
         if self._key is None:
@@ -218,6 +273,9 @@ class Hub:
         self.written = 0
         self.queued = 0
         self._renewing: asyncio.Task | None = None
+        self._watching: asyncio.Task | None = None
+        # False while the layer fails its probe (see the module's docstring).
+        self.layer_ok = True
 
     async def add(self, listener: Listener, group: str) -> None:
         """Listen to `group`; on return, every event sent to it from now on is heard."""
@@ -225,6 +283,7 @@ class Hub:
         if feed is None or feed.task.done():
             feed = self.feeds[group] = _Feed(self, group)
             self._renew_groups()
+            self._watch_layer()
         feed.listeners.add(listener)
         listener.groups.add(group)
         try:
@@ -262,7 +321,7 @@ class Hub:
             if sink is not None and listener.takes_directly(message):
                 direct.setdefault(listener.group_key(sink), []).append((listener, sink))
             else:
-                listener.queue.put_nowait(message)
+                listener.put(message)
                 self.queued += 1
         for group in direct.values():
             first, first_sink = group[0]
@@ -275,12 +334,10 @@ class Hub:
             for listener, sink in group:
                 # Checked again: the execution may have let the subscription move on.
                 if payload is None or not listener.takes_directly(message):
-                    listener.queue.put_nowait(message)
+                    listener.put(message)
                     self.queued += 1
                     continue
-                if message["event"] == MESSAGE_ADDED:
-                    data = message["data"]
-                    listener.positions[data["chat_id"]].last_seq = data["seq"]
+                listener.advance(message)
                 self.written += 1
                 try:
                     await sink.send_text(f"{sink.prefix}{payload}}}")
@@ -289,6 +346,36 @@ class Hub:
                     logger.debug("Could not write to %s", sink.operation_id, exc_info=True)
                 if self.written % WRITES_PER_TURN == 0:
                     await asyncio.sleep(0)
+
+    def resync(self) -> None:
+        """Tell every subscription of this process to catch up from the database."""
+        for listener in {x for feed in self.feeds.values() for x in feed.listeners}:
+            listener.resync()
+
+    def _watch_layer(self) -> None:
+        # The in-memory layer cannot lose events; Redis can.
+        if isinstance(self.layer, InMemoryChannelLayer):
+            return
+        if self._watching is None or self._watching.done():
+            self._watching = asyncio.create_task(self._watch_forever())
+
+    async def _watch_forever(self) -> None:
+        """Probe the layer; resync everyone while it fails and once it works again."""
+        interval = settings.CHANNEL_LAYER_PROBE_INTERVAL
+        while self.feeds:
+            await asyncio.sleep(interval)
+            try:
+                await asyncio.wait_for(events.round_trip(self.layer), timeout=interval)
+                ok = True
+            except Exception as error:
+                ok = False
+                if self.layer_ok:
+                    logger.warning("Channel layer lost (%r): subscriptions poll", error)
+            if ok and not self.layer_ok:
+                logger.warning("Channel layer back: subscriptions catch up")
+            if not ok or not self.layer_ok:
+                self.resync()
+            self.layer_ok = ok
 
     def _renew_groups(self) -> None:
         """On layers whose groups expire (channels-redis lists, in-memory), join again

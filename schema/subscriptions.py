@@ -1,10 +1,13 @@
 """Subscriptions: check access, listen to channel-layer groups, then yield typed events.
 
-Channel layers deliver at most once and only to sockets already in the group, so
-`chatEvents` joins the chat's group first, then replays from the database what came after
-`after`, then streams live events, dropping any `seq` it already sent and backfilling from
-the database when a live `seq` skips ahead. A client that resubscribes with the last `seq`
-it saw misses nothing and sees nothing twice.
+Channel layers deliver at most once and only to listeners already in the group, so
+`chatEvents` joins the chat's group first, then replays from the database every change
+after `after` (a revision: every message added, edited or deleted is one, numbered without
+gaps in `chat.models.Change`), then streams live events, dropping any revision it already
+sent and backfilling from the database when a live revision skips ahead. A client that
+resubscribes with the last revision it saw misses nothing and sees nothing twice. When the
+process may have missed events (the layer failed, a queue overflowed) the fan-out hub
+sends a `resync` and the subscription catches up from the database the same way.
 
 They listen through the process's fan-out hub (`schema.fanout`), which joins each group
 once per process and writes events that render the same for everyone (new messages in
@@ -12,7 +15,7 @@ order, typing, receipts...) to idle live subscriptions directly.
 """
 
 import copy
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Annotated, Any
 
 import strawberry
@@ -23,11 +26,15 @@ from schema import fanout
 from schema.context import Context, require_viewer
 from schema.errors import bad_user_input, graphql_error
 from schema.events import (
+    CHANGE_EVENTS,
+    MEMBERSHIP_EVENTS,
     AddedToChat,
     ChatEvent,
     InboxEvent,
+    MemberLeft,
     MessageAdded,
     RemovedFromChat,
+    change_events,
     chat_event,
     chat_from,
     message_event,
@@ -44,42 +51,67 @@ def _consumer(info: strawberry.Info[Context]) -> Any:
     return info.context.request
 
 
-async def _messages_between(chat_id: Any, after: int, before: int | None) -> list[models.Message]:
-    """Messages with after < seq < before (no upper bound when None), oldest first."""
-    rows = models.Message.objects.filter(chat_id=chat_id, seq__gt=after).select_related(
-        "author", "subject"
-    )
-    if before is not None:
-        rows = rows.filter(seq__lt=before)
-    return [m async for m in rows.order_by("seq")[:REPLAY_BATCH]]
+class _Log:
+    """One chat's order as one subscriber has sent it: `last` is the last revision
+    (chatEvents) or seq (inbox, which sends new messages only) it sent."""
 
+    def __init__(
+        self,
+        chat_id: Any,
+        last: int,
+        read: Callable[..., Any],
+        render: Callable[[models.Change], list[Any]],
+        position: Callable[[models.Change], int],
+    ) -> None:
+        self.chat_id, self.last = chat_id, last
+        self._read, self._render, self._position = read, render, position
 
-class _Timeline:
-    """The `seq` order of one chat as one subscriber has seen it."""
-
-    def __init__(self, chat_id: Any, last_seq: int) -> None:
-        self.chat_id = chat_id
-        self.last_seq = last_seq
-
-    async def catch_up(self, before: int | None = None) -> AsyncIterator[models.Message]:
+    async def catch_up(self, before: int | None = None) -> AsyncIterator[Any]:
         """Everything after what was sent, up to `before`, from the database."""
         while True:
-            batch = await _messages_between(self.chat_id, self.last_seq, before)
-            for message in batch:
-                self.last_seq = message.seq
-                yield message
+            batch = [
+                change
+                async for change in self._read(
+                    chat_id=self.chat_id, after=self.last, before=before, limit=REPLAY_BATCH
+                )
+            ]
+            for change in batch:
+                self.last = self._position(change)
+                for event in self._render(change):
+                    yield event
             if len(batch) < REPLAY_BATCH:
                 return
 
-    async def added(self, message: models.Message) -> AsyncIterator[models.Message]:
-        """A live message, in order: nothing if already sent, the gap first if it skips."""
-        if message.seq <= self.last_seq:
+    async def live(self, place: int, events_: list[Any]) -> AsyncIterator[Any]:
+        """A live change at `place`, in order: nothing if already sent, the gap first."""
+        if place <= self.last:
             return
-        if message.seq > self.last_seq + 1:
-            async for missing in self.catch_up(before=message.seq):
+        if place > self.last + 1:
+            async for missing in self.catch_up(before=place):
                 yield missing
-        self.last_seq = message.seq
-        yield message
+        self.last = place
+        for event in events_:
+            yield event
+
+
+def _changes(*, chat_id: Any, after: int, before: int | None, limit: int) -> Any:
+    return selectors.changes_after(chat_id=chat_id, revision=after, before=before, limit=limit)
+
+
+def _additions(*, chat_id: Any, after: int, before: int | None, limit: int) -> Any:
+    return selectors.additions_after(chat_id=chat_id, seq=after, before=before, limit=limit)
+
+
+def _added(change: models.Change) -> list[Any]:
+    return [message_event(MessageAdded, change.message, change.revision)]
+
+
+def _is_change(message: dict[str, Any]) -> bool:
+    return message["event"] in CHANGE_EVENTS
+
+
+def _revision(message: dict[str, Any]) -> int | None:
+    return message["data"]["revision"] if message["event"] in CHANGE_EVENTS else None
 
 
 @strawberry.type(
@@ -107,9 +139,10 @@ class Subscription:
 
     @strawberry.subscription(
         description=(
-            "Everything that happens in one chat. With `after`, first replays every message "
-            "with a greater `seq`, then goes live; messages arrive in `seq` order, none twice. "
-            "Members only (`NOT_FOUND` otherwise); ends when the viewer leaves the chat."
+            "Everything that happens in one chat. With `after` (a `revision`), first replays "
+            "every change after it (messages added, edited, deleted; joins and leaves), then "
+            "goes live; changes arrive in revision order, none twice. Members only "
+            "(`NOT_FOUND` otherwise); ends when the viewer leaves the chat."
         )
     )
     async def chat_events(
@@ -118,7 +151,12 @@ class Subscription:
         chat_id: Annotated[strawberry.ID, strawberry.argument(description="The chat.")],
         after: Annotated[
             int | None,
-            strawberry.argument(description="The last `seq` you have; replay from there."),
+            strawberry.argument(
+                description=(
+                    "The last `revision` you have (of an event, or `Chat.revision` with the "
+                    "history you loaded): replay every change after it. Omit to start now."
+                )
+            ),
         ] = None,
     ) -> AsyncGenerator[ChatEvent, None]:
         viewer = require_viewer(info)
@@ -127,8 +165,9 @@ class Subscription:
             raise bad_user_input("`after` cannot be negative.", argument="after")
         chat = await sync_to_async(selectors.chat_for_member)(user=viewer, chat_id=chat_id)
         listener = fanout.Listener(
-            render=lambda message: _chat_event(message, viewer),
-            direct_events=STATELESS_CHAT_EVENTS,
+            render=lambda message: _rendered_directly(message, viewer),
+            direct=_writes_directly,
+            order=_revision,
             # Typists are not told about their own typing.
             wants=lambda message: (
                 not (
@@ -137,36 +176,44 @@ class Subscription:
                 )
             ),
         )
+        rows = models.Chat.objects.filter(pk=chat.pk).values_list("revision", "member_count")
         async with fanout.hub().listening(listener, [events.chat_group(chat.id)]):
             # In the group before reading the database: nothing committed from here on
             # can fall between the replay and the live stream.
-            newest = (
-                await models.Chat.objects.filter(pk=chat.pk)
-                .values_list("last_seq", flat=True)
-                .aget()
-            )
-            # Without `after`, from now. Past the newest message (a stale or foreign
-            # cursor) also from now: otherwise every live message up to it would be
+            newest, members = await rows.aget()
+            # Without `after`, from now. Past the newest change (a stale or foreign
+            # cursor) also from now: otherwise every live change up to it would be
             # dropped as already seen.
             if after is None or after > newest:
                 after = newest
-            timeline = listener.positions[str(chat.id)] = _Timeline(chat.id, after)
-            async for message in timeline.catch_up():
-                yield message_event(MessageAdded, message)
 
-            listener.go_live()
+            def replayed(change: models.Change) -> list[Any]:
+                return change_events(change.kind, change.message, change.revision, members)
+
+            log = _Log(chat.id, after, _changes, replayed, lambda change: change.revision)
+            listener.positions[str(chat.id)] = log
+            changes = log.catch_up()
             while True:
+                async for event in changes:
+                    yield event
+                    if _viewer_left(event, viewer):
+                        return
+                listener.go_live()
                 message = await listener.next()
                 event, data = message["event"], message["data"]
-                if event == "message_added":
-                    async for added in timeline.added(message_from(data, viewer)):
-                        yield message_event(MessageAdded, added)
-                    continue
-                typed = chat_event(event, data, viewer)
-                if typed is not None:
+                if event == fanout.RESYNC:
+                    _, members = await rows.aget()
+                    changes = log.catch_up()
+                elif event in CHANGE_EVENTS:
+                    happened = change_events(
+                        CHANGE_EVENTS[event],
+                        message_from(data, viewer),
+                        data["revision"],
+                        data["member_count"] or 0,
+                    )
+                    changes = log.live(data["revision"], happened)
+                elif (typed := chat_event(event, data, viewer)) is not None:
                     yield typed
-                if event == "member_left" and data["user"]["id"] == str(viewer.id):
-                    return
 
     @strawberry.subscription(
         description=(
@@ -179,7 +226,7 @@ class Subscription:
         _consumer(info)
         own = events.user_group(viewer.id)
         listener = fanout.Listener(
-            render=lambda message: _added(message["data"], viewer),
+            render=lambda message: _inbox_added(message["data"], viewer),
             # From chat groups, only new messages; the rest of a chat's events are for
             # chat screens.
             wants=lambda message: message["group"] == own or message["event"] == "message_added",
@@ -188,21 +235,26 @@ class Subscription:
         async with hub.listening(listener, [own]):
             # Messages go to chat groups only (one send per message, whatever the number
             # of members), so the inbox listens to every chat of the viewer's.
-            timelines = listener.positions
+            logs = listener.positions
             async for chat_id, last_seq in models.Chat.objects.filter(
                 memberships__user=viewer
             ).values_list("id", "last_seq"):
                 await hub.add(listener, events.chat_group(chat_id))
-                timelines[str(chat_id)] = _Timeline(chat_id, last_seq)
+                logs[str(chat_id)] = _inbox_log(chat_id, last_seq)
             listener.go_live()
             while True:
                 message = await listener.next()
                 event, data = message["event"], message["data"]
+                if event == fanout.RESYNC:
+                    async for typed in _inbox_resync(hub, listener, viewer):
+                        yield typed
+                    continue
                 if message["group"] != own:
-                    timeline = timelines.get(data.get("chat_id", ""))
-                    if event == "message_added" and isinstance(timeline, _Timeline):
-                        async for added in timeline.added(message_from(data, viewer)):
-                            yield message_event(MessageAdded, added)
+                    log = logs.get(data.get("chat_id", ""))
+                    if event == "message_added" and isinstance(log, _Log):
+                        added = [_inbox_added(data, viewer)]
+                        async for typed in log.live(data["seq"], added):
+                            yield typed
                     continue
                 gained = event == "chat_created" or (
                     event == "member_joined" and data["user"]["id"] == str(viewer.id)
@@ -212,20 +264,21 @@ class Subscription:
                     # Join, then replay what the chat got before the join landed (from the
                     # message that added the viewer): nothing falls between the two.
                     since = data["seq"] - 1 if event == "member_joined" else 0
-                    timeline = _Timeline(chat["id"], since)
+                    log = _inbox_log(chat["id"], since)
                     await hub.add(listener, events.chat_group(chat["id"]))
-                    timelines[chat["id"]] = timeline
+                    logs[chat["id"]] = log
                     yield AddedToChat(chat=chat_from(chat))
-                    async for missed in timeline.catch_up():
-                        yield message_event(MessageAdded, missed)
+                    async for missed in log.catch_up():
+                        yield missed
                 elif event == "member_left" and data["user"]["id"] == str(viewer.id):
-                    timelines.pop(data["chat"]["id"], None)
+                    logs.pop(data["chat"]["id"], None)
                     hub.remove(listener, events.chat_group(data["chat"]["id"]))
                     yield RemovedFromChat(chat_id=data["chat"]["id"])
 
 
 # Chat events rendered the same way for every subscriber whatever it has seen before (new
-# messages are too, when they come in order): the fan-out may write them directly.
+# messages, edits and deletes too, when they come in revision order): the fan-out may
+# write them directly.
 STATELESS_CHAT_EVENTS = frozenset(
     {
         "message_added",
@@ -238,11 +291,62 @@ STATELESS_CHAT_EVENTS = frozenset(
 )
 
 
-def _added(data: dict[str, Any], viewer: models.User) -> MessageAdded:
-    return message_event(MessageAdded, message_from(data, viewer))
+def _writes_directly(message: dict[str, Any]) -> bool:
+    """A join or leave is two events (the SYSTEM message, then the membership), and may end
+    the subscription: it goes through the generator."""
+    return message["event"] in STATELESS_CHAT_EVENTS and not (
+        message["event"] == "message_added"
+        and message["data"]["system_event"] in MEMBERSHIP_EVENTS
+    )
 
 
-def _chat_event(message: dict[str, Any], viewer: models.User) -> Any:
-    if message["event"] == "message_added":
-        return _added(message["data"], viewer)
-    return chat_event(message["event"], message["data"], viewer)
+def _rendered_directly(message: dict[str, Any], viewer: models.User) -> Any:
+    event, data = message["event"], message["data"]
+    if event in CHANGE_EVENTS:
+        [typed] = change_events(
+            CHANGE_EVENTS[event], message_from(data, viewer), data["revision"], 0
+        )
+        return typed
+    return chat_event(event, data, viewer)
+
+
+def _viewer_left(event: Any, viewer: models.User) -> bool:
+    return isinstance(event, MemberLeft) and event.user.pk == viewer.pk
+
+
+def _inbox_log(chat_id: Any, last_seq: int) -> _Log:
+    return _Log(chat_id, last_seq, _additions, _added, lambda change: change.message.seq)
+
+
+def _inbox_added(data: dict[str, Any], viewer: models.User) -> MessageAdded:
+    return message_event(MessageAdded, message_from(data, viewer), data["revision"])
+
+
+async def _inbox_resync(
+    hub: fanout.Hub, listener: fanout.Listener, viewer: models.User
+) -> AsyncIterator[Any]:
+    """Catch the inbox up with the database: chats gained and lost meanwhile, and new
+    messages in the chats that have some (one query, plus one per such chat)."""
+    logs = listener.positions
+    memberships = {
+        str(m.chat_id): m
+        async for m in models.Membership.objects.filter(user=viewer)
+        .select_related("chat")
+        .order_by("joined_at", "pk")
+    }
+    for chat_id in [c for c in logs if c not in memberships]:
+        logs.pop(chat_id)
+        hub.remove(listener, events.chat_group(chat_id))
+        yield RemovedFromChat(chat_id=chat_id)
+    for chat_id, membership in memberships.items():
+        log = logs.get(chat_id)
+        if log is None:
+            # Gained meanwhile: from the viewer's read marker, which a join sets to the
+            # SYSTEM message that records it.
+            log = _inbox_log(membership.chat_id, membership.last_read_seq)
+            await hub.add(listener, events.chat_group(chat_id))
+            logs[chat_id] = log
+            yield AddedToChat(chat=membership.chat)
+        if membership.chat.last_seq > log.last:
+            async for missed in log.catch_up():
+                yield missed

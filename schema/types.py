@@ -104,6 +104,13 @@ class Chat:
     is_public: bool = strawberry_django.field(description="Anyone may find and join it.")
     created_at: datetime = strawberry_django.field(description="When it was created.")
     last_seq: int = strawberry_django.field(description="The `seq` of its newest message.")
+    revision: int = strawberry_django.field(
+        description=(
+            "The position of its newest change (message added, edited or deleted). Load "
+            "history, then subscribe to `chatEvents` with `after` set to this: nothing "
+            "in between is missed."
+        )
+    )
     last_message_at: datetime | None = strawberry_django.field(
         description="When its newest message was sent."
     )

@@ -34,7 +34,7 @@ import daphne.server  # installs the asyncio reactor: import before anything Twi
 from daphne.cli import CommandLineInterface
 from daphne.http_protocol import HTTPFactory, WebRequest
 from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
-from twisted.internet import reactor
+from twisted.internet import defer, reactor
 
 logger = logging.getLogger("server.serve")
 
@@ -179,15 +179,19 @@ class GracefulServer(daphne.server.Server):
         self.draining = True
         timeout = _settings().SHUTDOWN_TIMEOUT
         logger.info("Draining: closing sockets with 1012, waiting up to %s s", timeout)
-        for port in self.ports:
-            port.stopListening()
+        # Sockets are closed once the ports are: a client told 1012 must not reconnect to
+        # this process (Twisted closes a port on a later turn of the loop).
+        stopped = defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in self.ports])
+        stopped.addBoth(lambda _: self._close_sockets(time.monotonic() + timeout))
+
+    def _close_sockets(self, deadline: float) -> None:
         for protocol in list(self.connections):
             if isinstance(protocol, WebSocketProtocol):
                 if protocol.state == protocol.STATE_OPEN:
                     protocol.sendClose(code=SERVICE_RESTART, reason="Server restarting")
                 elif protocol.state == protocol.STATE_CONNECTING:
                     protocol.dropConnection(abort=True)
-        self._stop_when_idle(time.monotonic() + timeout)
+        self._stop_when_idle(deadline)
 
     def _stop_when_idle(self, deadline: float) -> None:
         busy = [

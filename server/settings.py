@@ -144,6 +144,10 @@ CHANNEL_LAYER_BACKEND = env_str(
     "CHANNEL_LAYER_BACKEND", "channels_redis.pubsub.RedisPubSubChannelLayer"
 )
 
+# Seconds between each process's probes of the channel layer: while a probe fails, and
+# once it works again, subscriptions catch up from the database (schema.fanout).
+CHANNEL_LAYER_PROBE_INTERVAL = env_float("CHANNEL_LAYER_PROBE_INTERVAL", 2)
+
 if REDIS_URL:
     if CHANNEL_LAYER_BACKEND.endswith("RedisPubSubChannelLayer"):
         # Pub/sub keeps no queues, so it has neither a capacity nor a group expiry.

@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware, get_token
 from strawberry.django.views import AsyncGraphQLView
 
+from chat import events
 from chat.auth import aauthenticate_token, parse_authorization
 from schema.context import Context
 from schema.errors import OUTAGES, RETRY_AFTER_OUTAGE, UNAVAILABLE
@@ -139,15 +140,4 @@ def _database_ok() -> None:
 
 
 async def _channel_layer_ok() -> None:
-    """A round trip through the layer. Listens first and sends until it hears itself: on
-    Redis pub/sub a message sent before the subscription is in place is simply lost."""
-    layer = get_channel_layer()
-    channel = await layer.new_channel("healthz.")
-    heard = asyncio.ensure_future(layer.receive(channel))
-    try:
-        while not heard.done():
-            await layer.send(channel, {"type": "healthz.ping"})
-            await asyncio.wait({heard}, timeout=0.2)
-        heard.result()
-    finally:
-        heard.cancel()
+    await events.round_trip(get_channel_layer())

@@ -12,7 +12,7 @@ from django.db.models import F
 from chat import events, ratelimit
 from chat.error_codes import ChatErrorCode
 from chat.exceptions import Forbidden
-from chat.models import Chat, Membership, Message, User
+from chat.models import Change, Chat, Membership, Message, User
 from chat.selectors import find_membership, parse_id
 
 NAME_MAX = 100
@@ -42,6 +42,18 @@ def lock_chat(chat_id: object, **filters: object) -> Chat:
     return chat
 
 
+def record_change(chat: Chat, message: Message, kind: str) -> int:
+    """Number a change to the chat's timeline; returns its revision.
+
+    Precondition: the caller holds the chat's row lock (`lock_chat`) in this transaction,
+    which keeps revisions contiguous.
+    """
+    chat.revision += 1
+    Change.objects.create(chat=chat, revision=chat.revision, message=message, kind=kind)
+    Chat.objects.filter(pk=chat.pk).update(revision=chat.revision)
+    return chat.revision
+
+
 def append_message(
     chat: Chat,
     *,
@@ -52,7 +64,7 @@ def append_message(
     subject: User | None = None,
     client_id: str | None = None,
 ) -> Message:
-    """Write the chat's next message and publish it on commit.
+    """Write the chat's next message (and its change) and publish it on commit.
 
     Precondition: the caller holds the chat's row lock (`lock_chat`) in this transaction.
     """
@@ -68,13 +80,17 @@ def append_message(
     )
     chat.last_seq = message.seq
     chat.last_message_at = message.created_at
+    chat.revision += 1
+    Change.objects.create(
+        chat=chat, revision=chat.revision, message=message, kind=Change.Kind.ADDED
+    )
     Chat.objects.filter(pk=chat.pk).update(
-        last_seq=message.seq, last_message_at=message.created_at
+        last_seq=message.seq, last_message_at=message.created_at, revision=chat.revision
     )
     if author is not None:
         # Sending a message means having read the chat up to it.
         Membership.objects.filter(chat=chat, user=author).update(last_read_seq=message.seq)
-    events.message_added(message)
+    events.message_added(message, revision=chat.revision, member_count=chat.member_count)
     return message
 
 

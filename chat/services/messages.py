@@ -10,9 +10,9 @@ from django.utils import timezone
 from chat import events, ratelimit
 from chat.error_codes import ChatErrorCode, MessageErrorCode
 from chat.exceptions import Forbidden
-from chat.models import Membership, Message, User
+from chat.models import Change, Membership, Message, User
 from chat.selectors import find_membership, parse_id
-from chat.services.chats import append_message, lock_chat
+from chat.services.chats import append_message, lock_chat, record_change
 
 CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -121,9 +121,11 @@ def edit_message(*, user: User, message_id: object, body: str) -> Message:
         )
     message.body = _clean_body(body)
     ratelimit.hit("edit", user)
+    chat = lock_chat(message.chat_id)
     message.edited_at = timezone.now()
     message.save(update_fields=["body", "edited_at"])
-    events.message_changed(message, "message_edited")
+    revision = record_change(chat, message, Change.Kind.EDITED)
+    events.message_changed(message, "message_edited", revision=revision)
     return message
 
 
@@ -166,9 +168,13 @@ def remove_message(*, message: Message) -> Message:
 
 
 def _soft_delete(message: Message) -> Message:
+    """Precondition: in a transaction (it takes the chat's row lock)."""
+    chat = lock_chat(message.chat_id)
+    message.refresh_from_db(fields=["deleted_at"])  # a concurrent delete may have won
     if not message.is_deleted:
         message.body = ""
         message.deleted_at = timezone.now()
         message.save(update_fields=["body", "deleted_at"])
-        events.message_changed(message, "message_deleted")
+        revision = record_change(chat, message, Change.Kind.DELETED)
+        events.message_changed(message, "message_deleted", revision=revision)
     return message

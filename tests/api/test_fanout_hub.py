@@ -26,6 +26,8 @@ VIEWER = SimpleNamespace(pk=uuid.uuid4())
 
 def payload(seq: int) -> dict:
     return {
+        "revision": seq,
+        "member_count": None,
         "id": str(uuid.uuid4()),
         "chat_id": CHAT,
         "seq": seq,
@@ -53,10 +55,10 @@ class Subscription:
         self.frames: list[dict] = []
         self.listener = fanout.Listener(
             render=lambda message: message_event(
-                MessageAdded, message_from(message["data"], VIEWER)
+                MessageAdded, message_from(message["data"], VIEWER), message["data"]["revision"]
             )
         )
-        self.listener.positions[CHAT] = SimpleNamespace(last_seq=last_seq)
+        self.listener.positions[CHAT] = SimpleNamespace(last=last_seq)
 
         async def send_text(text: str) -> None:
             self.frames.append(json.loads(text))
@@ -95,11 +97,13 @@ async def test_an_idle_listener_at_the_previous_seq_gets_the_frame_written(hub):
     second.wait()
     await asyncio.sleep(0)
 
-    await hub.deliver(SimpleNamespace(listeners={first.listener, second.listener}), added(5))
+    await hub.deliver(
+        SimpleNamespace(listeners={first.listener, second.listener}, group="g"), added(5)
+    )
 
     assert first.frames == [frame(5)]
     assert second.frames == [frame(5, op_id="7")]
-    assert first.listener.positions[CHAT].last_seq == 5
+    assert first.listener.positions[CHAT].last == 5
     assert (hub.written, hub.queued) == (2, 0)
 
 
@@ -293,3 +297,68 @@ async def test_a_big_room_lets_other_work_run_while_its_frames_are_written(hub):
 
     assert all(s.frames == [frame(5)] for s in subscriptions)
     assert 0 < progress[0] < len(subscriptions)
+
+
+async def test_a_listener_that_falls_too_far_behind_is_resynced_instead(hub):
+    subscription = Subscription(last_seq=0)
+
+    for seq in range(1, fanout.QUEUE_LIMIT + 2):
+        await hub.deliver(
+            SimpleNamespace(listeners={subscription.listener}, group="g"), added(seq)
+        )
+
+    queued = [subscription.listener.queue.get_nowait() for _ in range(2)]
+    assert subscription.listener.queue.empty()
+    assert [m["event"] for m in queued] == ["resync", "message_added"]
+    assert queued[1]["data"]["seq"] == fanout.QUEUE_LIMIT + 1
+
+
+async def test_resyncs_are_not_queued_twice(hub):
+    listener = Subscription(last_seq=0).listener
+
+    listener.resync()
+    listener.resync()
+    first = await listener.next()
+    listener.resync()
+
+    assert first["event"] == "resync"
+    assert listener.queue.qsize() == 1
+
+
+class FlakyLayer(InMemoryChannelLayer):
+    """An in-memory layer whose sends fail while `down` (a Redis outage, as the hub sees
+    it: the real one is stopped and started in tests/system/test_outages.py)."""
+
+    down = False
+
+    async def send(self, channel, message):
+        if self.down:
+            raise ConnectionError("Redis is down")
+        await super().send(channel, message)
+
+
+async def test_the_hub_resyncs_its_listeners_while_the_layer_fails_and_once_it_is_back(
+    settings,
+):
+    settings.CHANNEL_LAYER_PROBE_INTERVAL = 0.1
+    layer = FlakyLayer()
+    hub = fanout.Hub(layer)
+    listener = fanout.Listener(render=lambda message: None)
+    resyncs = []
+    listener.resync = lambda: resyncs.append(layer.down)
+
+    async with hub.listening(listener, ["chat.a"]):
+        # Started by hand: the hub does not probe in-memory layers, which cannot fail.
+        hub._watching = asyncio.create_task(hub._watch_forever())
+        await asyncio.sleep(0.35)
+        healthy = list(resyncs)
+        layer.down = True
+        await asyncio.sleep(0.45)
+        layer.down = False
+        await asyncio.sleep(0.45)
+
+    assert healthy == []
+    # While down, every probe resyncs (the database is polled); once back, one more.
+    assert resyncs.count(True) >= 2
+    assert resyncs[-1] is False
+    assert resyncs.count(False) == 1

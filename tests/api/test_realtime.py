@@ -205,11 +205,11 @@ async def test_a_gap_in_live_seqs_is_backfilled_from_the_database(asgi_app, peop
     real = chat_events.message_added
     dropped = []
 
-    def lossy(message):  # the layer loses the first two broadcasts
+    def lossy(message, **details):  # the layer loses the first two broadcasts
         if len(dropped) < 2:
             dropped.append(message.seq)
             return
-        real(message)
+        real(message, **details)
 
     monkeypatch.setattr(chat_events, "message_added", lossy)
     for n in range(3):

@@ -107,8 +107,15 @@ def test_joining_and_leaving_are_system_messages_in_order(user, grace, events_se
         (5, "SYSTEM", "Grace Hopper left"),
     ]
     assert room.member_count == 1
-    assert ("member_joined", chat_group(room.id)) in {(e, g) for g, e, _ in sent}
-    assert ("member_joined", user_group(grace.id)) in {(e, g) for g, e, _ in sent}
+    # The chat hears the join as its SYSTEM message (a change with a revision to resume
+    # from); Grace's inbox hears that she gained a chat.
+    assert [(g, e) for g, e, _ in sent] == [
+        (chat_group(room.id), "message_added"),
+        (user_group(grace.id), "member_joined"),
+    ]
+    joined = sent[0][2]
+    assert (joined["seq"], joined["revision"], joined["member_count"]) == (3, 3, 2)
+    assert joined["system_event"] == "MEMBER_JOINED"
 
 
 @pytest.mark.django_db

@@ -39,6 +39,8 @@ def test_sending_publishes_once_to_the_chat_group(user, grace, direct, events_se
         message = services.send_message(author=user, chat_id=direct.id, body="hi", client_id="c-1")
 
     payload = {
+        "revision": 1,
+        "member_count": None,
         "id": str(message.id),
         "chat_id": str(direct.id),
         "seq": 1,

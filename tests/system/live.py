@@ -104,6 +104,16 @@ class LiveServer:
         )
         return response.json()
 
+    def register(self, name: str = "Live") -> str:
+        """A new account's token."""
+        email = f"{name.lower()}-{uuid.uuid4().hex[:8]}@example.com"
+        result = self.graphql(
+            "mutation($e: String!, $n: String!) { register(email: $e, displayName: $n, "
+            'password: "correct horse battery staple") { ... on AuthPayload { token } } }',
+            {"e": email, "n": name},
+        )
+        return result["data"]["register"]["token"]
+
     def rss(self) -> int:
         """The process's resident memory, in bytes."""
         status = Path(f"/proc/{self.process.pid}/status").read_text()

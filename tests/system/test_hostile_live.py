@@ -4,7 +4,6 @@ it or grow its memory without bound, and SIGTERM drains it."""
 import socket
 import threading
 import time
-import uuid
 
 import httpx
 import pytest
@@ -15,13 +14,6 @@ from tests.system.rawws import RawWebSocket
 pytestmark = pytest.mark.system
 
 MB = 1024 * 1024
-REGISTER = """
-mutation($email: String!) {
-  register(email: $email, password: "correct horse battery staple", displayName: "Load") {
-    ... on AuthPayload { token }
-  }
-}
-"""
 CREATE_ROOM = 'mutation { createRoom(name: "Busy") { ... on Chat { id } } }'
 SEND = """
 mutation($c: ID!, $b: String!) { sendMessage(input: {chatId: $c, body: $b}) { __typename } }
@@ -29,11 +21,6 @@ mutation($c: ID!, $b: String!) { sendMessage(input: {chatId: $c, body: $b}) { __
 EVENTS = """
 subscription($c: ID!) { chatEvents(chatId: $c) { ... on MessageAdded { message { body } } } }
 """
-
-
-def register(server) -> str:
-    email = f"load-{uuid.uuid4().hex[:8]}@example.com"
-    return server.graphql(REGISTER, {"email": email})["data"]["register"]["token"]
 
 
 class HealthWatch:
@@ -150,7 +137,7 @@ def test_a_body_within_the_limit_still_works(daphne_server):
 
 
 def test_sockets_that_never_read_are_closed_and_memory_stays_bounded(daphne_server):
-    token = register(daphne_server)
+    token = daphne_server.register()
     room = daphne_server.graphql(CREATE_ROOM, token=token)["data"]["createRoom"]["id"]
     sockets = []
     for _ in range(4):
@@ -192,7 +179,7 @@ def test_sockets_that_never_read_are_closed_and_memory_stays_bounded(daphne_serv
 
 def test_sigterm_closes_sockets_1012_finishes_requests_and_exits(live_stack):
     server = live_stack.start(SHUTDOWN_TIMEOUT="10")
-    token = register(server)
+    token = server.register()
     ws = RawWebSocket(server.port)
     ws.send({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
     assert ws.message() == {"type": "connection_ack"}

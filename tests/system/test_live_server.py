@@ -135,12 +135,15 @@ async def test_a_cross_site_origin_is_refused_at_the_handshake(daphne_server):
     assert refused.value.response.status_code == 403
 
 
-async def test_the_same_origin_and_no_origin_are_accepted(daphne_server):
+async def test_the_same_origin_and_no_origin_are_accepted(daphne_server, account):
+    token, _ = account
     for origin in (daphne_server.url, None):
         async with connect(
             daphne_server.ws_url, subprotocols=["graphql-transport-ws"], origin=origin
         ) as ws:
-            await _send(ws, {"type": "connection_init", "payload": {}})
+            await _send(
+                ws, {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
+            )
             assert await _receive(ws) == {"type": "connection_ack"}
 
 

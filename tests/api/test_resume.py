@@ -1,0 +1,231 @@
+"""Every change a subscriber renders has a revision to resume from: a client that missed
+edits, deletes, joins or leaves (a dropped socket, a lost broadcast, a channel-layer
+outage) converges on the database's state, and sees nothing twice."""
+
+import asyncio
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from chat import events as chat_events
+from chat import services
+from schema import fanout
+from tests.api.realtime import CHAT_EVENTS, INBOX, events, http, send, subscribed
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+RESUMING = """
+subscription($chatId: ID!, $after: Int) {
+  chatEvents(chatId: $chatId, after: $after) {
+    __typename
+    ... on MessageAdded { revision message { seq body } }
+    ... on MessageEdited { revision message { seq body } }
+    ... on MessageDeleted { revision message { seq isDeleted } }
+    ... on MemberJoined { revision memberCount user { displayName } }
+    ... on MemberLeft { revision memberCount user { displayName } }
+  }
+}
+"""
+CHAT_REVISION = "query($id: ID!) { chat(id: $id) { lastSeq revision } }"
+
+
+def summary(received: list[dict]) -> list[tuple]:
+    rows = []
+    for data in received:
+        event = data["chatEvents"]
+        if "user" in event:
+            detail = (event["memberCount"], event["user"]["displayName"])
+        else:
+            detail = tuple(event["message"].values())
+        rows.append((event["__typename"], event["revision"], *detail))
+    return rows
+
+
+async def history_while_away(people):
+    """A room where, after revision 3, a message is edited and deleted, Grace joins, says
+    something and leaves."""
+    ada, grace = people["ada"], people["grace"]
+    room = await sync_to_async(services.create_room)(owner=ada, name="Lounge")
+    await send_as(ada, room, "one")  # revision 2
+    await send_as(ada, room, "two")  # revision 3
+    two = await sync_to_async(room.messages.get)(seq=3)
+    await sync_to_async(services.edit_message)(user=ada, message_id=two.id, body="2")
+    one = await sync_to_async(room.messages.get)(seq=2)
+    await sync_to_async(services.delete_message)(user=ada, message_id=one.id)
+    await sync_to_async(services.add_members)(owner=ada, chat_id=room.id, user_ids=[grace.id])
+    await send_as(grace, room, "hi")
+    await sync_to_async(services.remove_member)(owner=ada, chat_id=room.id, user_id=grace.id)
+    return room
+
+
+async def send_as(user, room, body):
+    await sync_to_async(services.send_message)(author=user, chat_id=room.id, body=body)
+
+
+async def test_resuming_after_a_revision_replays_every_change_since(asgi_app, people):
+    room = await history_while_away(people)
+
+    socket = await subscribed(
+        asgi_app, people["ada_token"], RESUMING, {"chatId": str(room.id), "after": 3}
+    )
+    received = await events(socket, 7)
+    quiet = await socket.communicator.receive_nothing(timeout=0.3)
+    await socket.close()
+
+    assert summary(received) == [
+        ("MessageEdited", 4, 3, "2"),
+        ("MessageDeleted", 5, 2, True),
+        ("MessageAdded", 6, 4, "Ada added Grace"),
+        ("MemberJoined", 6, 1, "Grace"),
+        ("MessageAdded", 7, 5, "hi"),
+        ("MessageAdded", 8, 6, "Ada removed Grace"),
+        ("MemberLeft", 8, 1, "Grace"),
+    ]
+    assert quiet
+
+
+async def test_chat_revision_is_where_loaded_history_ends(asgi_app, people):
+    room = await history_while_away(people)
+
+    answer = await http(asgi_app, CHAT_REVISION, {"id": str(room.id)}, people["ada_token"])
+
+    assert answer == {"data": {"chat": {"lastSeq": 6, "revision": 8}}}
+
+
+async def test_live_edits_and_deletes_are_ordered_and_a_lost_one_is_backfilled(
+    asgi_app, people, monkeypatch
+):
+    ada, chat = people["ada"], people["chat"]
+    await send_as(ada, chat, "first")
+    message = await sync_to_async(chat.messages.get)(seq=1)
+    socket = await subscribed(asgi_app, people["grace_token"], RESUMING, {"chatId": str(chat.id)})
+    await asyncio.sleep(0.05)
+    real, lost = chat_events.message_changed, []
+
+    def lossy(message, event, **details):  # the layer loses the edit
+        if event == "message_edited":
+            lost.append(details["revision"])
+            return
+        real(message, event, **details)
+
+    monkeypatch.setattr(chat_events, "message_changed", lossy)
+    await sync_to_async(services.edit_message)(user=ada, message_id=message.id, body="edited")
+    nothing_yet = await socket.communicator.receive_nothing(timeout=0.2)
+    await send_as(ada, chat, "second")  # revision 3 reveals that 2 is missing
+    await sync_to_async(services.delete_message)(user=ada, message_id=message.id)
+    received = await events(socket, 3)
+    await socket.close()
+
+    assert lost == [2]
+    assert nothing_yet
+    assert summary(received) == [
+        ("MessageEdited", 2, 1, "edited"),
+        ("MessageAdded", 3, 2, "second"),
+        ("MessageDeleted", 4, 1, True),
+    ]
+
+
+async def test_a_resync_catches_a_live_subscription_up_without_a_further_change(
+    asgi_app, people, monkeypatch
+):
+    ada, chat = people["ada"], people["chat"]
+    socket = await subscribed(asgi_app, people["grace_token"], RESUMING, {"chatId": str(chat.id)})
+    await asyncio.sleep(0.05)
+    # The layer is down: every broadcast is lost.
+    monkeypatch.setattr(chat_events, "_send", lambda group, message: None)
+    await send_as(ada, chat, "while down")
+    message = await sync_to_async(chat.messages.get)(seq=1)
+    await sync_to_async(services.edit_message)(user=ada, message_id=message.id, body="edited")
+    nothing_yet = await socket.communicator.receive_nothing(timeout=0.2)
+
+    fanout.hub().resync()  # what the hub does when its probe fails, and when it works again
+    received = await events(socket, 2)
+    fanout.hub().resync()  # a second resync finds nothing new
+    quiet = await socket.communicator.receive_nothing(timeout=0.3)
+    await socket.close()
+
+    assert nothing_yet
+    assert summary(received) == [
+        ("MessageAdded", 1, 1, "edited"),
+        ("MessageEdited", 2, 1, "edited"),
+    ]
+    assert quiet
+
+
+async def test_a_resync_brings_the_inbox_up_to_date_with_chats_gained_and_lost(
+    asgi_app, people, monkeypatch
+):
+    ada, grace = people["ada"], people["grace"]
+    room = await sync_to_async(services.create_room)(owner=ada, name="Lounge")
+    await sync_to_async(services.add_members)(owner=ada, chat_id=room.id, user_ids=[grace.id])
+    socket = await subscribed(asgi_app, people["grace_token"], INBOX, {})
+    await asyncio.sleep(0.05)
+    monkeypatch.setattr(chat_events, "_send", lambda group, message: None)
+    new_room = await sync_to_async(services.create_room)(owner=ada, name="Annex")
+    await sync_to_async(services.add_members)(owner=ada, chat_id=new_room.id, user_ids=[grace.id])
+    await send_as(ada, new_room, "welcome")
+    await send_as(ada, people["chat"], "direct")
+    await sync_to_async(services.remove_member)(owner=ada, chat_id=room.id, user_id=grace.id)
+
+    fanout.hub().resync()
+    received = [data["inbox"] for data in await events(socket, 4)]
+    await socket.close()
+
+    assert received == [
+        {"__typename": "RemovedFromChat", "chatId": str(room.id)},
+        {
+            "__typename": "MessageAdded",
+            "message": {
+                "chatId": str(people["chat"].id),
+                "seq": 1,
+                "body": "direct",
+                "author": {"displayName": "Ada"},
+            },
+        },
+        {
+            "__typename": "AddedToChat",
+            "chat": {"id": str(new_room.id), "kind": "GROUP", "name": "Annex"},
+        },
+        {
+            "__typename": "MessageAdded",
+            "message": {
+                "chatId": str(new_room.id),
+                "seq": 3,
+                "body": "welcome",
+                "author": {"displayName": "Ada"},
+            },
+        },
+    ]
+
+
+async def test_resuming_from_a_revision_past_the_newest_starts_from_now(asgi_app, people):
+    chat = people["chat"]
+    socket = await subscribed(
+        asgi_app, people["ada_token"], CHAT_EVENTS, {"chatId": str(chat.id), "after": 500}
+    )
+    await asyncio.sleep(0.05)
+
+    await send(asgi_app, people["grace_token"], chat, "now")
+    [received] = await events(socket, 1)
+    await socket.close()
+
+    assert received["chatEvents"]["message"]["body"] == "now"
+
+
+async def test_a_member_added_while_away_is_replayed_to_a_new_subscriber(asgi_app, people):
+    ada = people["ada"]
+    room = await sync_to_async(services.create_room)(owner=ada, name="Lounge")
+    newcomer = await sync_to_async(UserFactory)(display_name="Newcomer")
+    await sync_to_async(services.add_members)(owner=ada, chat_id=room.id, user_ids=[newcomer.id])
+
+    socket = await subscribed(
+        asgi_app, people["ada_token"], RESUMING, {"chatId": str(room.id), "after": 1}
+    )
+    received = await events(socket, 2)
+    await socket.close()
+
+    assert summary(received) == [
+        ("MessageAdded", 2, 2, "Ada added Newcomer"),
+        ("MemberJoined", 2, 2, "Newcomer"),
+    ]
