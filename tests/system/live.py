@@ -57,7 +57,7 @@ def live_database(tmp_dir: Path) -> Iterator[str]:
 
 
 class LiveServer:
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path, *, healthy: bool = True) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}/graphql/"
@@ -79,15 +79,15 @@ class LiveServer:
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
         )
-        self._wait_until_healthy()
+        self._wait_until_answering({200} if healthy else {200, 503})
 
-    def _wait_until_healthy(self, timeout: float = 30) -> None:
+    def _wait_until_answering(self, statuses: set[int], timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"daphne exited: {self.log.read_text()[-3000:]}")
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                if httpx.get(f"{self.url}/healthz", timeout=5).status_code in statuses:
                     return
             except httpx.HTTPError:
                 pass
@@ -176,3 +176,47 @@ class LiveStack:
     def stop(self) -> None:
         for server in self.servers:
             server.stop()
+
+
+class PrivateRedis:
+    """A redis-server of the test's own on a free port, to stop and start at will."""
+
+    def __init__(self, tmp_dir: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.tmp_dir = tmp_dir
+        self.process: subprocess.Popen | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.tmp_dir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self.process = None

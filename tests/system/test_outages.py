@@ -1,0 +1,244 @@
+"""Outages against live daphne processes: Redis stopped and started under two processes,
+and a database that cannot be reached. The database is the truth: writes go on while
+Redis is down, every subscriber converges on what was written, and a client that cannot
+be served is told so at once with a code it can retry on."""
+
+import asyncio
+import json
+import os
+import shutil
+import time
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.system.live import LiveServer, LiveStack, PrivateRedis, free_port, live_database
+
+pytestmark = pytest.mark.system
+
+CREATE_ROOM = 'mutation { createRoom(name: "Outage", isPublic: true) { ... on Chat { id } } }'
+JOIN = "mutation($c: ID!) { joinRoom(chatId: $c) { __typename } }"
+SEND = """
+mutation($c: ID!, $b: String!) {
+  sendMessage(input: {chatId: $c, body: $b}) { __typename ... on Message { id seq } }
+}
+"""
+EDIT = "mutation($m: ID!, $b: String!) { editMessage(messageId: $m, body: $b) { __typename } }"
+DELETE = "mutation($m: ID!) { deleteMessage(messageId: $m) { __typename } }"
+TYPING = "mutation($c: ID!) { setTyping(chatId: $c, typing: true) { __typename } }"
+EVENTS = """
+subscription($c: ID!, $after: Int) {
+  chatEvents(chatId: $c, after: $after) {
+    __typename
+    ... on MessageAdded { revision message { seq body } }
+    ... on MessageEdited { revision message { seq body } }
+    ... on MessageDeleted { revision message { seq isDeleted } }
+    ... on MemberJoined { revision user { displayName } }
+    ... on MemberLeft { revision user { displayName } }
+  }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def redis_binary():
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("redis-server is needed for the outage tests")
+        pytest.skip("redis-server is not installed")
+
+
+@pytest.fixture
+def redis_outage_stack(tmp_path, redis_binary):
+    redis = PrivateRedis(tmp_path)
+    with live_database(tmp_path) as database_url:
+        stack = LiveStack(
+            tmp_path,
+            database_url,
+            REDIS_URL=redis.url,
+            CHANNEL_LAYER_PROBE_INTERVAL="0.5",
+            SEND_RATE_BURST="1000",
+        )
+        try:
+            yield redis, stack.start(), stack.start()
+        finally:
+            stack.stop()
+            redis.stop()
+
+
+class Subscriber:
+    def __init__(self, server: LiveServer, token: str, chat_id: str, after: int | None = None):
+        self.server, self.token, self.chat_id, self.after = server, token, chat_id, after
+        self.events: list[dict] = []
+
+    async def __aenter__(self) -> "Subscriber":
+        self._cm = connect(self.server.ws_url, subprotocols=["graphql-transport-ws"])
+        self.ws = await self._cm.__aenter__()
+        auth = {"authorization": f"Bearer {self.token}"}
+        await self.ws.send(json.dumps({"type": "connection_init", "payload": auth}))
+        assert json.loads(await self.ws.recv()) == {"type": "connection_ack"}
+        variables = {"c": self.chat_id, "after": self.after}
+        payload = {"query": EVENTS, "variables": variables}
+        await self.ws.send(json.dumps({"type": "subscribe", "id": "1", "payload": payload}))
+        await asyncio.sleep(0.3)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self._cm.__aexit__(*exc)
+
+    async def collect_until(self, done, timeout: float) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while not done(self.events) and time.monotonic() < deadline:
+            try:
+                raw = await asyncio.wait_for(self.ws.recv(), deadline - time.monotonic())
+            except TimeoutError:
+                break
+            message = json.loads(raw)
+            if message["type"] != "next":
+                continue
+            event = message["payload"]["data"]["chatEvents"]
+            if "revision" in event:  # presence and typing come and go: not the point here
+                self.events.append(event)
+        return self.events
+
+
+def last_revision(events: list[dict], revision: int):
+    return lambda _: bool(events) and events[-1]["revision"] >= revision
+
+
+def summary(events: list[dict]) -> list[tuple]:
+    """(event, revision, seq or who). A replayed change shows the message as it is at the
+    replay (an edit replayed after the delete shows the deleted message), so bodies are
+    checked only where they cannot have changed since."""
+    rows = []
+    for event in events:
+        message = event.get("message")
+        detail = message["seq"] if message else event["user"]["displayName"]
+        if event["__typename"] == "MessageAdded" and message["seq"] != 3:
+            detail = (detail, message["body"])
+        rows.append((event["__typename"], event["revision"], detail))
+    return rows
+
+
+async def call(server, query, variables, token):
+    return await asyncio.to_thread(server.graphql, query, variables, token)
+
+
+async def test_changes_made_while_redis_is_down_reach_every_subscriber(redis_outage_stack):
+    redis, a, b = redis_outage_stack
+    ada, grace, lin = a.register("Ada"), b.register("Grace"), b.register("Lin")
+    room = a.graphql(CREATE_ROOM, token=ada)["data"]["createRoom"]["id"]  # revision 1
+    assert b.graphql(JOIN, {"c": room}, token=grace)["data"]["joinRoom"]  # revision 2
+    hello = a.graphql(SEND, {"c": room, "b": "hello"}, token=ada)["data"]["sendMessage"]
+    # revision 3
+
+    async with Subscriber(b, grace, room) as on_b, Subscriber(a, ada, room) as on_a:
+        redis.stop()
+        await asyncio.sleep(0.2)
+        # Every write goes on: the database is the truth.
+        answers = [
+            await call(a, EDIT, {"m": hello["id"], "b": "hello, edited"}, ada),  # 4
+            await call(a, SEND, {"c": room, "b": "while down"}, ada),  # 5
+            await call(b, JOIN, {"c": room}, lin),  # 6
+            await call(a, DELETE, {"m": hello["id"]}, ada),  # 7
+            await call(b, TYPING, {"c": room}, grace),  # ephemeral: lost, but answered
+        ]
+        # While Redis is down, the processes poll the database for their subscribers.
+        down = await on_b.collect_until(last_revision(on_b.events, 7), timeout=15)
+        redis.start()
+        await asyncio.sleep(2)  # the layer reconnects and the probe sees it
+        after = await call(b, SEND, {"c": room, "b": "back"}, grace)  # 8, live again
+        await on_b.collect_until(last_revision(on_b.events, 8), timeout=15)
+        await on_a.collect_until(last_revision(on_a.events, 8), timeout=15)
+
+    assert [next(iter(answer["data"].values()))["__typename"] for answer in answers] == [
+        "Message",
+        "Message",
+        "Chat",
+        "Message",
+        "Done",
+    ]
+    assert after["data"]["sendMessage"]["seq"] == 6
+    expected = [
+        ("MessageEdited", 4, 3),
+        ("MessageAdded", 5, (4, "while down")),
+        ("MessageAdded", 6, (5, "Lin joined")),
+        ("MemberJoined", 6, "Lin"),
+        ("MessageDeleted", 7, 3),
+        ("MessageAdded", 8, (6, "back")),
+    ]
+    assert summary(down)[:5] == expected[:5]
+    for subscriber in (on_a, on_b):
+        assert summary(subscriber.events) == expected  # each once, in order
+        assert subscriber.events[4]["message"]["isDeleted"] is True
+
+    # A client that was away resumes from the revision it had and gets exactly the rest.
+    async with Subscriber(a, grace, room, after=3) as resumed:
+        await resumed.collect_until(last_revision(resumed.events, 8), timeout=10)
+        assert await resumed.collect_until(lambda _: False, timeout=0.5) == resumed.events
+    assert summary(resumed.events) == expected
+
+
+def nowhere_server(tmp_path) -> LiveServer:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("PYTEST")},
+        "DJANGO_SETTINGS_MODULE": "server.settings",
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:{free_port()}/nowhere",
+        "DATABASE_CONNECT_TIMEOUT": "2",
+        "DEBUG": "false",
+        "SECRET_KEY": "live-tests-secret",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("REDIS_URL", None)
+    return LiveServer(env, tmp_path / "nowhere.log", healthy=False)
+
+
+@pytest.fixture
+def no_database(tmp_path):
+    server = nowhere_server(tmp_path)
+    yield server
+    server.stop()
+
+
+def test_an_unreachable_database_is_a_coded_503_over_http(no_database):
+    server = no_database
+    health = httpx.get(f"{server.url}/healthz", timeout=10)
+    with_token = httpx.post(
+        f"{server.url}/graphql/",
+        json={"query": "{ me { id } }"},
+        headers={"Authorization": "Bearer ct_anything"},
+        timeout=10,
+    )
+    login = server.graphql(
+        'mutation { login(email: "a@example.com", password: "x") { __typename } }'
+    )
+
+    assert health.status_code == 503
+    assert health.json()["database"] == "error"
+    assert with_token.status_code == 503
+    assert with_token.headers["Retry-After"] == "5"
+    assert with_token.json() == {
+        "errors": [
+            {
+                "message": "The service is temporarily unavailable. Try again shortly.",
+                "extensions": {"code": "SERVICE_UNAVAILABLE", "retryAfter": 5},
+            }
+        ]
+    }
+    assert login["data"] is None
+    assert login["errors"][0]["extensions"] == {"code": "SERVICE_UNAVAILABLE", "retryAfter": 5}
+
+
+async def test_an_unreachable_database_closes_a_socket_1013_at_once(no_database):
+    started = time.monotonic()
+    async with connect(no_database.ws_url, subprotocols=["graphql-transport-ws"]) as ws:
+        auth = {"authorization": "Bearer ct_anything"}
+        await ws.send(json.dumps({"type": "connection_init", "payload": auth}))
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 10)
+
+    assert closed.value.rcvd.code == 1013
+    assert time.monotonic() - started < 5
