@@ -14,6 +14,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
+from redis.exceptions import RedisError
 
 from chat.models import Chat, Message, User
 
@@ -140,9 +141,13 @@ def _send(group: str, message: dict[str, Any]) -> None:
         return
     try:
         async_to_sync(layer.group_send)(group, message)
+    except (RedisError, OSError) as error:
+        # The write has committed; subscribers replay it from the database (a revision
+        # gap, or their process's resync once the layer is back). An outage, not a bug.
+        logger.warning(
+            "Could not publish %s to %s: %s", message.get("event", message["type"]), group, error
+        )
     except Exception:
-        # The write has committed; a lost broadcast is recovered by clients replaying
-        # from the database, so log it rather than fail the request.
         logger.exception(
             "Could not publish %s to %s", message.get("event", message["type"]), group
         )

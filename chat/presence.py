@@ -134,6 +134,7 @@ class RedisLeases:
             decode_responses=True,
             max_connections=settings.PRESENCE_REDIS_CONNECTIONS,
             timeout=settings.PRESENCE_TTL,
+            socket_connect_timeout=settings.REDIS_TIMEOUT,
         )
         self._redis = redis.Redis(connection_pool=pool)
         self._user_prefix = f"{prefix}:presence:user:"

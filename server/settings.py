@@ -147,14 +147,19 @@ CHANNEL_LAYER_BACKEND = env_str(
 # Seconds between each process's probes of the channel layer: while a probe fails, and
 # once it works again, subscriptions catch up from the database (schema.fanout).
 CHANNEL_LAYER_PROBE_INTERVAL = env_float("CHANNEL_LAYER_PROBE_INTERVAL", 2)
+# Seconds to wait for Redis to accept a connection (and, for the cache, to answer): an
+# unreachable Redis must degrade a request (rate limits in memory, events replayed from
+# the database), not hang it for the operating system's TCP timeout.
+REDIS_TIMEOUT = env_float("REDIS_TIMEOUT", 2)
 
 if REDIS_URL:
+    redis_host = {"address": REDIS_URL, "socket_connect_timeout": REDIS_TIMEOUT}
     if CHANNEL_LAYER_BACKEND.endswith("RedisPubSubChannelLayer"):
         # Pub/sub keeps no queues, so it has neither a capacity nor a group expiry.
-        layer_config = {"hosts": [REDIS_URL], "prefix": CHANNEL_LAYER_PREFIX}
+        layer_config = {"hosts": [redis_host], "prefix": CHANNEL_LAYER_PREFIX}
     else:
         layer_config = {
-            "hosts": [REDIS_URL],
+            "hosts": [redis_host],
             "prefix": CHANNEL_LAYER_PREFIX,
             # The default of 100 is per channel: a subscriber that falls 100 events behind
             # would lose the rest. Group membership must outlive daphne's websocket timeout
@@ -169,6 +174,7 @@ if REDIS_URL:
             "BACKEND": "server.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": CHANNEL_LAYER_PREFIX,
+            "OPTIONS": {"socket_connect_timeout": REDIS_TIMEOUT, "socket_timeout": REDIS_TIMEOUT},
         }
     }
 else:
