@@ -255,6 +255,20 @@ class GraphQLConsumer(GraphQLWSConsumer):
 
     _address: str | None = None
 
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except OUTAGES as error:
+            if hasattr(self, "channel_receive"):
+                raise
+            # Channels gives every socket a channel of the layer before anything else:
+            # with Redis down that fails, and the handshake would end in a 500. Close it
+            # 1013 instead, as for a database outage: the client retries.
+            logger.warning("Refused a socket: the channel layer is unavailable: %s", error)
+            protocols = [p for p in scope.get("subprotocols", []) if p in self.protocols]
+            await send({"type": "websocket.accept", "subprotocol": next(iter(protocols), None)})
+            await send({"type": "websocket.close", "code": TRY_AGAIN_LATER})
+
     async def connect(self) -> None:
         """Count the socket against its client address; past the cap, close it 4429
         before anything else runs."""
