@@ -147,6 +147,11 @@ async def test_changes_made_while_redis_is_down_reach_every_subscriber(redis_out
         ]
         # While Redis is down, the processes poll the database for their subscribers.
         down = await on_b.collect_until(last_revision(on_b.events, 7), timeout=15)
+        # A socket opened meanwhile is told to try again later, not failed mid-handshake.
+        async with connect(b.ws_url, subprotocols=["graphql-transport-ws"]) as refused:
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(refused.recv(), 10)
+        assert closed.value.rcvd.code == 1013
         redis.start()
         await asyncio.sleep(2)  # the layer reconnects and the probe sees it
         after = await call(b, SEND, {"c": room, "b": "back"}, grace)  # 8, live again
