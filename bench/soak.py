@@ -207,6 +207,7 @@ async def soak(args) -> dict:
             GRAPHQL_COST_RATE_BURST="1000000",
             GRAPHQL_COST_RATE_PER_SECOND="1000000",
             GRAPHQL_WS_MAX_SOCKETS_PER_ADDRESS="100000",
+            REGISTER_RATE_LIMIT_PER_ADDRESS="100000",
         )
         servers = [stack.start(), stack.start()]
         try:

@@ -85,7 +85,10 @@ class _Measure:
         for selection in selection_set.selections if selection_set else ():
             if isinstance(selection, FieldNode):
                 inner = self.selection_set(selection.selection_set)
-                deeper = inner.depth + 1 if selection.selection_set else 0
+                # Introspection (`__schema`, `__type`) is as deep as the type system, not
+                # the data: its depth is not counted, as in graphql-depth-limit.
+                meta = selection.name.value.startswith("__")
+                deeper = inner.depth + 1 if selection.selection_set and not meta else 0
                 shape = shape.beside(
                     Shape(1 + inner.fields, deeper, inner.aliases + bool(selection.alias))
                 )

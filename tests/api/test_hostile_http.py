@@ -330,3 +330,20 @@ def test_anonymous_query_cost_is_budgeted_per_address(asgi_app, gql, settings):
     assert [r.json.get("errors") is None for r in here] == [True, True, False]
     assert here[2].error_codes == ["RATE_LIMITED"]
     assert elsewhere.json == {"data": {"__typename": "Query"}}
+
+
+@pytest.mark.django_db
+def test_the_introspection_query_graphiql_sends_passes_the_limits(gql):
+    from graphql import get_introspection_query
+
+    query = get_introspection_query(
+        descriptions=True,
+        specified_by_url=True,
+        directive_is_repeatable=True,
+        schema_description=True,
+        input_value_deprecation=True,
+    )
+
+    response = gql.execute(query)
+
+    assert response.data["__schema"]["queryType"] == {"name": "Query", "kind": "OBJECT"}

@@ -74,6 +74,15 @@ async def test_a_malformed_frame_after_the_ack_closes_4400(asgi_app, token, prot
 
 
 @BOTH
+async def test_a_binary_frame_closes_4400(asgi_app, token, protocol):
+    socket = await signed_in(asgi_app, token, protocol)
+
+    await socket.communicator.send_to(bytes_data=b'{"type": "ping"}')
+
+    assert await socket.receive_close() == 4400
+
+
+@BOTH
 @pytest.mark.parametrize("frame", ["[0]", "42", '{"type": "connection_init", "payload": 5}'])
 async def test_a_malformed_first_frame_closes_4400(asgi_app, db, protocol, frame):
     socket = GraphQLSocket(asgi_app, protocol)
