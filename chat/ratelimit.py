@@ -36,6 +36,12 @@ _WARN_EVERY = 30.0
 _last_warning = 0.0
 
 
+def cache_key(kind: str, name: str, subject: str) -> str:
+    """A cache key for one limit and subject: subjects (emails, addresses) are hashed, so
+    keys are short and reveal nothing."""
+    return f"{kind}:{name}:{hashlib.sha256(subject.encode()).hexdigest()[:32]}"
+
+
 def _resilient(operation: Callable[[BaseCache], T]) -> T:
     """`operation` on the shared cache, or on process memory when that is unreachable."""
     global _last_warning
@@ -57,8 +63,7 @@ class FixedWindow:
     window: int  # seconds
 
     def _key(self, subject: str, now: float) -> str:
-        digest = hashlib.sha256(subject.encode()).hexdigest()[:32]
-        return f"rl:{self.name}:{digest}:{int(now // self.window)}"
+        return f"{cache_key('rl', self.name, subject)}:{int(now // self.window)}"
 
     def _retry_after(self, now: float) -> int:
         return max(1, int(self.window - now % self.window))
@@ -132,8 +137,8 @@ class TokenBucket:
     def hit(self, subject: str, cost: int = 1) -> None:
         """Spend `cost` units, raising `RateLimited` (nothing spent) when over the rate."""
         interval = 1 / self.per_second
-        key = f"tb:{self.name}:{hashlib.sha256(subject.encode()).hexdigest()[:32]}"
-        args = (key, time.time(), interval, self.burst * interval, cost)
+        name = cache_key("tb", self.name, subject)
+        args = (name, time.time(), interval, self.burst * interval, cost)
         wait = _resilient(lambda cache: _acquire(cache, *args))
         if wait > 0:
             raise RateLimited(
@@ -186,12 +191,9 @@ class GrowingDelay:
     ceiling: int
     window: int
 
-    def _key(self, subject: str) -> str:
-        return f"gd:{self.name}:{hashlib.sha256(subject.encode()).hexdigest()[:32]}"
-
     def check(self, subject: str) -> None:
-        key = self._key(subject)
-        count, last = _resilient(lambda cache: cache.get(key)) or (0, 0.0)
+        name = cache_key("gd", self.name, subject)
+        count, last = _resilient(lambda cache: cache.get(name)) or (0, 0.0)
         if count <= self.free:
             return
         wait = last + min(2 ** (count - self.free - 1), self.ceiling) - time.time()
@@ -201,11 +203,11 @@ class GrowingDelay:
             )
 
     def fail(self, subject: str) -> None:
-        key = self._key(subject)
+        name = cache_key("gd", self.name, subject)
 
         def record(cache: BaseCache) -> None:
-            count, _ = cache.get(key) or (0, 0.0)
-            cache.set(key, (count + 1, time.time()), timeout=self.window)
+            count, _ = cache.get(name) or (0, 0.0)
+            cache.set(name, (count + 1, time.time()), timeout=self.window)
 
         _resilient(record)
 
@@ -217,13 +219,10 @@ class Remembered:
     name: str
     ttl: int
 
-    def _key(self, subject: str) -> str:
-        return f"rm:{self.name}:{hashlib.sha256(subject.encode()).hexdigest()[:32]}"
-
     def add(self, subject: str) -> None:
-        key = self._key(subject)
-        _resilient(lambda cache: cache.set(key, 1, timeout=self.ttl))
+        name = cache_key("rm", self.name, subject)
+        _resilient(lambda cache: cache.set(name, 1, timeout=self.ttl))
 
     def __contains__(self, subject: str) -> bool:
-        key = self._key(subject)
-        return bool(_resilient(lambda cache: cache.get(key)))
+        name = cache_key("rm", self.name, subject)
+        return bool(_resilient(lambda cache: cache.get(name)))
