@@ -347,3 +347,42 @@ def test_the_introspection_query_graphiql_sends_passes_the_limits(gql):
     response = gql.execute(query)
 
     assert response.data["__schema"]["queryType"] == {"name": "Query", "kind": "OBJECT"}
+
+
+REPEATABLE_WRITES = {
+    "editMessage": ("EDIT", 'editMessage(messageId: "{message}", body: "again")'),
+    "deleteMessage": ("EDIT", 'deleteMessage(messageId: "{message}")'),
+    "createRoom": ("ROOM", 'createRoom(name: "Again")'),
+    "joinRoom": ("MEMBERSHIP", 'joinRoom(chatId: "{public_room}")'),
+    "leaveRoom": ("MEMBERSHIP", 'leaveRoom(chatId: "{public_room}")'),
+    "openDirectChat": ("MEMBERSHIP", 'openDirectChat(userId: "{other}")'),
+    "addMembers": ("MEMBERSHIP", 'addMembers(chatId: "{room}", userIds: ["{other}"])'),
+    "removeMember": ("MEMBERSHIP", 'removeMember(chatId: "{room}", userId: "{other}")'),
+    "updateProfile": ("PROFILE", 'updateProfile(displayName: "Again")'),
+    "changePassword": ("PROFILE", 'changePassword(currentPassword: "x", newPassword: "y")'),
+    "markRead": ("READ", 'markRead(chatId: "{room}", seq: 1)'),
+    "sendMessage": ("SEND", 'sendMessage(input: {{chatId: "{room}", body: "again"}})'),
+}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("mutation", list(REPEATABLE_WRITES))
+def test_every_repeatable_write_is_rate_limited(gql, user, make_user, token, settings, mutation):
+    limit, call = REPEATABLE_WRITES[mutation]
+    other = make_user()
+    room = services.create_room(owner=user, name="Mine")
+    public_room = services.create_room(owner=other, name="Open", is_public=True)
+    message = services.send_message(author=user, chat_id=room.id, body="hello")
+    setattr(settings, f"{limit}_RATE_BURST", 0)  # nothing left: the next call is refused
+    setattr(settings, f"{limit}_RATE_PER_SECOND", 0.001)
+    ids = {"message": message.id, "room": room.id, "public_room": public_room.id}
+    document = "mutation { " + call.format(other=other.id, **ids) + " { __typename } }"
+    rows = (Chat.objects.count(), Message.objects.count(), message.body)
+
+    response = gql.execute(document, token=token)
+
+    assert response.json["data"] is None
+    assert response.error_codes == ["RATE_LIMITED"]
+    assert response.errors[0]["extensions"]["retryAfter"] >= 1
+    message.refresh_from_db()
+    assert (Chat.objects.count(), Message.objects.count(), message.body) == rows
