@@ -59,9 +59,28 @@ if not SECRET_KEY:
     SECRET_KEY = "insecure-development-key-never-use-in-production"  # noqa: S105
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
-# Browser origins allowed to open a WebSocket or send a cross-site request.
+# Browser origins allowed to open a WebSocket or send a cross-site request: the WebSocket
+# origin check, CORS (django-cors-headers) and CSRF all read this one list.
 ALLOWED_ORIGINS = env_list("ALLOWED_ORIGINS")
 CSRF_TRUSTED_ORIGINS = ALLOWED_ORIGINS
+CORS_ALLOWED_ORIGINS = ALLOWED_ORIGINS
+# Cookies (a session signed in at /admin/) may travel, but only to listed origins.
+CORS_ALLOW_CREDENTIALS = True
+# The API and uploaded media; the admin and GraphiQL are same-origin pages.
+CORS_URLS_REGEX = r"^/(graphql/?|media/.*)$"
+CORS_ALLOW_HEADERS = (
+    "accept",
+    "authorization",
+    "content-type",
+    "x-csrftoken",
+    # Apollo Client's upload link and its CSRF prevention; urql and Apollo name operations.
+    "apollo-require-preflight",
+    "x-apollo-operation-name",
+    "graphql-preflight",
+)
+# Clients read Retry-After on a 503 (and a RATE_LIMITED error carries retryAfter too).
+CORS_EXPOSE_HEADERS = ("retry-after",)
+CORS_PREFLIGHT_MAX_AGE = 86400
 
 INSTALLED_APPS = [
     "daphne",
@@ -72,6 +91,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "corsheaders",
     "strawberry.django",
     "strawberry_django",
     "chat",
@@ -79,6 +99,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before anything that may answer: a preflight is answered here, and every answer to a
+    # listed origin (errors included) carries its CORS headers.
+    "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

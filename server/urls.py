@@ -1,15 +1,16 @@
 from django.conf import settings
 from django.contrib import admin
-from django.urls import path
+from django.urls import path, re_path
 from django.views.decorators.csrf import csrf_exempt
 
 from schema import schema
 from server.views import GraphQLView, healthz
 
 urlpatterns = [
-    # CSRF is checked inside the view, for cookie-authenticated requests only.
-    path(
-        "graphql/",
+    # CSRF is checked inside the view, for cookie-authenticated requests only. With or
+    # without the slash: a redirect would turn a browser's POST into a GET.
+    re_path(
+        r"^graphql/?$",
         csrf_exempt(
             GraphQLView.as_view(
                 schema=schema, graphql_ide="graphiql" if settings.GRAPHIQL else None
