@@ -32,6 +32,21 @@ def error_response(status: int, message: str, code: str, **extensions: Any) -> J
     return response
 
 
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+# A request error's status for clients that accept application/graphql-response+json (the
+# GraphQL-over-HTTP spec); clients that accept only application/json always get 200.
+REQUEST_ERROR_STATUS = {"RATE_LIMITED": 429, "SERVICE_UNAVAILABLE": 503}
+
+
+def accepts_graphql_response(request: HttpRequest) -> bool:
+    """Whether the Accept header lists application/graphql-response+json (q above 0)."""
+    for item in request.headers.get("Accept", "").split(","):
+        media_type, *params = (part.strip() for part in item.split(";"))
+        if media_type.lower() == GRAPHQL_RESPONSE:
+            return not any(p.replace(" ", "") in {"q=0", "q=0.0", "q=0.00"} for p in params)
+    return False
+
+
 def decode_json(data: str | bytes) -> object:
     """`json.loads`, failing only with `JSONDecodeError`: invalid UTF-8 and nesting deeper
     than the parser's recursion limit are malformed input too, not server errors."""
@@ -83,6 +98,35 @@ class GraphQLView(AsyncGraphQLView):
 
     def decode_json(self, data: str | bytes) -> object:
         return decode_json(data)
+
+    async def get_sub_response(self, request: HttpRequest) -> Any:
+        sub_response = await super().get_sub_response(request)
+        if accepts_graphql_response(request):
+            sub_response["Content-Type"] = f"{GRAPHQL_RESPONSE}; charset=utf-8"
+        # `process_result` sees the request, not the response it will be sent with.
+        request.graphql_sub_response = sub_response
+        return sub_response
+
+    async def process_result(self, request: HttpRequest, result: Any) -> Any:
+        """For application/graphql-response+json, a request error (nothing executed: a
+        parse, validation or variable error, or a refusal before execution; none has a
+        path) is a 4xx or 5xx without a `data` entry, as the GraphQL-over-HTTP spec asks."""
+        data = await super().process_result(request, result)
+        errors = result.errors or []
+        if (
+            accepts_graphql_response(request)
+            and result.data is None
+            and errors
+            and not any(error.path for error in errors)
+        ):
+            data.pop("data", None)
+            extensions = errors[0].extensions or {}
+            status = REQUEST_ERROR_STATUS.get(extensions.get("code"), 400)
+            sub_response = request.graphql_sub_response
+            sub_response.status_code = status
+            if "retryAfter" in extensions:
+                sub_response["Retry-After"] = str(extensions["retryAfter"])
+        return data
 
     def parse_json(self, data: str | bytes) -> Any:
         parsed = super().parse_json(data)

@@ -268,3 +268,74 @@ def test_healthz_is_503_when_the_channel_layer_fails(asgi_app, monkeypatch):
         "database": "ok",
         "channel_layer": "error",
     }
+
+
+# --- GraphQL over HTTP: application/graphql-response+json ---------------------------------
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+
+
+def post_accepting(app, body: dict, accept: str, token: str | None = None):
+    headers = {"Accept": accept}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return http(app, "POST", "/graphql/", json=body, headers=headers)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"query": "{ me { id "}, "GRAPHQL_PARSE_FAILED"),
+        ({"query": "{ nope }"}, "GRAPHQL_VALIDATION_FAILED"),
+        (
+            {
+                "query": "query($n: Int!) { rooms(first: $n) { edges { cursor } } }",
+                "variables": {"n": "x"},
+            },
+            "BAD_USER_INPUT",
+        ),
+    ],
+    ids=["parse", "validation", "variable"],
+)
+def test_a_request_error_is_a_400_without_data_for_graphql_response_json(asgi_app, body, code):
+    response = post_accepting(asgi_app, body, f"{GRAPHQL_RESPONSE}, application/json;q=0.9")
+
+    assert response.status_code == 400
+    assert response.headers["content-type"] == f"{GRAPHQL_RESPONSE}; charset=utf-8"
+    assert "data" not in response.json()
+    assert [e["extensions"]["code"] for e in response.json()["errors"]] == [code]
+
+
+@pytest.mark.django_db
+def test_a_field_error_is_a_200_with_data_for_graphql_response_json(asgi_app):
+    response = post_accepting(asgi_app, {"query": "{ me { id } }"}, GRAPHQL_RESPONSE)
+
+    assert response.status_code == 200
+    assert response.json()["data"] is None
+    assert response.json()["errors"][0]["path"] == ["me"]
+
+
+@pytest.mark.django_db
+def test_a_spent_budget_is_a_429_with_retry_after_for_graphql_response_json(asgi_app, settings):
+    settings.GRAPHQL_COST_RATE_BURST = 1
+    settings.GRAPHQL_COST_RATE_PER_SECOND = 0.01
+    post_accepting(asgi_app, {"query": "{ __typename }"}, GRAPHQL_RESPONSE)
+
+    response = post_accepting(asgi_app, {"query": "{ __typename }"}, GRAPHQL_RESPONSE)
+
+    assert response.status_code == 429
+    assert int(response.headers["retry-after"]) >= 1
+    assert response.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("accept", ["application/json", "*/*", None])
+def test_application_json_clients_keep_200_and_data(asgi_app, accept):
+    headers = {"Accept": accept} if accept else {}
+
+    response = http(asgi_app, "POST", "/graphql/", json={"query": "{ nope }"}, headers=headers)
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["data"] is None

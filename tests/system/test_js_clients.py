@@ -1,5 +1,6 @@
-"""The JavaScript clients frontends use (graphql-ws, Apollo Client, urql), run by Node
-against a live daphne. Their packages are pinned in package.json (`npm ci`)."""
+"""The JavaScript clients frontends use (graphql-ws, Apollo Client, urql), and the
+GraphQL-over-HTTP audit (graphql-http), run by Node against a live daphne. Their packages are
+pinned in package.json (`npm ci`)."""
 
 import os
 import shutil
@@ -28,20 +29,24 @@ def node():
     return node
 
 
-def test_graphql_ws_apollo_and_urql_clients_work_against_a_live_server(node, daphne_server):
-    result = subprocess.run(
-        [node, "--test", "--test-reporter=spec", "tests/js/"],
+def run_node_tests(node: str, server, path: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [node, "--test", "--test-reporter=spec", path],
         cwd=ROOT,
         env={
             **os.environ,
-            "CHAT_HTTP_URL": f"{daphne_server.url}/graphql/",
-            "CHAT_WS_URL": daphne_server.ws_url,
+            "CHAT_HTTP_URL": f"{server.url}/graphql/",
+            "CHAT_WS_URL": server.ws_url,
         },
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
+
+
+def test_graphql_ws_apollo_and_urql_clients_work_against_a_live_server(node, daphne_server):
+    result = run_node_tests(node, daphne_server, "tests/js/clients.test.mjs")
 
     assert result.returncode == 0, result.stdout + result.stderr
     for name in (
@@ -51,4 +56,12 @@ def test_graphql_ws_apollo_and_urql_clients_work_against_a_live_server(node, dap
         "urql with subscriptionExchange: sign in, subscribe, receive",
     ):
         assert f"✔ {name}" in result.stdout, result.stdout
+    assert "fail 0" in result.stdout, result.stdout
+
+
+def test_the_graphql_over_http_audit_is_fully_green(node, daphne_server):
+    result = run_node_tests(node, daphne_server, "tests/js/audit.test.mjs")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "✔ GraphQL over HTTP: every MUST and SHOULD of the audit is ok" in result.stdout
     assert "fail 0" in result.stdout, result.stdout
