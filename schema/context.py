@@ -24,10 +24,17 @@ class Context:
     auth_error: str | None = None
     # The `connection_init` payload on a WebSocket; Strawberry sets it.
     connection_params: dict[str, Any] | None = None
+    # An HTTP request answered as a stream (multipart subscriptions): it may subscribe.
+    streaming: bool = False
 
     @property
     def is_websocket(self) -> bool:
         return not isinstance(self.request, HttpRequest)
+
+    @property
+    def can_subscribe(self) -> bool:
+        """A WebSocket, or HTTP that accepted a multipart response."""
+        return self.is_websocket or self.streaming
 
     @property
     def client_address(self) -> str:

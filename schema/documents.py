@@ -10,6 +10,7 @@ turns a syntax error into an error without a code.
 import contextlib
 from collections.abc import Iterator
 from functools import lru_cache
+from typing import Any
 
 from graphql import GraphQLError, parse
 from strawberry.extensions import SchemaExtension
@@ -17,6 +18,12 @@ from strawberry.extensions import SchemaExtension
 DOCUMENTS_CACHED = 1024
 
 _parse = lru_cache(maxsize=DOCUMENTS_CACHED)(parse)
+
+
+def parse_cached(source: str) -> Any:
+    """The document for `source`, parsed once (raises `GraphQLError` when it does not
+    parse). Shared with the execution's own parse."""
+    return _parse(source)
 
 
 class DocumentCache(SchemaExtension):

@@ -38,6 +38,7 @@ from graphql import (
 )
 from graphql.language import Visitor
 from strawberry.extensions import ValidationCache
+from strawberry.types.graphql import OperationType
 
 from chat import ratelimit
 from chat.exceptions import RateLimited
@@ -299,6 +300,8 @@ class OperationLimits(ValidationCache):
             error = check_document(document)
         except RecursionError:
             error = graphql_error("The document nests too deeply.", "GRAPHQL_VALIDATION_FAILED")
+        if error is None:
+            error = _transport_refusal(context)
         if error is not None or context.root_value is not None:
             return error
         cost = operation_cost(
@@ -325,6 +328,22 @@ class OperationLimits(ValidationCache):
                 cost=cost,
             )
         return None
+
+
+def _transport_refusal(context: Any) -> GraphQLError | None:
+    """A subscription over plain HTTP would be executed as a query and fail inside; say
+    what the client must do instead."""
+    try:
+        subscribing = context.operation_type is OperationType.SUBSCRIPTION
+    except RuntimeError:  # no operation to choose: execution reports it
+        return None
+    if subscribing and not getattr(context.context, "can_subscribe", True):
+        return graphql_error(
+            "Subscriptions need a WebSocket (graphql-transport-ws) or an HTTP request that "
+            'accepts multipart/mixed;subscriptionSpec="1.0" or text/event-stream.',
+            "BAD_REQUEST",
+        )
+    return None
 
 
 def _address(context: Any) -> str:

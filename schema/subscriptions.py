@@ -24,7 +24,7 @@ from asgiref.sync import sync_to_async
 from chat import events, models, selectors
 from schema import fanout
 from schema.context import Context, require_viewer
-from schema.errors import bad_user_input, graphql_error
+from schema.errors import bad_user_input
 from schema.events import (
     CHANGE_EVENTS,
     MEMBERSHIP_EVENTS,
@@ -43,12 +43,6 @@ from schema.events import (
 from schema.types import User
 
 REPLAY_BATCH = 500
-
-
-def _consumer(info: strawberry.Info[Context]) -> Any:
-    if not info.context.is_websocket:
-        raise graphql_error("Subscriptions need a WebSocket.", "BAD_REQUEST")
-    return info.context.request
 
 
 class _Log:
@@ -115,7 +109,10 @@ def _revision(message: dict[str, Any]) -> int | None:
 
 
 @strawberry.type(
-    description="Live events over WebSocket (`graphql-transport-ws` or `graphql-ws`)."
+    description=(
+        "Live events: over WebSocket (`graphql-transport-ws` or `graphql-ws`), or over HTTP "
+        'with `Accept: multipart/mixed;subscriptionSpec="1.0"` (Apollo Client, urql).'
+    )
 )
 class Subscription:
     @strawberry.subscription(
@@ -126,13 +123,16 @@ class Subscription:
     )
     async def me(self, info: strawberry.Info[Context]) -> AsyncGenerator[User, None]:
         user = require_viewer(info)
-        group = events.user_group(user.id)
-        async with _consumer(info).listen_to_channel(
-            events.EVENT_MESSAGE_TYPE, groups=[group]
-        ) as messages:
+        listener = fanout.Listener(
+            render=lambda message: None,
+            direct=lambda message: False,
+            wants=lambda message: message["event"] == "profile_updated",
+        )
+        async with fanout.hub().listening(listener, [events.user_group(user.id)]):
             yield user
-            async for message in messages:
-                if message["group"] == group and message["event"] == "profile_updated":
+            while True:
+                message = await listener.next()
+                if message["event"] == "profile_updated":
                     user = copy.copy(user)
                     user.display_name = message["data"]["display_name"]
                     yield user
@@ -160,7 +160,6 @@ class Subscription:
         ] = None,
     ) -> AsyncGenerator[ChatEvent, None]:
         viewer = require_viewer(info)
-        _consumer(info)
         if after is not None and after < 0:
             raise bad_user_input("`after` cannot be negative.", argument="after")
         chat = await sync_to_async(selectors.chat_for_member)(user=viewer, chat_id=chat_id)
@@ -223,7 +222,6 @@ class Subscription:
     )
     async def inbox(self, info: strawberry.Info[Context]) -> AsyncGenerator[InboxEvent, None]:
         viewer = require_viewer(info)
-        _consumer(info)
         own = events.user_group(viewer.id)
         listener = fanout.Listener(
             render=lambda message: _inbox_added(message["data"], viewer),

@@ -4,7 +4,7 @@ from django.urls import path, re_path
 from django.views.decorators.csrf import csrf_exempt
 
 from schema import schema
-from server.views import GraphQLView, healthz
+from server.views import HTTP_SUBSCRIPTION_PROTOCOLS, GraphQLView, healthz
 
 urlpatterns = [
     # CSRF is checked inside the view, for cookie-authenticated requests only. With or
@@ -13,7 +13,11 @@ urlpatterns = [
         r"^graphql/?$",
         csrf_exempt(
             GraphQLView.as_view(
-                schema=schema, graphql_ide="graphiql" if settings.GRAPHIQL else None
+                schema=schema,
+                graphql_ide="graphiql" if settings.GRAPHIQL else None,
+                # Subscriptions over HTTP: multipart/mixed (Apollo's HttpLink) and
+                # text/event-stream (urql's fetchSubscriptions, graphql-sse).
+                subscription_protocols=HTTP_SUBSCRIPTION_PROTOCOLS,
             )
         ),
     ),

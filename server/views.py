@@ -1,4 +1,5 @@
 import asyncio
+import dataclasses
 import json
 import logging
 from typing import Any
@@ -12,10 +13,15 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware, get_token
 from strawberry.django.views import AsyncGraphQLView
+from strawberry.http.streaming import MultipartSubscriptionTransport, SSETransport
+from strawberry.subscriptions import GRAPHQL_SSE_PROTOCOL, MULTIPART_SUBSCRIPTION_PROTOCOL
+from strawberry.types.graphql import OperationType
+from strawberry.utils.operation import get_operation_type
 
 from chat import events
 from chat.auth import aauthenticate_token, parse_authorization
 from schema.context import Context
+from schema.documents import parse_cached
 from schema.errors import OUTAGES, RETRY_AFTER_OUTAGE, UNAVAILABLE
 
 logger = logging.getLogger(__name__)
@@ -58,6 +64,33 @@ def decode_json(data: str | bytes) -> object:
         raise json.JSONDecodeError(f"Malformed JSON: {type(error).__name__}", "", 0) from None
 
 
+# Subscriptions over HTTP, in the order a request's Accept header is matched against them.
+HTTP_SUBSCRIPTION_PROTOCOLS = (MULTIPART_SUBSCRIPTION_PROTOCOL, GRAPHQL_SSE_PROTOCOL)
+
+
+class EventStreamTransport(SSETransport):
+    """Server-sent events with LF line endings (as valid as CRLF): urql's event-stream
+    parser splits events on a blank LF line only, and saw nothing in Strawberry's CRLF."""
+
+    def encode_event(self, event: str, data: str | None = None) -> str:
+        return super().encode_event(event, data).replace("\r\n", "\n")
+
+    def encode_comment(self, comment: str) -> str:
+        return f": {comment}\n\n"
+
+
+def _subscribes(request_data: Any) -> bool:
+    """Whether the request's operation is a subscription (False when it cannot be told:
+    the error is then reported as JSON)."""
+    try:
+        document = parse_cached(request_data.query or "")
+        return get_operation_type(document, request_data.operation_name) == (
+            OperationType.SUBSCRIPTION
+        )
+    except Exception:
+        return False
+
+
 class _CsrfCheck(CsrfViewMiddleware):
     def _reject(self, request: HttpRequest, reason: str) -> str:  # type: ignore[override]
         return reason
@@ -98,6 +131,37 @@ class GraphQLView(AsyncGraphQLView):
 
     def decode_json(self, data: str | bytes) -> object:
         return decode_json(data)
+
+    stream_transport_classes_by_protocol = {
+        MULTIPART_SUBSCRIPTION_PROTOCOL: MultipartSubscriptionTransport,
+        GRAPHQL_SSE_PROTOCOL: EventStreamTransport,
+    }
+
+    async def execute_operation(  # type: ignore[override]
+        self,
+        request: HttpRequest,
+        request_adapter: Any,
+        request_data: Any,
+        context: Context,
+        root_value: Any,
+        sub_response: Any,
+    ) -> Any:
+        """Subscriptions stream (multipart/mixed for Apollo, text/event-stream for urql);
+        queries and mutations are answered as JSON even when the client also accepts a
+        stream, as urql's Accept header always does."""
+        if not isinstance(request_data, list) and request_data.protocol != "http":
+            if _subscribes(request_data):
+                context.streaming = True
+            else:
+                request_data = dataclasses.replace(request_data, protocol="http")
+        return await super().execute_operation(
+            request=request,
+            request_adapter=request_adapter,
+            request_data=request_data,
+            context=context,
+            root_value=root_value,
+            sub_response=sub_response,
+        )
 
     async def get_sub_response(self, request: HttpRequest) -> Any:
         sub_response = await super().get_sub_response(request)

@@ -197,3 +197,103 @@ test("urql with subscriptionExchange: sign in, subscribe, receive", async () => 
     await wsClient.dispose();
   }
 });
+
+// Subscriptions over plain HTTP, for proxies that forbid WebSockets: Apollo's HttpLink
+// asks for multipart/mixed, urql's fetchSubscriptions for text/event-stream.
+const RESUMING = `subscription($chatId: ID!, $after: Int) {
+  chatEvents(chatId: $chatId, after: $after) {
+    __typename
+    ... on MessageAdded { revision message { seq body } }
+  }
+}`;
+
+function nextEvents(subscribeTo, count, what) {
+  const received = [];
+  let stop;
+  const done = new Promise((resolve, reject) => {
+    stop = subscribeTo((event) => {
+      received.push(event);
+      if (received.length === count) resolve(received);
+    }, reject);
+  });
+  return { done: withTimeout(done, 8000, what), stop: () => stop() };
+}
+
+test("urql fetchSubscriptions over HTTP (event stream): live, abort, resume with after", async () => {
+  const { ada, grace, chatId } = await twoPeopleInAChat();
+  const client = new Client({
+    url: HTTP_URL,
+    fetchSubscriptions: true,
+    fetchOptions: () => ({ headers: { authorization: `Bearer ${ada.token}` } }),
+    exchanges: [fetchExchange],
+  });
+  const follow = (variables) => (onEvent, onError) => {
+    const { unsubscribe } = client.subscription(RESUMING, variables).subscribe((result) => {
+      if (result.error) onError(result.error);
+      else if (result.data) onEvent(result.data.chatEvents);
+    });
+    return unsubscribe;
+  };
+
+  const live = nextEvents(follow({ chatId }), 1, "urql live");
+  sendSoon(grace, chatId, "first");
+  const [first] = await live.done;
+  live.stop(); // the client goes away
+  assert.deepEqual(first.message, { seq: 1, body: "first" });
+
+  for (const body of ["missed 1", "missed 2"]) await graphql(SEND, { chatId, body }, grace.token);
+  const resumed = nextEvents(follow({ chatId, after: first.revision }), 3, "urql resumed");
+  sendSoon(grace, chatId, "live again");
+  const events = await resumed.done;
+  resumed.stop();
+  assert.deepEqual(events.map((e) => e.message.body), ["missed 1", "missed 2", "live again"]);
+  assert.deepEqual(events.map((e) => e.revision), [2, 3, 4]);
+});
+
+test("Apollo Client HttpLink over multipart HTTP: subscribe and receive", async () => {
+  const { ada, grace, chatId } = await twoPeopleInAChat();
+  const client = new ApolloClient({
+    link: new HttpLink({ uri: HTTP_URL, headers: { authorization: `Bearer ${ada.token}` } }),
+    cache: new InMemoryCache(),
+  });
+  try {
+    const live = nextEvents((onEvent, onError) => {
+      const subscription = client
+        .subscribe({ query: gql(RESUMING), variables: { chatId } })
+        .subscribe({ next: (result) => onEvent(result.data.chatEvents), error: onError });
+      return () => subscription.unsubscribe();
+    }, 1, "Apollo multipart");
+    sendSoon(grace, chatId, "hello over multipart");
+    const [event] = await live.done;
+    live.stop();
+    assert.equal(event.__typename, "MessageAdded");
+    assert.deepEqual(event.message, { __typename: "Message", seq: 1, body: "hello over multipart" });
+  } finally {
+    client.stop();
+  }
+});
+
+test("graphql-ws configured as the README says: 4403 stops retrying and signs out", async () => {
+  let connecting = 0;
+  let signedOut = 0;
+  const client = createClient({
+    url: WS_URL,
+    webSocketImpl: WebSocket,
+    connectionParams: () => ({ authorization: "Bearer ct_revoked" }),
+    retryAttempts: Infinity,
+    shouldRetry: (event) => event?.code !== 4403,
+    on: {
+      connecting: () => { connecting += 1; },
+      closed: (event) => { if (event?.code === 4403) signedOut += 1; },
+    },
+  });
+  const failed = new Promise((resolve) => {
+    client.subscribe({ query: ME }, { next: () => {}, error: resolve, complete: () => {} });
+  });
+  const error = await withTimeout(failed, 5000, "4403");
+  await new Promise((resolve) => setTimeout(resolve, 1500));  // any retry would show by now
+  assert.equal(error.code, 4403);
+  assert.equal(connecting, 1);
+  assert.equal(signedOut, 1);
+  await client.dispose();
+});

@@ -54,6 +54,9 @@ def test_graphql_ws_apollo_and_urql_clients_work_against_a_live_server(node, dap
         "graphql-ws: a bad token is refused with 4403",
         "Apollo Client with GraphQLWsLink: sign in, subscribe, receive",
         "urql with subscriptionExchange: sign in, subscribe, receive",
+        "urql fetchSubscriptions over HTTP (event stream): live, abort, resume with after",
+        "Apollo Client HttpLink over multipart HTTP: subscribe and receive",
+        "graphql-ws configured as the README says: 4403 stops retrying and signs out",
     ):
         assert f"✔ {name}" in result.stdout, result.stdout
     assert "fail 0" in result.stdout, result.stdout
