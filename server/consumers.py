@@ -29,6 +29,7 @@ from chat.models import AuthToken, User
 from schema.context import Context
 from schema.errors import OUTAGES
 from schema.fanout import Sink, current_sink
+from schema.persisted import DocumentError, error_payload, resolve
 from server.views import decode_json
 
 logger = logging.getLogger(__name__)
@@ -74,9 +75,13 @@ def _is_id(value: object) -> bool:
 
 
 def _is_operation(payload: object) -> bool:
+    # The query may be left out for a persisted document (its hash in `extensions`).
     return (
         isinstance(payload, dict)
-        and isinstance(payload.get("query"), str)
+        and (
+            isinstance(payload.get("query"), str)
+            or (payload.get("query") is None and isinstance(payload.get("extensions"), dict))
+        )
         and _is_object(payload.get("variables"))
         and isinstance(payload.get("operationName"), str | None)
         and _is_object(payload.get("extensions"))
@@ -112,6 +117,17 @@ def frame_problem(message: object, frames: dict) -> str | None:
     return None
 
 
+def _with_document(message: dict[str, Any]) -> tuple[dict[str, Any], dict | None]:
+    """The subscribe/start message with its persisted document's text filled in, or the
+    error to answer its id with."""
+    payload = message["payload"]
+    try:
+        query = resolve(payload.get("query"), payload.get("extensions"))
+    except DocumentError as error:
+        return message, error_payload(error)
+    return {**message, "payload": {**payload, "query": query or ""}}, None
+
+
 async def _connection_init(handler: Any, message: Any, handle: Any) -> None:
     """Run the handler's `connection_init`; a `CloseSocket` from `on_ws_connect` closes."""
     if message.get("payload", ...) is None:
@@ -145,6 +161,13 @@ class _TransportWSHandler(BaseGraphQLTransportWSHandler):
 
     async def handle_connection_init(self, message: Any) -> None:
         await _connection_init(self, message, super().handle_connection_init)
+
+    async def handle_subscribe(self, message: Any) -> None:
+        message, error = _with_document(message)
+        if error is not None and self.connection_acknowledged:
+            await self.send_message({"id": message["id"], "type": "error", "payload": [error]})
+            return
+        await super().handle_subscribe(message)
 
     async def run_operation(self, operation: Operation) -> None:
         # The operation's task carries its sink, so the subscription can hand it to the
@@ -209,6 +232,13 @@ class _LegacyWSHandler(BaseGraphQLWSHandler):
             return
         self._initialised = True
         await _connection_init(self, message, super().handle_connection_init)
+
+    async def handle_start(self, message: Any) -> None:
+        message, error = _with_document(message)
+        if error is not None and self.connection_acknowledged:
+            await self.send_message({"type": "error", "id": message["id"], "payload": error})
+            return
+        await super().handle_start(message)
 
     async def handle_async_results(
         self,

@@ -255,6 +255,11 @@ GRAPHQL_MAX_SELECTIONS = env_int("GRAPHQL_MAX_SELECTIONS", 2000)
 # it can return (schema.limits); a burst, then a steady rate.
 GRAPHQL_COST_RATE_BURST = env_int("GRAPHQL_COST_RATE_BURST", 20000)
 GRAPHQL_COST_RATE_PER_SECOND = env_float("GRAPHQL_COST_RATE_PER_SECOND", 2000)
+# Apollo's automatic persisted queries are kept this long in the shared cache.
+APQ_TTL = env_int("APQ_TTL", 7 * 86400)
+# A manifest of the documents the clients were built with (Apollo's persisted-query
+# manifest, or {sha256: document}): when set, only those run (schema.persisted).
+GRAPHQL_TRUSTED_DOCUMENTS = env_str("GRAPHQL_TRUSTED_DOCUMENTS")
 GRAPHQL_WS_CONNECTION_INIT_TIMEOUT = env_int("GRAPHQL_WS_CONNECTION_INIT_TIMEOUT", 10)
 GRAPHQL_WS_MAX_SUBSCRIPTIONS = env_int("GRAPHQL_WS_MAX_SUBSCRIPTIONS", 50)
 # Open sockets per signed-in user (across processes) and per client address (per

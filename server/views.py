@@ -23,6 +23,7 @@ from chat.auth import aauthenticate_token, parse_authorization
 from schema.context import Context
 from schema.documents import parse_cached
 from schema.errors import OUTAGES, RETRY_AFTER_OUTAGE, UNAVAILABLE
+from schema.persisted import DocumentError, resolve
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +119,10 @@ class GraphQLView(AsyncGraphQLView):
         except HTTPException as error:
             code = "BAD_REQUEST" if error.status_code == 400 else f"HTTP_{error.status_code}"
             return error_response(error.status_code, error.reason, code)
+        except DocumentError as error:
+            # Apollo's persisted-query link retries with the text on this exact answer.
+            status = 200 if error.code == "PERSISTED_QUERY_NOT_FOUND" else 400
+            return error_response(status, error.message, error.code)
         except RequestDataTooBig:
             limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
             return error_response(
@@ -191,6 +196,19 @@ class GraphQLView(AsyncGraphQLView):
             if "retryAfter" in extensions:
                 sub_response["Retry-After"] = str(extensions["retryAfter"])
         return data
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        # A GET carrying only a persisted query's hash is an operation, not a visit.
+        return super().should_render_graphql_ide(request) and (
+            "extensions" not in request.query_params
+        )
+
+    async def parse_http_body(self, request: Any) -> Any:
+        """The request, with a persisted document's text in place of its hash."""
+        data = await super().parse_http_body(request)
+        if isinstance(data, list):
+            return data
+        return dataclasses.replace(data, query=resolve(data.query, data.extensions))
 
     def parse_json(self, data: str | bytes) -> Any:
         parsed = super().parse_json(data)
