@@ -11,7 +11,7 @@ RUN_ENV ?= DEBUG=$${DEBUG:-true}
 STAMPS := .make
 
 .PHONY: run test lint check-migrations check-schema schema pytest pytest-embedded \
-	pytest-services browser vendor-graphiql clean
+	pytest-services browser vendor-graphiql web web-serve clean
 
 run: $(STAMPS)/venv
 	$(RUN_ENV) $(PY) manage.py migrate --noinput
@@ -63,6 +63,19 @@ browser:
 	@command -v chromium >/dev/null || { \
 		echo "Installing Debian's chromium for the browser test"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+# The reference web client (examples/web): rebuild its committed bundle from src/app.js,
+# and serve it on http://127.0.0.1:3000 (an origin of its own: list it in ALLOWED_ORIGINS).
+web: $(STAMPS)/js
+	node_modules/.bin/esbuild examples/web/src/app.js --bundle --format=esm --minify \
+		--legal-comments=linked --outfile=examples/web/dist/app.js
+	for p in @urql/core wonka graphql-ws @0no-co/graphql.web; do \
+	  echo "== $$p@$$(node -p "require('./node_modules/$$p/package.json').version")"; \
+	  cat node_modules/$$p/LICENSE*; echo; \
+	done > examples/web/dist/THIRD_PARTY_LICENSES.txt
+
+web-serve:
+	$(PYTHON) -m http.server 3000 --bind 127.0.0.1 --directory examples/web
 
 # Refresh the vendored GraphiQL assets from the versions pinned in package.json.
 vendor-graphiql:
