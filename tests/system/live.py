@@ -112,6 +112,8 @@ class LiveServer:
             'password: "correct horse battery staple") { ... on AuthPayload { token } } }',
             {"e": email, "n": name},
         )
+        if not (result.get("data") or {}).get("register"):
+            raise AssertionError(f"registration failed: {result}")
         return result["data"]["register"]["token"]
 
     def rss(self) -> int:
