@@ -274,8 +274,10 @@ class Hub:
         self.queued = 0
         self._renewing: asyncio.Task | None = None
         self._watching: asyncio.Task | None = None
-        # False while the layer fails its probe (see the module's docstring).
+        # False while the layer fails its probe (see the module's docstring); `outages`
+        # counts how often it went down, for sockets to re-check what they may have missed.
         self.layer_ok = True
+        self.outages = 0
 
     async def add(self, listener: Listener, group: str) -> None:
         """Listen to `group`; on return, every event sent to it from now on is heard."""
@@ -370,6 +372,7 @@ class Hub:
             except Exception as error:
                 ok = False
                 if self.layer_ok:
+                    self.outages += 1
                     logger.warning("Channel layer lost (%r): subscriptions poll", error)
             if ok and not self.layer_ok:
                 logger.warning("Channel layer back: subscriptions catch up")

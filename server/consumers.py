@@ -6,7 +6,9 @@ import random
 from collections import Counter
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib.auth import HASH_SESSION_KEY
 from django.utils import timezone
 from strawberry.channels import GraphQLWSConsumer
 from strawberry.channels.handlers.ws_handler import ChannelsWebSocketAdapter
@@ -26,6 +28,7 @@ from strawberry.types.unset import UNSET, UnsetType
 from chat import events, presence
 from chat.auth import aauthenticate_token, parse_authorization
 from chat.models import AuthToken, User
+from schema import fanout
 from schema.context import Context
 from schema.errors import OUTAGES
 from schema.fanout import Sink, current_sink
@@ -365,6 +368,7 @@ class GraphQLConsumer(GraphQLWSConsumer):
         _ensure_sweeper()
 
     async def _keep_lease(self) -> None:
+        outages_seen, missed = fanout.hub().outages, False
         while True:
             # Jittered, so thousands of sockets opened together do not renew in lockstep.
             await asyncio.sleep(settings.PRESENCE_HEARTBEAT * random.uniform(0.8, 1.0))  # noqa: S311
@@ -376,8 +380,36 @@ class GraphQLConsumer(GraphQLWSConsumer):
                 if getattr(self.channel_layer, "group_expiry", None):
                     for group in {events.session_group(self.viewer.id), *self._group_refs}:
                         await self.channel_layer.group_add(group, self.channel_name)
-            except Exception:
-                logger.exception("Presence heartbeat failed")
+            except Exception as error:
+                missed = True
+                logger.warning("Presence heartbeat failed: %s", error)
+                continue
+            # A revocation published while Redis was down never arrived: once it is back,
+            # ask the database instead (one query per socket per outage).
+            if missed or fanout.hub().outages != outages_seen:
+                outages_seen, missed = fanout.hub().outages, False
+                try:
+                    if not await self._session_still_valid():
+                        await self.close(code=4403, reason="Session revoked")
+                        return
+                except Exception as error:
+                    missed = True
+                    logger.warning("Could not re-check a session: %s", error)
+
+    async def _session_still_valid(self) -> bool:
+        if self.token is not None:
+            return await AuthToken.objects.filter(
+                pk=self.token.pk,
+                revoked_at__isnull=True,
+                expires_at__gt=timezone.now(),
+                user__is_active=True,
+            ).aexists()
+        # A cookie session: ended by a password change (Django's session hash) or by
+        # deactivation.
+        user = await User.objects.filter(pk=self.viewer.pk, is_active=True).afirst()
+        session = self.scope.get("session")
+        stored = await sync_to_async(session.get)(HASH_SESSION_KEY) if session else None
+        return user is not None and stored == user.get_session_auth_hash()
 
     def _expired(self) -> None:
         self._expiring = asyncio.create_task(self.close(code=4403, reason="Session expired"))

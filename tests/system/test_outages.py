@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import time
+import uuid
 
 import httpx
 import pytest
@@ -28,6 +29,7 @@ mutation($c: ID!, $b: String!) {
 EDIT = "mutation($m: ID!, $b: String!) { editMessage(messageId: $m, body: $b) { __typename } }"
 DELETE = "mutation($m: ID!) { deleteMessage(messageId: $m) { __typename } }"
 TYPING = "mutation($c: ID!) { setTyping(chatId: $c, typing: true) { __typename } }"
+LOGOUT = "mutation { logout { __typename } }"
 EVENTS = """
 subscription($c: ID!, $after: Int) {
   chatEvents(chatId: $c, after: $after) {
@@ -59,6 +61,7 @@ def redis_outage_stack(tmp_path, redis_binary):
             database_url,
             REDIS_URL=redis.url,
             CHANNEL_LAYER_PROBE_INTERVAL="0.5",
+            PRESENCE_HEARTBEAT="1",
             SEND_RATE_BURST="1000",
         )
         try:
@@ -98,7 +101,7 @@ class Subscriber:
             message = json.loads(raw)
             if message["type"] != "next":
                 continue
-            event = message["payload"]["data"]["chatEvents"]
+            event = (message["payload"].get("data") or {}).get("chatEvents") or {}
             if "revision" in event:  # presence and typing come and go: not the point here
                 self.events.append(event)
         return self.events
@@ -128,15 +131,31 @@ async def call(server, query, variables, token):
 
 async def test_changes_made_while_redis_is_down_reach_every_subscriber(redis_outage_stack):
     redis, a, b = redis_outage_stack
-    ada, grace, lin = a.register("Ada"), b.register("Grace"), b.register("Lin")
+    ada, grace = a.register("Ada"), b.register("Grace")
+    lin_email = f"lin-{uuid.uuid4().hex[:8]}@example.com"
+    lin = b.graphql(
+        'mutation($e: String!) { register(email: $e, displayName: "Lin", '
+        'password: "correct horse battery staple") { ... on AuthPayload { token } } }',
+        {"e": lin_email},
+    )["data"]["register"]["token"]
     room = a.graphql(CREATE_ROOM, token=ada)["data"]["createRoom"]["id"]  # revision 1
     assert b.graphql(JOIN, {"c": room}, token=grace)["data"]["joinRoom"]  # revision 2
     hello = a.graphql(SEND, {"c": room, "b": "hello"}, token=ada)["data"]["sendMessage"]
     # revision 3
 
-    async with Subscriber(b, grace, room) as on_b, Subscriber(a, ada, room) as on_a:
+    lins_other_session = b.graphql(
+        'mutation { login(email: "%s", password: "correct horse battery staple") '  # noqa: UP031
+        "{ ... on AuthPayload { token } } }" % lin_email
+    )["data"]["login"]["token"]
+    async with (
+        Subscriber(b, grace, room) as on_b,
+        Subscriber(a, ada, room) as on_a,
+        Subscriber(a, lins_other_session, room) as signed_out,
+    ):
         redis.stop()
         await asyncio.sleep(0.2)
+        # Lin signs that session out while Redis is down: the close event is lost.
+        assert (await call(b, LOGOUT, {}, lins_other_session))["data"]["logout"]
         # Every write goes on: the database is the truth.
         answers = [
             await call(a, EDIT, {"m": hello["id"], "b": "hello, edited"}, ada),  # 4
@@ -157,6 +176,10 @@ async def test_changes_made_while_redis_is_down_reach_every_subscriber(redis_out
         after = await call(b, SEND, {"c": room, "b": "back"}, grace)  # 8, live again
         await on_b.collect_until(last_revision(on_b.events, 8), timeout=15)
         await on_a.collect_until(last_revision(on_a.events, 8), timeout=15)
+        # Once Redis is back the socket asks the database, and is closed.
+        with pytest.raises(ConnectionClosed) as revoked:
+            await signed_out.collect_until(lambda _: False, timeout=10)
+        assert revoked.value.rcvd.code == 4403
 
     assert [next(iter(answer["data"].values()))["__typename"] for answer in answers] == [
         "Message",
