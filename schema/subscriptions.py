@@ -201,8 +201,10 @@ class Subscription:
                 message = await listener.next()
                 event, data = message["event"], message["data"]
                 if event == fanout.RESYNC:
-                    _, members = await rows.aget()
-                    changes = log.catch_up()
+                    # One query when nothing changed (a resync while Redis is down polls).
+                    newest, members = await rows.aget()
+                    if newest > log.last:
+                        changes = log.catch_up()
                 elif event in CHANGE_EVENTS:
                     happened = change_events(
                         CHANGE_EVENTS[event],
