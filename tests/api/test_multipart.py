@@ -105,6 +105,15 @@ class Stream:
             await asyncio.wait_for(asyncio.gather(self.task, return_exceptions=True), 10)
 
 
+async def joined(group: str) -> None:
+    """Until the process listens to `group`: the subscription is live from then on."""
+    for _ in range(100):
+        if group in fanout.hub().feeds and fanout.hub().feeds[group].joined.done():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never joined {group}")
+
+
 async def send_as(app, token, chat, body) -> None:
     result = await http(app, SEND, {"chatId": str(chat.id), "body": body}, token)
     assert result == {"data": {"sendMessage": {"__typename": "Message"}}}
@@ -115,7 +124,7 @@ async def test_chat_events_stream_over_multipart_http_live(asgi_app, people):
     async with Stream(
         asgi_app, {"query": EVENTS, "variables": {"chatId": str(chat.id)}}, people["ada_token"]
     ) as stream:
-        await asyncio.sleep(0.2)
+        await joined(f"chat.{chat.id.hex}")
         await send_as(asgi_app, people["grace_token"], chat, "over http")
         [payload] = await stream.payloads(1)
 
@@ -154,7 +163,7 @@ async def test_hanging_up_leaves_no_listener_behind(asgi_app, people):
         asgi_app, {"query": EVENTS, "variables": {"chatId": str(chat.id)}}, people["ada_token"]
     )
     await stream.__aenter__()
-    await asyncio.sleep(0.2)
+    await joined(f"chat.{chat.id.hex}")
     listening = set(fanout.hub().feeds)
 
     await stream.hang_up()
@@ -168,7 +177,7 @@ async def test_hanging_up_leaves_no_listener_behind(asgi_app, people):
 async def test_me_streams_profile_changes_over_multipart(asgi_app, people):
     async with Stream(asgi_app, {"query": ME}, people["ada_token"]) as stream:
         [first] = await stream.payloads(1)
-        await asyncio.sleep(0.1)
+        await joined(f"user.{people['ada'].id.hex}")
         await http(asgi_app, RENAME, {}, people["ada_token"])
         [renamed] = await stream.payloads(1)
 
