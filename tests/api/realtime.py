@@ -1,5 +1,8 @@
 """What the real-time API tests share: operations, and a client's side of a subscription."""
 
+import asyncio
+
+from schema import fanout
 from tests.graphql_client import GraphQLClient
 from tests.ws import TRANSPORT_WS, GraphQLSocket
 
@@ -86,3 +89,12 @@ async def arrivals(socket, timeout: float = 0.3) -> list[str]:
 async def send(app, token, chat, body):
     result = await http(app, SEND, {"chatId": str(chat.id), "body": body}, token)
     assert result == {"data": {"sendMessage": {"__typename": "Message"}}}
+
+
+async def joined(group: str) -> None:
+    """Until the process listens to `group`: the subscription is live from then on."""
+    for _ in range(100):
+        if group in fanout.hub().feeds and fanout.hub().feeds[group].joined.done():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never joined {group}")

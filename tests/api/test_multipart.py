@@ -11,7 +11,7 @@ from asgiref.sync import sync_to_async
 
 from chat import services
 from schema import fanout
-from tests.api.realtime import SEND, http
+from tests.api.realtime import SEND, http, joined
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -103,15 +103,6 @@ class Stream:
         self._gone.set()
         if self.task is not None:
             await asyncio.wait_for(asyncio.gather(self.task, return_exceptions=True), 10)
-
-
-async def joined(group: str) -> None:
-    """Until the process listens to `group`: the subscription is live from then on."""
-    for _ in range(100):
-        if group in fanout.hub().feeds and fanout.hub().feeds[group].joined.done():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"never joined {group}")
 
 
 async def send_as(app, token, chat, body) -> None:
