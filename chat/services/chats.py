@@ -42,15 +42,16 @@ def lock_chat(chat_id: object, **filters: object) -> Chat:
     return chat
 
 
-def record_change(chat: Chat, message: Message, kind: str) -> int:
-    """Number a change to the chat's timeline; returns its revision.
+def record_change(chat: Chat, message: Message, kind: str, **chat_fields: object) -> int:
+    """Number a change to the chat's timeline, saving `chat_fields` on the chat in the same
+    UPDATE; returns its revision.
 
     Precondition: the caller holds the chat's row lock (`lock_chat`) in this transaction,
     which keeps revisions contiguous.
     """
     chat.revision += 1
     Change.objects.create(chat=chat, revision=chat.revision, message=message, kind=kind)
-    Chat.objects.filter(pk=chat.pk).update(revision=chat.revision)
+    Chat.objects.filter(pk=chat.pk).update(revision=chat.revision, **chat_fields)
     return chat.revision
 
 
@@ -80,17 +81,17 @@ def append_message(
     )
     chat.last_seq = message.seq
     chat.last_message_at = message.created_at
-    chat.revision += 1
-    Change.objects.create(
-        chat=chat, revision=chat.revision, message=message, kind=Change.Kind.ADDED
-    )
-    Chat.objects.filter(pk=chat.pk).update(
-        last_seq=message.seq, last_message_at=message.created_at, revision=chat.revision
+    revision = record_change(
+        chat,
+        message,
+        Change.Kind.ADDED,
+        last_seq=message.seq,
+        last_message_at=message.created_at,
     )
     if author is not None:
         # Sending a message means having read the chat up to it.
         Membership.objects.filter(chat=chat, user=author).update(last_read_seq=message.seq)
-    events.message_added(message, revision=chat.revision, member_count=chat.member_count)
+    events.message_added(message, revision=revision, member_count=chat.member_count)
     return message
 
 
