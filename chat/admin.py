@@ -5,10 +5,30 @@ from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
 
-from chat import auth, services
-from chat.models import AuthToken, Chat, Membership, Message, User
+from chat import auth, services, storage
+from chat.models import Attachment, AuthToken, Chat, Membership, Message, User
+from chat.selectors import MESSAGE_RELATED
 from chat.services.chats import clean_room
+
+
+def thumbnail_html(name: str, *, link: str | None = None, height: int = 80) -> str:
+    """A stored image shown small, through a signed URL (staff are not chat members)."""
+    if not name:
+        return "—"
+    image = format_html('<img src="{}" alt="" style="max-height:{}px">', storage.url(name), height)
+    return format_html('<a href="{}">{}</a>', storage.url(link), image) if link else image
+
+
+def attachment_html(attachment: Attachment | None) -> str:
+    if attachment is None:
+        return "—"
+    if attachment.thumbnail:
+        return thumbnail_html(attachment.thumbnail.name, link=attachment.file.name)
+    url = storage.url(attachment.file.name, label=attachment.name)
+    return format_html('<a href="{}">{}</a> ({} bytes)', url, attachment.name, attachment.size)
 
 
 class AuthTokenInline(admin.TabularInline):
@@ -43,10 +63,11 @@ class UserAdmin(DjangoUserAdmin):
     list_display = ("email", "display_name", "is_active", "is_staff", "date_joined", "last_login")
     list_filter = ("is_active", "is_staff", "is_superuser", "date_joined")
     search_fields = ("email", "display_name")
-    readonly_fields = ("date_joined", "last_login", "last_seen_at")
+    readonly_fields = ("date_joined", "last_login", "last_seen_at", "avatar_preview")
     fieldsets = (
         (None, {"fields": ("email", "password")}),
-        ("Profile", {"fields": ("display_name",)}),
+        # The avatar is set through the API (checked, re-encoded) and removed by an action.
+        ("Profile", {"fields": ("display_name", "avatar_preview")}),
         (
             "Permissions",
             {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")},
@@ -63,7 +84,17 @@ class UserAdmin(DjangoUserAdmin):
         ),
     )
     inlines = [AuthTokenInline]
-    actions = ["revoke_tokens"]
+    actions = ["revoke_tokens", "remove_avatars"]
+
+    @admin.display(description="avatar")
+    def avatar_preview(self, user: User) -> str:
+        return thumbnail_html(user.avatar_thumbnail.name, link=user.avatar.name)
+
+    @admin.action(description="Remove their avatars")
+    def remove_avatars(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        for user in queryset:
+            services.remove_avatar(user=user)
+        self.message_user(request, f"Removed avatars of {queryset.count()} users.")
 
     def get_inlines(self, request: HttpRequest, obj: User | None) -> list:
         # A user being created has no tokens yet.
@@ -216,12 +247,13 @@ class MessageAdmin(admin.ModelAdmin):
         "kind",
         "author",
         "short_body",
+        "content",
         "created_at",
         "edited_at",
         "deleted_at",
     )
     list_filter = ("kind", "created_at", "edited_at", "deleted_at")
-    list_select_related = ("author", "chat")
+    list_select_related = ("author", "chat", "attachment")
     search_fields = ("body", "author__email", "author__display_name", "chat__name")
     raw_id_fields = ("chat", "author", "subject")
     readonly_fields = (
@@ -233,16 +265,25 @@ class MessageAdmin(admin.ModelAdmin):
         "system_event",
         "subject",
         "client_id",
+        "content",
         "created_at",
         "edited_at",
         "deleted_at",
     )
+    exclude = ("attachment", "latitude", "longitude", "location_label")
     date_hierarchy = "created_at"
     actions = ["remove"]
 
     @admin.display(description="body")
     def short_body(self, message: Message) -> str:
         return message.body[:80]
+
+    @admin.display(description="attachment or location")
+    def content(self, message: Message) -> str:
+        if message.latitude is not None:
+            label = f" {message.location_label}" if message.location_label else ""
+            return f"{message.latitude:.5f}, {message.longitude:.5f}{label}"
+        return attachment_html(message.attachment)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -253,6 +294,52 @@ class MessageAdmin(admin.ModelAdmin):
 
     @admin.action(description="Remove selected messages (soft delete, shown as deleted)")
     def remove(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
-        for message in queryset.select_related("author", "subject"):
+        for message in queryset.select_related(*MESSAGE_RELATED):
             services.remove_message(message=message)
         self.message_user(request, f"Removed {queryset.count()} messages.", messages.SUCCESS)
+
+
+@admin.register(Attachment)
+class AttachmentAdmin(admin.ModelAdmin):
+    """Read-only: an attachment goes with its message (remove the message to delete it)."""
+
+    list_display = ("preview", "name", "content_type", "size", "width", "height", "created_at")
+    list_filter = ("content_type", "created_at")
+    list_select_related = ("uploaded_by",)
+    search_fields = ("name", "uploaded_by__email", "uploaded_by__display_name")
+    fields = (
+        "preview",
+        "name",
+        "content_type",
+        "size",
+        "width",
+        "height",
+        "uploaded_by",
+        "message_link",
+        "file",
+        "thumbnail",
+        "created_at",
+    )
+    readonly_fields = fields
+    date_hierarchy = "created_at"
+
+    @admin.display(description="preview")
+    def preview(self, attachment: Attachment) -> str:
+        return attachment_html(attachment)
+
+    @admin.display(description="message")
+    def message_link(self, attachment: Attachment) -> str:
+        message = Message.objects.filter(attachment=attachment).first()
+        if message is None:
+            return "—"
+        url = reverse("admin:chat_message_change", args=[message.pk])
+        return format_html('<a href="{}">{}</a>', url, message)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

@@ -41,3 +41,18 @@ class MessageErrorCode(StrEnum):
     MESSAGE_DELETED = "message_deleted"
     NOT_EDITABLE = "not_editable"
     INVALID_SEQ = "invalid_seq"
+    INVALID_LATITUDE = "invalid_latitude"
+    INVALID_LONGITUDE = "invalid_longitude"
+    LABEL_TOO_LONG = "label_too_long"
+    CAPTION_TOO_LONG = "caption_too_long"
+
+
+class MediaErrorCode(StrEnum):
+    """Why an upload was refused. Nothing is stored for any of them."""
+
+    UPLOAD_MISSING = "upload_missing"
+    FILE_EMPTY = "file_empty"
+    FILE_TOO_LARGE = "file_too_large"
+    IMAGE_TOO_LARGE = "image_too_large"  # too many pixels: a decompression bomb
+    IMAGE_UNREADABLE = "image_unreadable"  # an image format whose data does not decode
+    NOT_AN_IMAGE = "not_an_image"  # an avatar must be a PNG, JPEG, GIF or WebP image

@@ -16,7 +16,7 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 from redis.exceptions import RedisError
 
-from chat.models import Chat, Message, User
+from chat.models import Attachment, Chat, Message, User
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,24 @@ def user_payload(user: User | None) -> dict[str, Any] | None:
         "id": str(user.id),
         "display_name": user.display_name,
         "joined_at": user.date_joined.isoformat(),
+        # Storage names: each subscriber's rendering turns them into signed URLs.
+        "avatar": user.avatar.name or None,
+        "avatar_thumbnail": user.avatar_thumbnail.name or None,
+    }
+
+
+def attachment_payload(attachment: Attachment | None) -> dict[str, Any] | None:
+    if attachment is None:
+        return None
+    return {
+        "id": str(attachment.id),
+        "file": attachment.file.name,
+        "thumbnail": attachment.thumbnail.name or None,
+        "name": attachment.name,
+        "content_type": attachment.content_type,
+        "size": attachment.size,
+        "width": attachment.width,
+        "height": attachment.height,
     }
 
 
@@ -61,7 +79,8 @@ def _iso(value) -> str | None:
 def message_payload(
     message: Message, *, revision: int | None = None, member_count: int | None = None
 ) -> dict[str, Any]:
-    """Everything a client renders for a message. Call with `author` and `subject` loaded.
+    """Everything a client renders for a message. Call with `author`, `subject` and
+    `attachment` loaded (`selectors.MESSAGE_RELATED`).
     `revision` is the change the event reports; `member_count` the chat's, after a join or
     leave (a SYSTEM message)."""
     return {
@@ -76,6 +95,10 @@ def message_payload(
         "system_event": message.system_event,
         "subject": user_payload(message.subject),
         "client_id": message.client_id,
+        "attachment": attachment_payload(message.attachment),
+        "latitude": message.latitude,
+        "longitude": message.longitude,
+        "location_label": message.location_label,
         "created_at": _iso(message.created_at),
         "edited_at": _iso(message.edited_at),
         "deleted_at": _iso(message.deleted_at),

@@ -47,6 +47,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_staff = models.BooleanField(default=False, help_text="May sign in to the admin.")
     date_joined = models.DateTimeField(default=timezone.now)
     last_seen_at = models.DateTimeField(null=True, blank=True)
+    # Square, re-encoded without metadata (chat.media), under random storage names.
+    avatar = models.FileField(max_length=200, blank=True, help_text="Profile photo.")
+    avatar_thumbnail = models.FileField(max_length=200, blank=True)
 
     objects = UserManager()
 
@@ -179,6 +182,31 @@ class Membership(models.Model):
         return f"{self.user_id} in {self.chat_id}"
 
 
+class Attachment(models.Model):
+    """A file sent in a message, stored under a random name (`chat.storage`). `name` is the
+    sender's file name, kept only as a label for the download."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    file = models.FileField(max_length=200, help_text="Storage name; random.")
+    thumbnail = models.FileField(
+        max_length=200, blank=True, help_text="For images: at most 320 px on the long side."
+    )
+    name = models.CharField(max_length=200, help_text="The sender's file name (a label).")
+    content_type = models.CharField(
+        max_length=100, help_text="Decided from the file's bytes, never from the client."
+    )
+    size = models.PositiveBigIntegerField(help_text="Bytes stored.")
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    uploaded_by = models.ForeignKey(
+        "User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.content_type}, {self.size} bytes)"
+
+
 class Message(models.Model):
     class Kind(models.TextChoices):
         TEXT = "TEXT", "Text"
@@ -217,6 +245,14 @@ class Message(models.Model):
     )
     # The sender's idempotency key: a retried send with the same key is the same message.
     client_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001 - NULL is "no key"; the partial unique constraint needs it
+    # IMAGE and FILE messages; deleting the message deletes the attachment and its files.
+    attachment = models.OneToOneField(
+        Attachment, null=True, blank=True, on_delete=models.SET_NULL, related_name="message"
+    )
+    # LOCATION messages (WGS 84 degrees).
+    latitude = models.FloatField(null=True, blank=True)
+    longitude = models.FloatField(null=True, blank=True)
+    location_label = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     edited_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)

@@ -11,6 +11,9 @@ from chat.exceptions import NotFound
 from chat.models import Change, Chat, Membership, Message, User, normalize_email
 
 CHAT_NOT_FOUND = "Chat not found."
+# What rendering a message reads beside its row: loaded with it, never one query each.
+MESSAGE_RELATED = ("author", "subject", "attachment")
+CHANGE_RELATED = tuple(f"message__{name}" for name in MESSAGE_RELATED)
 
 
 def parse_id(value: object) -> uuid.UUID | None:
@@ -96,9 +99,7 @@ def changes_after(
     changes = Change.objects.filter(chat_id=chat_id, revision__gt=revision)
     if before is not None:
         changes = changes.filter(revision__lt=before)
-    return changes.select_related("message__author", "message__subject").order_by("revision")[
-        :limit
-    ]
+    return changes.select_related(*CHANGE_RELATED).order_by("revision")[:limit]
 
 
 def additions_after(
@@ -111,13 +112,11 @@ def additions_after(
     )
     if before is not None:
         changes = changes.filter(message__seq__lt=before)
-    return changes.select_related("message__author", "message__subject").order_by("revision")[
-        :limit
-    ]
+    return changes.select_related(*CHANGE_RELATED).order_by("revision")[:limit]
 
 
 def messages_of(chat: Chat) -> QuerySet[Message]:
-    return Message.objects.filter(chat=chat).select_related("author", "subject")
+    return Message.objects.filter(chat=chat).select_related(*MESSAGE_RELATED)
 
 
 def last_messages(chats: list[Chat]) -> dict[uuid.UUID, Message]:
@@ -128,7 +127,7 @@ def last_messages(chats: list[Chat]) -> dict[uuid.UUID, Message]:
             wanted |= Q(chat_id=chat.id, seq=chat.last_seq)
     return {
         message.chat_id: message
-        for message in Message.objects.filter(wanted).select_related("author", "subject")
+        for message in Message.objects.filter(wanted).select_related(*MESSAGE_RELATED)
     }
 
 

@@ -17,6 +17,7 @@ from schema.limits import OperationLimits
 from schema.mutations import Mutation
 from schema.queries import Query
 from schema.subscriptions import Subscription
+from schema.uploads import SCALAR_OVERRIDES
 
 
 class Schema(strawberry.Schema):
@@ -52,4 +53,5 @@ schema = Schema(
     subscription=Subscription,
     extensions=_extensions(),
     execution_context_class=SharedEventExecutor,
+    scalar_overrides=SCALAR_OVERRIDES,
 )

@@ -1,10 +1,13 @@
 """Who is asking: one context type for HTTP requests and WebSocket connections."""
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import strawberry
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.http.request import split_domain_port, validate_host
 
 from chat.models import AuthToken, User
 from schema.errors import unauthenticated
@@ -42,6 +45,25 @@ class Context:
             return self.request.META.get("REMOTE_ADDR") or "unknown"
         client = self.request.scope.get("client")
         return client[0] if client else "unknown"
+
+    @cached_property
+    def media_base(self) -> str:
+        """Where media URLs point: MEDIA_BASE_URL, else the scheme and host this request
+        or socket came in on (when it is an allowed host), so an `<img src>` on another
+        origin still reaches the API."""
+        if settings.MEDIA_BASE_URL:
+            return settings.MEDIA_BASE_URL.rstrip("/")
+        if isinstance(self.request, HttpRequest):
+            scheme, host = self.request.scheme, self.request.headers.get("Host", "")
+        else:
+            scope = self.request.scope
+            scheme = "https" if scope.get("scheme") in {"wss", "https"} else "http"
+            headers = dict(scope.get("headers", []))
+            host = headers.get(b"host", b"").decode("latin1")
+        domain, _ = split_domain_port(host)
+        if not domain or not validate_host(domain, settings.ALLOWED_HOSTS):
+            return ""
+        return f"{scheme}://{host}"
 
     @property
     def user_agent(self) -> str:

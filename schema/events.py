@@ -132,6 +132,8 @@ def user_from(data: dict[str, Any] | None, viewer: models.User) -> models.User |
         display_name=data["display_name"],
         email=viewer.email if user_id == viewer.pk else "",
         date_joined=parse_datetime(data["joined_at"]),
+        avatar=data.get("avatar") or "",
+        avatar_thumbnail=data.get("avatar_thumbnail") or "",
     )
 
 
@@ -148,13 +150,33 @@ def message_from(data: dict[str, Any], viewer: models.User) -> models.Message:
         body=data["body"],
         system_event=data["system_event"],
         client_id=data["client_id"],
+        # `.get`: a process not yet upgraded (a rolling deploy) publishes without them.
+        latitude=data.get("latitude"),
+        longitude=data.get("longitude"),
+        location_label=data.get("location_label") or "",
         created_at=_when(data["created_at"]),
         edited_at=_when(data["edited_at"]),
         deleted_at=_when(data["deleted_at"]),
     )
     message.author = user_from(data["author"], viewer)
     message.subject = user_from(data["subject"], viewer)
+    message.attachment = attachment_from(data.get("attachment"))
     return message
+
+
+def attachment_from(data: dict[str, Any] | None) -> models.Attachment | None:
+    if data is None:
+        return None
+    return models.Attachment(
+        id=data["id"],
+        file=data["file"],
+        thumbnail=data["thumbnail"] or "",
+        name=data["name"],
+        content_type=data["content_type"],
+        size=data["size"],
+        width=data["width"],
+        height=data["height"],
+    )
 
 
 def chat_from(data: dict[str, Any]) -> models.Chat:

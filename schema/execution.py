@@ -11,7 +11,8 @@ What can change the result of executing an event:
   (`chatId`, `after`) choose the events; they play no part in rendering one, so
   subscribers resuming from different `after`s still share;
 - the viewer, but only where the selection reaches a viewer-dependent field: the only
-  one reachable from shared events is `User.email` (null except for oneself).
+  one reachable from shared events is `User.email` (null except for oneself);
+- the host media URLs start with, and the window their signatures are stable in.
 
 Only events that opt in (a `share_key` on the event object) are shared.
 """
@@ -36,6 +37,8 @@ from graphql import (
 )
 from graphql.language import Node, Visitor
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+from chat import storage
 
 # Fields whose value depends on the viewer, by name, anywhere in a shared event.
 VIEWER_DEPENDENT_FIELDS = frozenset({"email"})
@@ -105,6 +108,13 @@ def event_selection(source: str, operation_name: str | None) -> EventSelection:
     )
 
 
+def render_scope(context: Any) -> tuple:
+    """What besides the selection and the viewer a rendering depends on: the host that
+    media URLs start with, and the window in which a signed URL stays the same. A result
+    kept from an earlier window is not handed out: its URLs may be near expiry."""
+    return (getattr(context, "media_base", ""), storage.url_epoch())
+
+
 _results: "OrderedDict[tuple, Any]" = OrderedDict()
 
 
@@ -131,6 +141,7 @@ class SharedEventExecutor(StrawberryGraphQLCoreExecutionContext):
             source,
             name,
             *event_selection(source, name).key(self.variable_values, viewer),
+            *render_scope(self.context_value),
             share_key,
         )
         if key in _results:

@@ -37,7 +37,7 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 
 from chat import events
-from schema.execution import event_selection
+from schema.execution import event_selection, render_scope
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,12 @@ class Sink:
         """Sinks with equal keys get the same payload for the same event."""
         selection = event_selection(self.query, self.operation_name)
         viewer = getattr(getattr(self.context, "user", None), "pk", None)
-        return (self.query, self.operation_name, *selection.key(self.variables, viewer))
+        return (
+            self.query,
+            self.operation_name,
+            *selection.key(self.variables, viewer),
+            *render_scope(self.context),
+        )
 
 
 # Set by the WebSocket protocol handlers (server.consumers) in each operation's task.

@@ -1,7 +1,7 @@
 """Mutations: read arguments, call a `chat` service, return. Failures the client can fix
 come back as `OperationInfo` (errors as data, with a stable `code`)."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
 import strawberry_django
@@ -12,6 +12,7 @@ from django.http import HttpRequest
 from chat import models, selectors, services
 from schema.context import Context, require_viewer
 from schema.types import AuthPayload, Chat, Done, Message, User
+from schema.uploads import Upload
 
 Email = Annotated[str, strawberry.argument(description="The sign-in email address.")]
 Password = Annotated[str, strawberry.argument(description="The account password.")]
@@ -23,17 +24,48 @@ NewPassword = Annotated[
 ]
 
 
-@strawberry.input(description="A text message to send.")
-class SendMessageInput:
-    chat_id: strawberry.ID = strawberry.field(description="The chat to send to.")
-    body: str = strawberry.field(description="The text; trimmed, 1 to 4,000 characters.")
-    client_id: str | None = strawberry.field(
+def _client_id() -> Any:
+    return strawberry.field(
         default=None,
         description=(
             "Your idempotency key (1 to 64 of A-Z a-z 0-9 . _ : -), unique per message you "
             "send. Retrying with the same key returns the original message, never a copy."
         ),
     )
+
+
+@strawberry.input(description="A text message to send.")
+class SendMessageInput:
+    chat_id: strawberry.ID = strawberry.field(description="The chat to send to.")
+    body: str = strawberry.field(description="The text; trimmed, 1 to 4,000 characters.")
+    client_id: str | None = _client_id()
+
+
+@strawberry.input(description="A photo or file to send, with an optional caption.")
+class SendAttachmentInput:
+    chat_id: strawberry.ID = strawberry.field(description="The chat to send to.")
+    file: Upload = strawberry.field(
+        description=(
+            "The file, as a multipart request part, at most `UPLOAD_MAX_BYTES` (10 MB by "
+            "default). A PNG, JPEG, GIF or WebP image that decodes becomes an IMAGE "
+            "(re-encoded without its metadata); anything else a FILE."
+        )
+    )
+    caption: str = strawberry.field(
+        default="", description="Text shown with it; trimmed, up to 4,000 characters."
+    )
+    client_id: str | None = _client_id()
+
+
+@strawberry.input(description="A point on the map to send.")
+class SendLocationInput:
+    chat_id: strawberry.ID = strawberry.field(description="The chat to send to.")
+    latitude: float = strawberry.field(description="Degrees north, -90 to 90 (WGS 84).")
+    longitude: float = strawberry.field(description="Degrees east, -180 to 180 (WGS 84).")
+    label: str = strawberry.field(
+        default="", description="A place name or address; trimmed, up to 200 characters."
+    )
+    client_id: str | None = _client_id()
 
 
 def _signed_in(context: Context, token: str, user: models.User) -> AuthPayload:
@@ -98,8 +130,23 @@ class Mutation:
         display_name: Annotated[
             str | None, strawberry.argument(description="New display name, 1 to 64 characters.")
         ] = None,
+        avatar: Annotated[
+            Upload | None,
+            strawberry.argument(
+                description=(
+                    "A new profile photo (multipart upload): a PNG, JPEG, GIF or WebP "
+                    "image, cropped to a square and stored without its metadata."
+                )
+            ),
+        ] = None,
     ) -> User:
-        return services.update_profile(user=require_viewer(info), display_name=display_name)
+        return services.update_profile(
+            user=require_viewer(info), display_name=display_name, avatar=avatar
+        )
+
+    @strawberry_django.mutation(description="Remove the profile photo. Harmless without one.")
+    def remove_avatar(self, info: strawberry.Info[Context]) -> User:
+        return services.remove_avatar(user=require_viewer(info))
 
     @strawberry_django.mutation(
         description="Change the password. Signs out every other session of the user."
@@ -210,7 +257,43 @@ class Mutation:
             client_id=input.client_id,
         )
 
-    @strawberry_django.mutation(description="Change the text of your own message.")
+    @strawberry_django.mutation(
+        description=(
+            "Send a photo or file as a multipart request (apollo-upload-client, urql). "
+            "Limited like `sendMessage`, and by a separate upload limit."
+        )
+    )
+    def send_attachment(
+        self,
+        info: strawberry.Info[Context],
+        input: Annotated[SendAttachmentInput, strawberry.argument(description="What to send.")],
+    ) -> Message:
+        return services.send_attachment(
+            author=require_viewer(info),
+            chat_id=input.chat_id,
+            upload=input.file,
+            caption=input.caption,
+            client_id=input.client_id,
+        )
+
+    @strawberry_django.mutation(description="Send a location. Limited like `sendMessage`.")
+    def send_location(
+        self,
+        info: strawberry.Info[Context],
+        input: Annotated[SendLocationInput, strawberry.argument(description="What to send.")],
+    ) -> Message:
+        return services.send_location(
+            author=require_viewer(info),
+            chat_id=input.chat_id,
+            latitude=input.latitude,
+            longitude=input.longitude,
+            label=input.label,
+            client_id=input.client_id,
+        )
+
+    @strawberry_django.mutation(
+        description="Change the text of your own message (or a photo's or file's caption)."
+    )
     def edit_message(
         self, info: strawberry.Info[Context], message_id: MessageId, body: Body
     ) -> Message:

@@ -5,7 +5,7 @@ from datetime import datetime
 import strawberry
 import strawberry_django
 
-from chat import models, selectors
+from chat import models, selectors, storage
 
 
 @strawberry_django.type(models.User, name="User", description="A person using the chat.")
@@ -23,6 +23,75 @@ class User:
     def email(self: models.User, info: strawberry.Info) -> str | None:
         viewer = info.context.user
         return self.email if viewer is not None and viewer.pk == self.pk else None
+
+    @strawberry_django.field(
+        only=["avatar"],
+        description=(
+            "The profile photo (square, at most 512 px), or null. A signed URL an `<img "
+            "src>` can use without credentials; it expires (see `Attachment.url`)."
+        ),
+    )
+    def avatar_url(self: models.User, info: strawberry.Info) -> str | None:
+        return media_url(info, self.avatar.name)
+
+    @strawberry_django.field(
+        only=["avatar_thumbnail"],
+        description="The profile photo at 96 px, for lists, or null. Signed like `avatarUrl`.",
+    )
+    def avatar_thumbnail_url(self: models.User, info: strawberry.Info) -> str | None:
+        return media_url(info, self.avatar_thumbnail.name)
+
+
+def media_url(info: strawberry.Info, name: str, *, label: str | None = None) -> str | None:
+    """A signed, expiring URL for a stored file, or None when there is none."""
+    return storage.url(name, label=label, base=info.context.media_base) if name else None
+
+
+@strawberry_django.type(
+    models.Attachment,
+    name="Attachment",
+    description="A photo or file sent in a message (`IMAGE` or `FILE`).",
+)
+class Attachment:
+    name: str = strawberry_django.field(
+        description="The sender's file name: a label for the download, never a path."
+    )
+    content_type: str = strawberry_django.field(
+        description=(
+            "The type decided from the file's bytes: image/png, image/jpeg, image/gif or "
+            "image/webp for IMAGE; for FILE application/pdf, application/zip, "
+            "application/gzip or application/octet-stream."
+        )
+    )
+    size: int = strawberry_django.field(description="Bytes, as stored.")
+    width: int | None = strawberry_django.field(description="Pixels, for images; else null.")
+    height: int | None = strawberry_django.field(description="Pixels, for images; else null.")
+
+    @strawberry_django.field(
+        only=["file", "name"],
+        description=(
+            "Where to fetch it: a signed URL that works without credentials (an `<img src>` "
+            "or a download link) and expires after about `MEDIA_URL_TTL` seconds, an hour "
+            "by default. Ask the API again for a fresh one. Images are served inline; "
+            "everything else as a download (`Content-Disposition: attachment`)."
+        ),
+    )
+    def url(self: models.Attachment, info: strawberry.Info) -> str:
+        return storage.url(self.file.name, label=self.name, base=info.context.media_base)
+
+    @strawberry_django.field(
+        only=["thumbnail"],
+        description="For images, a copy at most 320 px on the long side; null for files.",
+    )
+    def thumbnail_url(self: models.Attachment, info: strawberry.Info) -> str | None:
+        return media_url(info, self.thumbnail.name)
+
+
+@strawberry.type(description="A point on the map, sent as a `LOCATION` message.")
+class Location:
+    latitude: float = strawberry.field(description="Degrees north, -90 to 90 (WGS 84).")
+    longitude: float = strawberry.field(description="Degrees east, -180 to 180 (WGS 84).")
+    label: str = strawberry.field(description="A place name or address; may be empty.")
 
 
 @strawberry.type(description="A new session: the bearer token and who it belongs to.")
@@ -67,9 +136,20 @@ class Message:
     seq: int = strawberry_django.field(
         description="Its position in the chat: 1, 2, 3… without gaps. Replay with `after`."
     )
-    kind: MessageKind = strawberry_django.field(description="TEXT, or SYSTEM for joins/leaves.")
+    kind: MessageKind = strawberry_django.field(
+        description=(
+            "TEXT; IMAGE or FILE (see `attachment`); LOCATION (see `location`); SYSTEM for "
+            "joins and leaves."
+        )
+    )
     body: str = strawberry_django.field(
-        description="The text (trimmed). Empty for a deleted message."
+        description=(
+            "The text (trimmed); for IMAGE and FILE the caption, maybe empty. Empty for a "
+            "deleted message."
+        )
+    )
+    attachment: Attachment | None = strawberry_django.field(
+        description="The photo or file of an IMAGE or FILE message; null otherwise or deleted."
     )
     author: User | None = strawberry_django.field(description="Who wrote it; null for SYSTEM.")
     subject: User | None = strawberry_django.field(
@@ -81,6 +161,17 @@ class Message:
     created_at: datetime = strawberry_django.field(description="When it was sent.")
     edited_at: datetime | None = strawberry_django.field(description="When it was last edited.")
     deleted_at: datetime | None = strawberry_django.field(description="When it was deleted.")
+
+    @strawberry_django.field(
+        only=["kind", "latitude", "longitude", "location_label"],
+        description="The point of a LOCATION message; null otherwise or once deleted.",
+    )
+    def location(self: models.Message) -> Location | None:
+        if self.latitude is None or self.longitude is None:
+            return None
+        return Location(
+            latitude=self.latitude, longitude=self.longitude, label=self.location_label
+        )
 
     @strawberry_django.field(only=["deleted_at"], description="True once deleted.")
     def is_deleted(self: models.Message) -> bool:

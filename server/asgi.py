@@ -20,6 +20,7 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 from django.urls import re_path  # noqa: E402
 
 from schema import schema  # noqa: E402
+from server.bodylimit import BodyLimit  # noqa: E402
 from server.consumers import GraphQLConsumer  # noqa: E402
 
 graphql_consumer = GraphQLConsumer.as_asgi(
@@ -33,7 +34,7 @@ graphql_consumer = GraphQLConsumer.as_asgi(
 
 application = ProtocolTypeRouter(
     {
-        "http": (
+        "http": BodyLimit(
             ASGIStaticFilesHandler(django_application)
             if settings.SERVE_STATIC
             else django_application

@@ -6,9 +6,10 @@ Daphne's command line, with three differences:
 
 - **Request bodies are bounded before they are held.** Daphne reads a whole body, then
   queues all of it for the application at once, in memory: a 1 GiB POST grew a process by
-  800 MB before Django's own limit refused it. Here a body over `HTTP_MAX_BODY_SIZE` is
-  answered 413 from its `Content-Length`, or as soon as a chunked body passes the limit,
-  and its bytes are dropped as they arrive.
+  800 MB before Django's own limit refused it. Here a body over `HTTP_MAX_BODY_SIZE` (one
+  `UPLOAD_MAX_BYTES` more for a multipart upload: `server.bodylimit`) is answered 413
+  from its `Content-Length`, or as soon as a chunked body passes the limit, and its bytes
+  are dropped as they arrive.
 - **Slow readers are bounded.** A WebSocket's frames go to the kernel through Twisted's
   write buffer, which grows without limit for a client that does not read. Past
   `WEBSOCKET_MAX_BUFFERED_BYTES` the socket is closed 1013 (try again later); the client
@@ -23,7 +24,6 @@ change their classes, so this module puts its own in daphne's server module befo
 server starts; nothing else in the process is affected.
 """
 
-import json
 import logging
 import signal
 import sys
@@ -35,6 +35,8 @@ from daphne.cli import CommandLineInterface
 from daphne.http_protocol import HTTPFactory, WebRequest
 from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
 from twisted.internet import defer, reactor
+
+from server.bodylimit import body_limit, too_large_body
 
 logger = logging.getLogger("server.serve")
 
@@ -50,13 +52,18 @@ def _settings() -> Any:
 
 
 class BoundedRequest(WebRequest):
-    """An HTTP request whose body may not exceed `HTTP_MAX_BODY_SIZE`."""
+    """An HTTP request whose body may not exceed `server.bodylimit.body_limit`:
+    `HTTP_MAX_BODY_SIZE`, and one upload more for a multipart body."""
 
     _received = 0
     _refused = False
+    _limit = 0
 
     def gotLength(self, length: int | None) -> None:
-        if length is not None and length > _settings().HTTP_MAX_BODY_SIZE:
+        # The headers are in by now: the limit depends on the content type.
+        content_type = (self.requestHeaders.getRawHeaders(b"content-type") or [b""])[0]
+        self._limit = body_limit(content_type)
+        if length is not None and length > self._limit:
             self.content = None
             self._refuse()
             return
@@ -66,7 +73,7 @@ class BoundedRequest(WebRequest):
         if self._refused:
             return
         self._received += len(data)
-        if self._received > _settings().HTTP_MAX_BODY_SIZE:
+        if self._received > self._limit:
             self._refuse()
             return
         super().handleContentChunk(data)
@@ -76,17 +83,7 @@ class BoundedRequest(WebRequest):
         self._refused = True
         # Twisted would otherwise invite the client to send the body after our answer.
         self.requestHeaders.removeHeader(b"Expect")
-        limit = _settings().HTTP_MAX_BODY_SIZE
-        body = json.dumps(
-            {
-                "errors": [
-                    {
-                        "message": f"The request body is larger than {limit} bytes.",
-                        "extensions": {"code": "PAYLOAD_TOO_LARGE"},
-                    }
-                ]
-            }
-        ).encode()
+        body = too_large_body(self._limit)
         head = (
             "HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"

@@ -308,6 +308,54 @@ SERVE_STATIC = env_bool("SERVE_STATIC", True)
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT") or BASE_DIR / "media")
 
+# Uploaded files (attachments and avatars) go through Django's storage API: the filesystem
+# under MEDIA_ROOT by default, served by the app at /media/ behind signed, expiring URLs;
+# an S3-compatible bucket when S3_BUCKET is set (django-storages), served by presigned
+# URLs straight from the bucket. Several machines need the bucket: MEDIA_ROOT is local.
+S3_BUCKET = env_str("S3_BUCKET")
+STORAGES = {
+    "default": (
+        {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": S3_BUCKET,
+                "endpoint_url": env_str("S3_ENDPOINT_URL") or None,
+                "region_name": env_str("S3_REGION") or None,
+                "access_key": env_str("S3_ACCESS_KEY_ID") or None,
+                "secret_key": env_str("S3_SECRET_ACCESS_KEY") or None,
+                # Objects are private; every URL the API gives out is presigned.
+                "default_acl": None,
+                "querystring_auth": True,
+                "file_overwrite": False,
+                "addressing_style": env_str("S3_ADDRESSING_STYLE") or None,
+                "signature_version": "s3v4",
+            },
+        }
+        if S3_BUCKET
+        else {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+    ),
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+# The scheme and host media URLs start with (https://chat.example.com); by default the
+# host each request or socket came in on. Set it behind a proxy that rewrites Host.
+MEDIA_BASE_URL = env_str("MEDIA_BASE_URL")
+# Seconds a media URL given out by the API stays valid: long enough for a screen, short
+# enough that a leaked link dies. URLs are stable within a quarter of this, so browsers
+# cache the image across renders.
+MEDIA_URL_TTL = env_int("MEDIA_URL_TTL", 3600)
+# Largest file one upload may carry; the request around it may add HTTP_MAX_BODY_SIZE.
+UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 10 * 1024 * 1024)
+# Largest image (width x height, summed over an animation's frames) that is decoded; a
+# larger one is refused before decoding (a decompression bomb).
+UPLOAD_MAX_PIXELS = env_int("UPLOAD_MAX_PIXELS", 50_000_000)
+# Stored images are scaled to fit this many pixels on the long side.
+UPLOAD_IMAGE_MAX_SIDE = env_int("UPLOAD_IMAGE_MAX_SIDE", 4096)
+# Django's multipart parser: files above this spill to a temporary file, not memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = env_int("FILE_UPLOAD_MAX_MEMORY_SIZE", 512 * 1024)
+# Fewer parts than Django's defaults: an upload request is `operations`, `map`, a file.
+DATA_UPLOAD_MAX_NUMBER_FILES = env_int("DATA_UPLOAD_MAX_NUMBER_FILES", 4)
+DATA_UPLOAD_MAX_NUMBER_FIELDS = env_int("DATA_UPLOAD_MAX_NUMBER_FIELDS", 20)
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -331,6 +379,8 @@ MESSAGE_MAX_LENGTH = env_int("MESSAGE_MAX_LENGTH", 4000)
 # (token buckets shared across processes through Redis; chat.ratelimit.hit(name, user)).
 SEND_RATE_BURST = env_int("SEND_RATE_BURST", 20)  # sendMessage
 SEND_RATE_PER_SECOND = env_float("SEND_RATE_PER_SECOND", 1)
+UPLOAD_RATE_BURST = env_int("UPLOAD_RATE_BURST", 10)  # sendAttachment, avatars (and SEND)
+UPLOAD_RATE_PER_SECOND = env_float("UPLOAD_RATE_PER_SECOND", 0.2)
 EDIT_RATE_BURST = env_int("EDIT_RATE_BURST", 20)  # editMessage, deleteMessage
 EDIT_RATE_PER_SECOND = env_float("EDIT_RATE_PER_SECOND", 0.5)
 ROOM_RATE_BURST = env_int("ROOM_RATE_BURST", 5)  # createRoom, updateRoom

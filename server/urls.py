@@ -4,6 +4,7 @@ from django.urls import path, re_path
 from django.views.decorators.csrf import csrf_exempt
 
 from schema import schema
+from server import media
 from server.views import HTTP_SUBSCRIPTION_PROTOCOLS, GraphQLView, healthz
 
 urlpatterns = [
@@ -18,9 +19,14 @@ urlpatterns = [
                 # Subscriptions over HTTP: multipart/mixed (Apollo's HttpLink) and
                 # text/event-stream (urql's fetchSubscriptions, graphql-sse).
                 subscription_protocols=HTTP_SUBSCRIPTION_PROTOCOLS,
+                # File uploads by the GraphQL multipart request spec (apollo-upload-client,
+                # urql); CSRF for cookie sessions is checked in the view (`csrf_refusal`).
+                multipart_uploads_enabled=True,
             )
         ),
     ),
     path("healthz", healthz),
+    # Uploaded files, by signed URL only (chat.storage); on S3 the bucket serves them.
+    path("media/<path:name>", media.serve, name="media"),
     path("admin/", admin.site.urls),
 ]

@@ -8,9 +8,10 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from cross_web import HTTPException
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from django.middleware.csrf import CsrfViewMiddleware, get_token
 from strawberry.django.views import AsyncGraphQLView
 from strawberry.http.streaming import MultipartSubscriptionTransport, SSETransport
@@ -65,6 +66,58 @@ def decode_json(data: str | bytes) -> object:
         raise json.JSONDecodeError(f"Malformed JSON: {type(error).__name__}", "", 0) from None
 
 
+def _field(form: Any, name: str) -> str:
+    if name not in form:
+        raise HTTPException(400, f"The multipart body has no `{name}` field.")
+    return form[name]
+
+
+def place_files(operations: dict[str, Any], files_map: object, files: Any) -> dict[str, Any]:
+    """Put each file part where `map` says (`{"0": ["variables.file"]}`), checking every
+    step: a path may only lead into `variables`, to a value that is null (where the
+    client's file was), and each mapped part must be a file of this request."""
+    if not isinstance(files_map, dict):
+        raise HTTPException(400, "`map` must be a JSON object of file part names to paths.")
+    unused = set(files) - set(files_map)
+    if unused:
+        raise HTTPException(400, f"File parts missing from `map`: {', '.join(sorted(unused))}.")
+    for part, paths in files_map.items():
+        if part not in files:
+            raise HTTPException(400, f"`map` names a file part the body lacks: {part!r}.")
+        if not isinstance(paths, list) or not paths:
+            raise HTTPException(400, f"`map[{part!r}]` must be a non-empty list of paths.")
+        for path in paths:
+            _place(operations, path, files[part])
+    return operations
+
+
+def _place(operations: dict[str, Any], path: object, file: Any) -> None:
+    keys = path.split(".") if isinstance(path, str) else []
+    if len(keys) < 2 or keys[0] != "variables":
+        raise HTTPException(400, f"A `map` path must start with `variables.`: {path!r}.")
+    target: Any = operations
+    for key in keys[:-1]:
+        target = _step(target, key, path)
+    last = keys[-1]
+    if isinstance(target, list) and last.isdigit() and int(last) < len(target):
+        index: Any = int(last)
+    elif isinstance(target, dict) and last in target:
+        index = last
+    else:
+        raise HTTPException(400, f"A `map` path leads nowhere in `operations`: {path!r}.")
+    if target[index] is not None:
+        raise HTTPException(400, f"A `map` path must lead to a null: {path!r}.")
+    target[index] = file
+
+
+def _step(target: Any, key: str, path: str) -> Any:
+    if isinstance(target, dict) and key in target:
+        return target[key]
+    if isinstance(target, list) and key.isdigit() and int(key) < len(target):
+        return target[int(key)]
+    raise HTTPException(400, f"A `map` path leads nowhere in `operations`: {path!r}.")
+
+
 # Subscriptions over HTTP, in the order a request's Accept header is matched against them.
 HTTP_SUBSCRIPTION_PROTOCOLS = (MULTIPART_SUBSCRIPTION_PROTOCOL, GRAPHQL_SSE_PROTOCOL)
 
@@ -97,6 +150,32 @@ class _CsrfCheck(CsrfViewMiddleware):
         return reason
 
 
+MULTIPART_NEEDS_HEADER = (
+    "A multipart request signed in by a session cookie must carry an X-CSRFToken or an "
+    "Apollo-Require-Preflight header."
+)
+
+
+def csrf_refusal(request: HttpRequest) -> str | None:
+    """Why a cookie-authenticated request is refused as a possible forgery, or None.
+
+    Django's check (a CSRF token, and a trusted Origin) applies to every such request. A
+    multipart body is what an HTML form can post across sites, so it must also carry a
+    header no form can set: X-CSRFToken, or `Apollo-Require-Preflight`, which makes a
+    browser ask first (CORS) and is then trusted in place of the token when the Origin is
+    this site or one of ALLOWED_ORIGINS, as Apollo Server's CSRF prevention does."""
+    multipart = request.content_type == "multipart/form-data"
+    if multipart and "Apollo-Require-Preflight" in request.headers:
+        origin = request.headers.get("Origin")
+        if origin is None or origin == f"{request.scheme}://{request.get_host()}":
+            return None
+        return None if origin in settings.ALLOWED_ORIGINS else f"Origin {origin} is not allowed."
+    if multipart and "X-CSRFToken" not in request.headers:
+        return MULTIPART_NEEDS_HEADER
+    check = _CsrfCheck(lambda r: HttpResponse())
+    return check.process_view(request, None, (), {})
+
+
 class GraphQLView(AsyncGraphQLView):
     """GraphQL over HTTP, authenticated by a bearer token or a cookie session.
 
@@ -111,10 +190,8 @@ class GraphQLView(AsyncGraphQLView):
         try:
             if "Authorization" not in request.headers and request.method not in {"GET", "HEAD"}:
                 user = await request.auser()
-                if user.is_authenticated:
-                    check = _CsrfCheck(lambda r: HttpResponse())
-                    if reason := check.process_view(request, None, (), {}):
-                        return error_response(403, f"CSRF check failed: {reason}", "CSRF_FAILED")
+                if user.is_authenticated and (reason := csrf_refusal(request)):
+                    return error_response(403, f"CSRF check failed: {reason}", "CSRF_FAILED")
             return await self.run(request=request)
         except HTTPException as error:
             code = "BAD_REQUEST" if error.status_code == 400 else f"HTTP_{error.status_code}"
@@ -136,6 +213,21 @@ class GraphQLView(AsyncGraphQLView):
 
     def decode_json(self, data: str | bytes) -> object:
         return decode_json(data)
+
+    async def parse_multipart(self, request: Any) -> dict[str, Any]:
+        """The operations of a multipart request with its files in place (the GraphQL
+        multipart request spec). The body is parsed in a thread (it is file I/O); every
+        malformed part is a 400, never a server error."""
+        django_request: HttpRequest = request.request
+        try:
+            form, files = await asyncio.to_thread(
+                lambda: (django_request.POST, django_request.FILES)
+            )
+        except (MultiPartParserError, TooManyFieldsSent, TooManyFilesSent) as error:
+            raise HTTPException(400, f"Malformed multipart body: {error}") from None
+        operations = self.parse_json(_field(form, "operations"))
+        files_map = decode_json(_field(form, "map"))
+        return place_files(operations, files_map, files)
 
     stream_transport_classes_by_protocol = {
         MULTIPART_SUBSCRIPTION_PROTOCOL: MultipartSubscriptionTransport,

@@ -5,6 +5,7 @@ database work on that same thread and connection: the test's transaction, rolled
 after each test, sees everything the request wrote.
 """
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,9 +55,64 @@ class GraphQLClient:
         return async_to_sync(self._post)({"query": query, "variables": variables or {}}, headers)
 
     async def _post(self, body: dict[str, Any], headers: dict[str, str]) -> Response:
-        transport = httpx.ASGITransport(app=self.app, client=(self.client_address, 40000))
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://127.0.0.1", cookies=self.cookies
-        ) as client:
+        async with self._client() as client:
             response = await client.post("/graphql/", json=body, headers=headers)
         return Response(response.status_code, response.json(), response.headers)
+
+    def upload(
+        self,
+        query: str,
+        variables: dict[str, Any],
+        files: dict[str, tuple[str, bytes, str]],
+        *,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        """A multipart request exactly as the GraphQL multipart request spec shows it:
+        `operations` (with null where each file goes), `map`, then one part per file.
+        `files` maps a variable path (`variables.input.file`) to (name, bytes, type)."""
+        return async_to_sync(self.aupload)(query, variables, files, token=token, headers=headers)
+
+    async def aupload(
+        self,
+        query: str,
+        variables: dict[str, Any],
+        files: dict[str, tuple[str, bytes, str]],
+        *,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        headers = dict(headers or {})
+        token = token or self.token
+        if token and "Authorization" not in headers:
+            headers["Authorization"] = f"Bearer {token}"
+        operations = {"query": query, "variables": variables}
+        file_map = {str(i): [path] for i, path in enumerate(files)}
+        parts = {str(i): part for i, part in enumerate(files.values())}
+        form = {"operations": json.dumps(operations), "map": json.dumps(file_map)}
+        return await self._post_multipart(form, parts, headers)
+
+    async def _post_multipart(
+        self, form: dict[str, str], parts: dict[str, Any], headers: dict[str, str]
+    ) -> Response:
+        async with self._client() as client:
+            response = await client.post("/graphql/", data=form, files=parts, headers=headers)
+        return Response(response.status_code, response.json(), response.headers)
+
+    def get(self, url: str, headers: dict[str, str] | None = None) -> httpx.Response:
+        """A plain GET (a media URL, as an `<img src>` fetches it: no credentials)."""
+        return async_to_sync(self.aget)(url, headers or {})
+
+    async def aget(self, url: str, headers: dict[str, str] | None = None) -> httpx.Response:
+        async with self._client(cookies=False) as client:
+            response = await client.get(url, headers=headers or {})
+            await response.aread()
+        return response
+
+    def _client(self, *, cookies: bool = True) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=self.app, client=(self.client_address, 40000))
+        return httpx.AsyncClient(
+            transport=transport,
+            base_url="http://127.0.0.1",
+            cookies=self.cookies if cookies else None,
+        )

@@ -1,7 +1,9 @@
 """Settings for the test suite: the project's own, with test-only speed-ups."""
 
 import os
+import tempfile
 import uuid
+from pathlib import Path
 
 os.environ.setdefault("SECRET_KEY", "tests-only-not-secret")
 # A prefix per test run keeps runs that share a Redis apart.
@@ -19,8 +21,9 @@ LOGGING["loggers"]["httpx"] = {"level": "WARNING"}  # noqa: F405
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     # A file, as the embedded server uses: an in-memory shared-cache database takes table
     # locks that ignore the busy timeout, which concurrent-writer tests would trip over.
-    import tempfile
-
     DATABASES["default"]["TEST"] = {  # noqa: F405
         "NAME": os.path.join(tempfile.gettempdir(), f"chat-tests-{os.getpid()}.sqlite3")
     }
+
+# Uploaded files of this run, apart from the development server's.
+MEDIA_ROOT = Path(tempfile.mkdtemp(prefix="chat-media-tests-"))

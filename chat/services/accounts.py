@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.encoding import force_bytes, force_str
 from django.utils.http import urlencode, urlsafe_base64_decode, urlsafe_base64_encode
 
-from chat import auth, events, ratelimit
+from chat import auth, events, media, ratelimit, storage
 from chat.error_codes import AccountErrorCode
 from chat.exceptions import RateLimited
 from chat.models import AuthToken, User, normalize_email
@@ -151,18 +151,49 @@ def logout(*, token: AuthToken) -> None:
     auth.revoke_token(token)
 
 
-@transaction.atomic
-def update_profile(*, user: User, display_name: str | None = None) -> User:
-    """Change the user's public profile and tell their other sessions."""
-    if display_name is None:
+def update_profile(
+    *, user: User, display_name: str | None = None, avatar: object | None = None
+) -> User:
+    """Change the user's public profile (name, avatar) and tell their other sessions. An
+    avatar is checked and re-encoded (`chat.media`) before anything is written; the
+    replaced one's files are deleted once the change commits."""
+    if display_name is None and avatar is None:
         raise ValidationError(
             "Give at least one field to change.", code=AccountErrorCode.NOTHING_TO_UPDATE
         )
-    display_name = _clean_display_name(display_name)
+    if display_name is not None:
+        display_name = _clean_display_name(display_name)
     ratelimit.hit("profile", user)
-    user.display_name = display_name
-    user.save(update_fields=["display_name"])
-    events.profile_updated(user)
+    renditions = None
+    if avatar is not None:
+        ratelimit.hit("upload", user)
+        renditions = media.avatar_renditions(avatar)
+    with storage.saving() as saved, transaction.atomic():
+        current = User.objects.select_for_update().get(pk=user.pk)
+        fields = []
+        if display_name is not None:
+            user.display_name = display_name
+            fields.append("display_name")
+        if renditions is not None:
+            storage.delete_on_commit(current.avatar.name, current.avatar_thumbnail.name)
+            user.avatar = saved.rendition(storage.AVATARS, renditions[0])
+            user.avatar_thumbnail = saved.rendition(storage.AVATARS, renditions[1], thumbnail=True)
+            fields += ["avatar", "avatar_thumbnail"]
+        user.save(update_fields=fields)
+        events.profile_updated(user)
+    return user
+
+
+@transaction.atomic
+def remove_avatar(*, user: User) -> User:
+    """Remove the user's avatar (its files go once this commits). Harmless without one."""
+    ratelimit.hit("profile", user)
+    current = User.objects.select_for_update().get(pk=user.pk)
+    if current.avatar or current.avatar_thumbnail:
+        storage.delete_on_commit(current.avatar.name, current.avatar_thumbnail.name)
+        user.avatar = user.avatar_thumbnail = ""
+        user.save(update_fields=["avatar", "avatar_thumbnail"])
+        events.profile_updated(user)
     return user
 
 

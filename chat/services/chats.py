@@ -64,8 +64,10 @@ def append_message(
     system_event: str = "",
     subject: User | None = None,
     client_id: str | None = None,
+    **content: object,
 ) -> Message:
-    """Write the chat's next message (and its change) and publish it on commit.
+    """Write the chat's next message (and its change) and publish it on commit. `content`
+    is any further field: an attachment, a location.
 
     Precondition: the caller holds the chat's row lock (`lock_chat`) in this transaction.
     """
@@ -78,6 +80,7 @@ def append_message(
         system_event=system_event,
         subject=subject,
         client_id=client_id,
+        **content,
     )
     chat.last_seq = message.seq
     chat.last_message_at = message.created_at

@@ -1,5 +1,6 @@
 """Sending, editing, deleting and reading messages."""
 
+import math
 import re
 
 from django.conf import settings
@@ -7,22 +8,42 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from chat import events, ratelimit
+from chat import events, media, ratelimit, storage
 from chat.error_codes import ChatErrorCode, MessageErrorCode
 from chat.exceptions import Forbidden
-from chat.models import Change, Membership, Message, User
-from chat.selectors import find_membership, parse_id
+from chat.models import Attachment, Change, Membership, Message, User
+from chat.selectors import MESSAGE_RELATED, find_membership, parse_id
 from chat.services.chats import append_message, lock_chat, record_change
 
 CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+LOCATION_LABEL_MAX = 200
+# Kinds whose text (the body, or an attachment's caption) the author may edit.
+EDITABLE = frozenset({Message.Kind.TEXT, Message.Kind.IMAGE, Message.Kind.FILE})
 
 
 def _error(field: str, message: str, code: str) -> ValidationError:
     return ValidationError({field: ValidationError(message, code=code)})
 
 
+def _clean_text(text: str) -> str:
+    return text.strip()
+
+
+def _clean_caption(caption: str | None) -> str:
+    """An attachment's caption: optional, otherwise a message body's rules."""
+    caption = _clean_text(caption or "")
+    limit = settings.MESSAGE_MAX_LENGTH
+    if len(caption) > limit:
+        raise _error(
+            "caption",
+            f"A caption can be at most {limit} characters.",
+            MessageErrorCode.CAPTION_TOO_LONG,
+        )
+    return caption
+
+
 def _clean_body(body: str) -> str:
-    body = body.strip()
+    body = _clean_text(body)
     if not body:
         raise _error("body", "A message cannot be empty.", MessageErrorCode.MESSAGE_EMPTY)
     limit = settings.MESSAGE_MAX_LENGTH
@@ -40,7 +61,7 @@ def _retried(author: User, client_id: str | None, chat_id: object) -> Message | 
     if client_id is None:
         return None
     message = (
-        Message.objects.select_related("author", "subject")
+        Message.objects.select_related(*MESSAGE_RELATED)
         .filter(author=author, client_id=client_id)
         .first()
     )
@@ -53,6 +74,46 @@ def _retried(author: User, client_id: str | None, chat_id: object) -> Message | 
     return message
 
 
+def _check_client_id(client_id: str | None) -> None:
+    if client_id is not None and not CLIENT_ID.match(client_id):
+        raise _error(
+            "client_id",
+            "clientId must be 1 to 64 letters, digits or . _ : -",
+            MessageErrorCode.INVALID_CLIENT_ID,
+        )
+
+
+def _check_member(author: User, chat_id: object) -> None:
+    if not Membership.objects.filter(chat_id=parse_id(chat_id), user=author).exists():
+        raise _error("chat_id", "Chat not found.", ChatErrorCode.NOT_FOUND)
+
+
+def append_once(
+    *, author: User, chat_id: object, client_id: str | None, kind: str, **content: object
+) -> tuple[Message, bool]:
+    """The author's message with `client_id` if one was already written, else a new one
+    appended under the chat's lock (and published on commit); True when new. `content`
+    is the message's fields (`body`, `attachment`, `latitude`...); an unsaved
+    `attachment` is saved with it, in the same transaction."""
+    try:
+        with transaction.atomic():
+            chat = lock_chat(chat_id, memberships__user=author)
+            # Checked again under the lock: a concurrent retry may have just committed.
+            if (earlier := _retried(author, client_id, chat_id)) is not None:
+                return earlier, False
+            attachment = content.get("attachment")
+            if isinstance(attachment, Attachment):
+                attachment.save()
+            message = append_message(
+                chat, author=author, kind=kind, client_id=client_id, **content
+            )
+            return message, True
+    except IntegrityError:  # the same clientId, sent to another chat at the same moment
+        if (earlier := _retried(author, client_id, chat_id)) is not None:
+            return earlier, False
+        raise
+
+
 def send_message(
     *, author: User, chat_id: object, body: str, client_id: str | None = None
 ) -> Message:
@@ -62,31 +123,119 @@ def send_message(
     and publishes nothing. Raises `ValidationError` (chatId, body, clientId) and
     `RateLimited` (a burst, then a steady rate per user).
     """
-    if client_id is not None and not CLIENT_ID.match(client_id):
-        raise _error(
-            "client_id",
-            "clientId must be 1 to 64 letters, digits or . _ : -",
-            MessageErrorCode.INVALID_CLIENT_ID,
-        )
+    _check_client_id(client_id)
     body = _clean_body(body)
     if (earlier := _retried(author, client_id, chat_id)) is not None:
         return earlier
-    if not Membership.objects.filter(chat_id=parse_id(chat_id), user=author).exists():
-        raise _error("chat_id", "Chat not found.", ChatErrorCode.NOT_FOUND)
+    _check_member(author, chat_id)
     ratelimit.hit("send", author)
-    try:
-        with transaction.atomic():
-            chat = lock_chat(chat_id, memberships__user=author)
-            # Checked again under the lock: a concurrent retry may have just committed.
-            if (earlier := _retried(author, client_id, chat_id)) is not None:
-                return earlier
-            message = append_message(
-                chat, author=author, kind=Message.Kind.TEXT, body=body, client_id=client_id
-            )
-    except IntegrityError:  # the same clientId, sent to another chat at the same moment
-        if (earlier := _retried(author, client_id, chat_id)) is not None:
-            return earlier
-        raise
+    message, _ = append_once(
+        author=author, chat_id=chat_id, client_id=client_id, kind=Message.Kind.TEXT, body=body
+    )
+    return message
+
+
+def send_attachment(
+    *,
+    author: User,
+    chat_id: object,
+    upload: object,
+    caption: str = "",
+    client_id: str | None = None,
+) -> Message:
+    """Send a file: an IMAGE when its bytes decode as one (re-encoded without metadata,
+    with a thumbnail), else a FILE, stored as uploaded and served only as a download.
+
+    Idempotent on `(author, client_id)` like `send_message`, and nothing is stored for a
+    retry or a refusal. Raises `ValidationError` (chatId, file, caption, clientId) and
+    `RateLimited` (the send and the upload limits).
+    """
+    _check_client_id(client_id)
+    caption = _clean_caption(caption)
+    if (earlier := _retried(author, client_id, chat_id)) is not None:
+        return earlier
+    _check_member(author, chat_id)
+    ratelimit.hit("send", author)
+    ratelimit.hit("upload", author)
+    # Decoded and re-encoded here, before the chat's lock is taken: it can take a while.
+    inspected = media.inspect_upload(upload)
+    with storage.saving() as saved:
+        if inspected.image is not None:
+            name = saved.rendition(storage.ATTACHMENTS, inspected.image)
+            image = inspected.image
+            width, height = image.width, image.height
+        else:
+            name = saved.upload(storage.ATTACHMENTS, upload, inspected.extension)
+            width = height = None
+        thumbnail = inspected.thumbnail
+        attachment = Attachment(
+            file=name,
+            thumbnail=saved.rendition(storage.ATTACHMENTS, thumbnail, thumbnail=True)
+            if thumbnail
+            else "",
+            name=inspected.name,
+            content_type=inspected.content_type,
+            size=inspected.size,
+            width=width,
+            height=height,
+            uploaded_by=author,
+        )
+        message, created = append_once(
+            author=author,
+            chat_id=chat_id,
+            client_id=client_id,
+            kind=Message.Kind.IMAGE if inspected.is_image else Message.Kind.FILE,
+            body=caption,
+            attachment=attachment,
+        )
+        if not created:  # a retry that raced its original: keep the original's files
+            storage.delete(saved.names)
+    return message
+
+
+def send_location(
+    *,
+    author: User,
+    chat_id: object,
+    latitude: float,
+    longitude: float,
+    label: str = "",
+    client_id: str | None = None,
+) -> Message:
+    """Send a point on the map (WGS 84 degrees) with an optional label, like a message:
+    idempotent on `(author, client_id)`, limited as sends are. Raises `ValidationError`
+    (chatId, latitude, longitude, label, clientId) and `RateLimited`."""
+    _check_client_id(client_id)
+    if not (math.isfinite(latitude) and -90 <= latitude <= 90):
+        raise _error(
+            "latitude", "latitude must be between -90 and 90.", MessageErrorCode.INVALID_LATITUDE
+        )
+    if not (math.isfinite(longitude) and -180 <= longitude <= 180):
+        raise _error(
+            "longitude",
+            "longitude must be between -180 and 180.",
+            MessageErrorCode.INVALID_LONGITUDE,
+        )
+    label = _clean_text(label)
+    if len(label) > LOCATION_LABEL_MAX:
+        raise _error(
+            "label",
+            f"A label can be at most {LOCATION_LABEL_MAX} characters.",
+            MessageErrorCode.LABEL_TOO_LONG,
+        )
+    if (earlier := _retried(author, client_id, chat_id)) is not None:
+        return earlier
+    _check_member(author, chat_id)
+    ratelimit.hit("send", author)
+    message, _ = append_once(
+        author=author,
+        chat_id=chat_id,
+        client_id=client_id,
+        kind=Message.Kind.LOCATION,
+        latitude=latitude,
+        longitude=longitude,
+        location_label=label,
+    )
     return message
 
 
@@ -95,7 +244,7 @@ def _own_message(*, user: User, message_id: object) -> Message:
     cannot see it; `not_author` (PERMISSION) when they can but did not write it."""
     pk = parse_id(message_id)
     message = (
-        Message.objects.select_related("author", "subject")
+        Message.objects.select_related(*MESSAGE_RELATED)
         .filter(pk=pk, chat__memberships__user=user)
         .first()
         if pk
@@ -115,11 +264,13 @@ def edit_message(*, user: User, message_id: object, body: str) -> Message:
         raise _error(
             "message_id", "A deleted message cannot be edited.", MessageErrorCode.MESSAGE_DELETED
         )
-    if message.kind != Message.Kind.TEXT:
+    if message.kind not in EDITABLE:
         raise _error(
-            "message_id", "Only text messages can be edited.", MessageErrorCode.NOT_EDITABLE
+            "message_id",
+            "Only text and the captions of photos and files can be edited.",
+            MessageErrorCode.NOT_EDITABLE,
         )
-    message.body = _clean_body(body)
+    message.body = _clean_body(body) if message.kind == Message.Kind.TEXT else _clean_caption(body)
     ratelimit.hit("edit", user)
     chat = lock_chat(message.chat_id)
     message.edited_at = timezone.now()
@@ -172,9 +323,26 @@ def _soft_delete(message: Message) -> Message:
     chat = lock_chat(message.chat_id)
     message.refresh_from_db(fields=["deleted_at"])  # a concurrent delete may have won
     if not message.is_deleted:
+        attachment = message.attachment
         message.body = ""
         message.deleted_at = timezone.now()
-        message.save(update_fields=["body", "deleted_at"])
+        message.attachment = None
+        message.latitude = message.longitude = None
+        message.location_label = ""
+        message.save(
+            update_fields=[
+                "body",
+                "deleted_at",
+                "attachment",
+                "latitude",
+                "longitude",
+                "location_label",
+            ]
+        )
+        if attachment is not None:
+            # A deleted photo must not stay downloadable, nor its name readable.
+            attachment.delete()
+            storage.delete_on_commit(attachment.file.name, attachment.thumbnail.name)
         revision = record_change(chat, message, Change.Kind.DELETED)
         events.message_changed(message, "message_deleted", revision=revision)
     return message

@@ -160,3 +160,52 @@ def test_the_admin_removes_messages_softly_and_publishes_it(
     message.refresh_from_db()
     assert (message.body, message.is_deleted, Message.objects.count()) == ("", True, 1)
     assert [event for _, event, _ in sent] == ["message_deleted"]
+
+
+@pytest.mark.django_db
+def test_the_admin_shows_attachments_with_thumbnails_and_removes_them_with_the_message(
+    admin_client, user, grace, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from chat.models import Attachment
+    from tests.media_files import pdf, photo
+
+    settings.MEDIA_ROOT = tmp_path
+    direct = services.open_direct_chat(user=user, other_user_id=grace.id)
+    image = services.send_attachment(
+        author=user, chat_id=direct.id, upload=SimpleUploadedFile("a.png", photo("PNG"))
+    )
+    services.send_attachment(
+        author=user, chat_id=direct.id, upload=SimpleUploadedFile("r.pdf", pdf())
+    )
+    services.send_location(author=user, chat_id=direct.id, latitude=1.5, longitude=2, label="Here")
+    services.update_profile(user=user, avatar=SimpleUploadedFile("me.png", photo("PNG")))
+
+    listing = admin_client.get(reverse("admin:chat_message_changelist")).content.decode()
+    assert listing.count('<img src="/media/attachments/') == 1
+    assert ">r.pdf</a> (" in listing
+    assert "1.50000, 2.00000 Here" in listing
+    pages = [
+        reverse("admin:chat_attachment_changelist"),
+        reverse("admin:chat_attachment_change", args=[image.attachment.pk]),
+        reverse("admin:chat_message_change", args=[image.pk]),
+        reverse("admin:chat_user_change", args=[user.pk]),
+    ]
+    for page in pages:
+        response = admin_client.get(page)
+        assert response.status_code == 200, page
+        assert '<img src="/media/' in response.content.decode(), page
+    thumbnail_url = "/media/" + listing.split('<img src="/media/')[1].split('"')[0]
+    thumbnail_url = thumbnail_url.replace("&amp;", "&")
+    assert admin_client.get(thumbnail_url).status_code == 200
+
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(
+            reverse("admin:chat_message_changelist"),
+            {"action": "remove", "_selected_action": [image.pk]},
+        )
+    assert not Attachment.objects.filter(pk=image.attachment.pk).exists()
+    assert not (tmp_path / image.attachment.file.name).exists()
+    assert not (tmp_path / image.attachment.thumbnail.name).exists()
+    assert admin_client.get(thumbnail_url).status_code == 404
