@@ -158,6 +158,7 @@ class LiveStack:
             "GRAPHIQL": "true",
             "SECURE_COOKIES": "false",
             "CHANNEL_LAYER_PREFIX": f"live-{uuid.uuid4().hex[:8]}",
+            "MEDIA_ROOT": str(tmp_dir / "media"),
             "PYTHONUNBUFFERED": "1",
             **settings,
         }
