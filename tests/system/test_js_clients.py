@@ -29,7 +29,7 @@ def node():
     return node
 
 
-def run_node_tests(node: str, server, path: str) -> subprocess.CompletedProcess:
+def run_node_tests(node: str, server, path: str, **env: object) -> subprocess.CompletedProcess:
     return subprocess.run(
         [node, "--test", "--test-reporter=spec", path],
         cwd=ROOT,
@@ -37,6 +37,7 @@ def run_node_tests(node: str, server, path: str) -> subprocess.CompletedProcess:
             **os.environ,
             "CHAT_HTTP_URL": f"{server.url}/graphql/",
             "CHAT_WS_URL": server.ws_url,
+            **{name: str(value) for name, value in env.items()},
         },
         capture_output=True,
         text=True,
@@ -67,4 +68,21 @@ def test_the_graphql_over_http_audit_is_fully_green(node, daphne_server):
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "✔ GraphQL over HTTP: every MUST and SHOULD of the audit is ok" in result.stdout
+    assert "fail 0" in result.stdout, result.stdout
+
+
+def test_apollo_and_urql_send_a_photo_that_a_subscriber_receives(node, daphne_server, tmp_path):
+    from tests.media_files import photo
+
+    path = tmp_path / "IMG_0001.jpg"
+    path.write_bytes(photo("JPEG"))
+
+    result = run_node_tests(node, daphne_server, "tests/js/uploads.test.mjs", CHAT_PHOTO_PATH=path)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in (
+        "Apollo Client with apollo-upload-client: send a photo, the other member sees it live",
+        "urql multipart upload: send a photo, the other member sees it live",
+    ):
+        assert f"✔ {name}" in result.stdout, result.stdout
     assert "fail 0" in result.stdout, result.stdout
