@@ -37,7 +37,7 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 
 from chat import events
-from schema.execution import event_selection, render_scope
+from schema.execution import event_selection
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,9 @@ class Sink:
             self.query,
             self.operation_name,
             *selection.key(self.variables, viewer),
-            *render_scope(self.context),
+            # Not the URL window: the key is kept per listener, and each delivery's
+            # execution is keyed on the window at that moment (`schema.execution`).
+            getattr(self.context, "media_base", ""),
         )
 
 
