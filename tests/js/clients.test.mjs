@@ -12,16 +12,9 @@ import { Client, cacheExchange, fetchExchange, subscriptionExchange } from "@urq
 import { createClient } from "graphql-ws";
 import WebSocket from "ws";
 
-const HTTP_URL = process.env.CHAT_HTTP_URL;
-const WS_URL = process.env.CHAT_WS_URL;
+import { HTTP_URL, WS_URL, graphql, twoPeopleInAChat, withTimeout } from "./people.mjs";
 
-const REGISTER = `mutation($email: String!, $name: String!) {
-  register(email: $email, password: "correct horse battery staple", displayName: $name) {
-    ... on AuthPayload { token user { id } }
-    ... on OperationInfo { messages { code } }
-  }
-}`;
-const OPEN = `mutation($userId: ID!) { openDirectChat(userId: $userId) { ... on Chat { id } } }`;
+
 const SEND = `mutation($chatId: ID!, $body: String!, $clientId: String) {
   sendMessage(input: { chatId: $chatId, body: $body, clientId: $clientId }) {
     ... on Message { id seq body }
@@ -35,34 +28,6 @@ const EVENTS = `subscription($chatId: ID!) {
   }
 }`;
 const ME = `query { me { id displayName } }`;
-
-async function graphql(query, variables, token) {
-  const headers = { "content-type": "application/json" };
-  if (token) headers.authorization = `Bearer ${token}`;
-  const response = await fetch(HTTP_URL, {
-    method: "POST", headers, body: JSON.stringify({ query, variables }),
-  });
-  const body = await response.json();
-  assert.equal(body.errors, undefined, JSON.stringify(body.errors));
-  return body.data;
-}
-
-async function twoPeopleInAChat() {
-  const register = async (name) =>
-    (await graphql(REGISTER, { email: `${name}-${randomUUID().slice(0, 8)}@example.com`, name }))
-      .register;
-  const ada = await register("Ada");
-  const grace = await register("Grace");
-  const chat = (await graphql(OPEN, { userId: ada.user.id }, grace.token)).openDirectChat;
-  return { ada, grace, chatId: chat.id };
-}
-
-function withTimeout(promise, ms, what) {
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => setTimeout(() => reject(new Error(`timed out: ${what}`)), ms)),
-  ]);
-}
 
 const sendSoon = (grace, chatId, body) =>
   setTimeout(() => graphql(SEND, { chatId, body, clientId: randomUUID() }, grace.token), 300);

@@ -5,7 +5,6 @@
 // tests/system/test_js_clients.py, which passes the server's address and a phone photo
 // (EXIF GPS, XMP, orientation 6) in CHAT_PHOTO_PATH.
 import assert from "node:assert/strict";
-import { randomUUID } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { test } from "node:test";
 
@@ -15,16 +14,10 @@ import UploadHttpLink from "apollo-upload-client/UploadHttpLink.mjs";
 import { createClient } from "graphql-ws";
 import WebSocket from "ws";
 
-const HTTP_URL = process.env.CHAT_HTTP_URL;
-const WS_URL = process.env.CHAT_WS_URL;
+import { HTTP_URL, WS_URL, twoPeopleInAChat, withTimeout } from "./people.mjs";
+
 const PHOTO = await readFile(process.env.CHAT_PHOTO_PATH);
 
-const REGISTER = `mutation($email: String!, $name: String!) {
-  register(email: $email, password: "correct horse battery staple", displayName: $name) {
-    ... on AuthPayload { token user { id } }
-  }
-}`;
-const OPEN = `mutation($userId: ID!) { openDirectChat(userId: $userId) { ... on Chat { id } } }`;
 const SEND_ATTACHMENT = `mutation($input: SendAttachmentInput!) {
   sendAttachment(input: $input) {
     __typename
@@ -40,32 +33,6 @@ const EVENTS = `subscription($chatId: ID!) {
     }
   }
 }`;
-
-async function graphql(query, variables, token) {
-  const headers = { "content-type": "application/json" };
-  if (token) headers.authorization = `Bearer ${token}`;
-  const response = await fetch(HTTP_URL, {
-    method: "POST", headers, body: JSON.stringify({ query, variables }),
-  });
-  return (await response.json()).data;
-}
-
-async function twoPeopleInAChat() {
-  const register = async (name) =>
-    (await graphql(REGISTER, { email: `${name}-${randomUUID().slice(0, 8)}@example.com`, name }))
-      .register;
-  const ada = await register("Ada");
-  const grace = await register("Grace");
-  const chat = (await graphql(OPEN, { userId: ada.user.id }, grace.token)).openDirectChat;
-  return { ada, grace, chatId: chat.id };
-}
-
-function withTimeout(promise, ms, what) {
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => setTimeout(() => reject(new Error(`timed out: ${what}`)), ms)),
-  ]);
-}
 
 /** Grace's first IMAGE message on chatEvents over graphql-ws, once she is subscribed. */
 async function subscribeForAPhoto(grace, chatId) {
