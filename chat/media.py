@@ -9,14 +9,16 @@ else, SVG and HTML included, is an opaque file: stored as uploaded, labelled wit
 from a short list of magic numbers, and served only as a download.
 """
 
+import asyncio
 import contextlib
 import io
 import math
 import re
+import threading
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -51,6 +53,27 @@ CONTENT_TYPES = {
     OCTET_STREAM[1]: OCTET_STREAM[0],
 }
 INLINE_EXTENSIONS = frozenset(ext for _, ext in IMAGE_FORMATS.values())
+
+T = TypeVar("T")
+_slots: threading.BoundedSemaphore | None = None
+
+
+async def in_worker(function: Callable[..., T], *args: Any) -> T:
+    """Run `function` (a decode) in a worker thread, at most UPLOAD_DECODE_CONCURRENCY at
+    once per process. Pillow releases the GIL while it decodes and encodes, so the event
+    loop and the thread Django's synchronous code shares keep serving; the cap bounds
+    memory (a 12-megapixel photo needs about 100 MB at its peak)."""
+    global _slots
+    if _slots is None:
+        _slots = threading.BoundedSemaphore(settings.UPLOAD_DECODE_CONCURRENCY)
+    slots = _slots
+
+    def run() -> T:
+        with slots:
+            return function(*args)
+
+    return await asyncio.to_thread(run)
+
 
 MESSAGE_THUMBNAIL_SIDE = 320
 AVATAR_SIDE = 512
@@ -150,8 +173,9 @@ def inspect_upload(upload: Any) -> Inspected:
         content_type, extension = _file_type(head)
         return Inspected(name=name, content_type=content_type, extension=extension, size=size)
     with _opened(upload, image_format) as image:
-        stored = _encode(_fit(image, settings.UPLOAD_IMAGE_MAX_SIDE), image_format, image)
-        thumbnail = _encode_thumbnail(_first_frame(image), MESSAGE_THUMBNAIL_SIDE)
+        frames = _fit(image, settings.UPLOAD_IMAGE_MAX_SIDE)
+        stored = _encode(frames, image_format, image)
+        thumbnail = _encode_thumbnail(frames[0], MESSAGE_THUMBNAIL_SIDE)
     return Inspected(
         name=name,
         content_type=stored.content_type,
@@ -231,14 +255,26 @@ def _first_frame(image: Image.Image) -> Image.Image:
 
 def _fit(image: Image.Image, side: int) -> list[Image.Image]:
     """The frames to store, upright and no larger than `side` on the long side."""
+    count = getattr(image, "n_frames", 1)
+    if count == 1:
+        # In place: a 12-megapixel photo is 36 MB decoded; a copy would double it.
+        ImageOps.exif_transpose(image, in_place=True)
+        return [_resized(image, side)]
     frames = []
-    for index in range(getattr(image, "n_frames", 1)):
+    for index in range(count):
         image.seek(index)
-        frame = ImageOps.exif_transpose(image) or image.copy()
-        if max(frame.size) > side:
-            frame.thumbnail((side, side), Image.Resampling.LANCZOS)
-        frames.append(frame)
+        frames.append(_resized(ImageOps.exif_transpose(image) or image.copy(), side))
     return frames
+
+
+def _resized(image: Image.Image, side: int) -> Image.Image:
+    """`image` itself when it fits in `side` x `side`, else a smaller copy: no full-size copy
+    is made first (`reducing_gap` shrinks by whole factors before resampling)."""
+    if max(image.size) <= side:
+        return image
+    scale = side / max(image.size)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
 
 
 def _kept_info(image: Image.Image) -> dict[str, Any]:
@@ -257,7 +293,7 @@ def _encode(frames: list[Image.Image], image_format: str, source: Image.Image) -
         options["icc_profile"] = info["icc_profile"]
     if image_format == "JPEG":
         first = frames[0] = _without_alpha(first)
-        options.update(quality=88, optimize=True)
+        options.update(quality=88)
     elif image_format == "WEBP":
         options.update(quality=90)
     if len(frames) > 1:
@@ -290,14 +326,14 @@ def _has_alpha(image: Image.Image) -> bool:
 
 def _encode_thumbnail(image: Image.Image, side: int) -> Rendition:
     """A small copy: PNG when it has transparency, else JPEG."""
-    small = image.copy()
-    small.info = {}
-    small.thumbnail((side, side), Image.Resampling.LANCZOS)
+    small = _resized(image, side)
+    small = small.copy() if small is image else small
+    small.info = {k: v for k, v in image.info.items() if k == "transparency"}
     buffer = io.BytesIO()
     if _has_alpha(small):
         small.convert("RGBA").save(buffer, format="PNG", optimize=True)
         extension = "png"
     else:
-        _without_alpha(small).save(buffer, format="JPEG", quality=82, optimize=True)
+        _without_alpha(small).save(buffer, format="JPEG", quality=82)
         extension = "jpg"
     return Rendition(buffer.getvalue(), extension, *small.size)

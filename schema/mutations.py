@@ -124,7 +124,7 @@ class Mutation:
         return Done(message="Signed out.")
 
     @strawberry_django.mutation(description="Change the signed-in user's public profile.")
-    def update_profile(
+    async def update_profile(
         self,
         info: strawberry.Info[Context],
         display_name: Annotated[
@@ -140,7 +140,7 @@ class Mutation:
             ),
         ] = None,
     ) -> User:
-        return services.update_profile(
+        return await services.update_profile(
             user=require_viewer(info), display_name=display_name, avatar=avatar
         )
 
@@ -263,12 +263,12 @@ class Mutation:
             "Limited like `sendMessage`, and by a separate upload limit."
         )
     )
-    def send_attachment(
+    async def send_attachment(
         self,
         info: strawberry.Info[Context],
         input: Annotated[SendAttachmentInput, strawberry.argument(description="What to send.")],
     ) -> Message:
-        return services.send_attachment(
+        return await services.send_attachment(
             author=require_viewer(info),
             chat_id=input.chat_id,
             upload=input.file,

@@ -348,6 +348,8 @@ UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 10 * 1024 * 1024)
 # Largest image (width x height, summed over an animation's frames) that is decoded; a
 # larger one is refused before decoding (a decompression bomb).
 UPLOAD_MAX_PIXELS = env_int("UPLOAD_MAX_PIXELS", 50_000_000)
+# Images decoded at once per process (each in a worker thread): bounds upload memory.
+UPLOAD_DECODE_CONCURRENCY = env_int("UPLOAD_DECODE_CONCURRENCY", 2)
 # Stored images are scaled to fit this many pixels on the long side.
 UPLOAD_IMAGE_MAX_SIDE = env_int("UPLOAD_IMAGE_MAX_SIDE", 4096)
 # Django's multipart parser: files above this spill to a temporary file, not memory.

@@ -1,5 +1,6 @@
 """Accounts: registration, sign-in with bearer tokens, passwords, profile."""
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.contrib.auth.tokens import default_token_generator
@@ -151,23 +152,29 @@ def logout(*, token: AuthToken) -> None:
     auth.revoke_token(token)
 
 
-def update_profile(
+async def update_profile(
     *, user: User, display_name: str | None = None, avatar: object | None = None
 ) -> User:
     """Change the user's public profile (name, avatar) and tell their other sessions. An
-    avatar is checked and re-encoded (`chat.media`) before anything is written; the
-    replaced one's files are deleted once the change commits."""
+    avatar is checked and re-encoded (`chat.media`, in a worker thread) before anything is
+    written; the replaced one's files are deleted once the change commits."""
     if display_name is None and avatar is None:
         raise ValidationError(
             "Give at least one field to change.", code=AccountErrorCode.NOTHING_TO_UPDATE
         )
     if display_name is not None:
         display_name = _clean_display_name(display_name)
-    ratelimit.hit("profile", user)
+    await sync_to_async(ratelimit.hit)("profile", user)
     renditions = None
     if avatar is not None:
-        ratelimit.hit("upload", user)
-        renditions = media.avatar_renditions(avatar)
+        await sync_to_async(ratelimit.hit)("upload", user)
+        renditions = await media.in_worker(media.avatar_renditions, avatar)
+    return await sync_to_async(_save_profile)(user, display_name, renditions)
+
+
+def _save_profile(
+    user: User, display_name: str | None, renditions: tuple[media.Rendition, ...] | None
+) -> User:
     with storage.saving() as saved, transaction.atomic():
         current = User.objects.select_for_update().get(pk=user.pk)
         fields = []

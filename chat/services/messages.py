@@ -3,6 +3,7 @@
 import math
 import re
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -135,7 +136,7 @@ def send_message(
     return message
 
 
-def send_attachment(
+async def send_attachment(
     *,
     author: User,
     chat_id: object,
@@ -147,9 +148,25 @@ def send_attachment(
     with a thumbnail), else a FILE, stored as uploaded and served only as a download.
 
     Idempotent on `(author, client_id)` like `send_message`, and nothing is stored for a
-    retry or a refusal. Raises `ValidationError` (chatId, file, caption, clientId) and
+    retry or a refusal. Every check and both limits come before the file is decoded, which
+    runs in a worker thread (`media.in_worker`), not on the thread Django's synchronous
+    code shares. Raises `ValidationError` (chatId, file, caption, clientId) and
     `RateLimited` (the send and the upload limits).
     """
+    checked = await sync_to_async(_check_attachment)(author, chat_id, client_id, caption)
+    if isinstance(checked, Message):
+        return checked
+    inspected = await media.in_worker(media.inspect_upload, upload)
+    return await sync_to_async(_append_attachment)(
+        author, chat_id, client_id, checked, upload, inspected
+    )
+
+
+def _check_attachment(
+    author: User, chat_id: object, client_id: str | None, caption: str
+) -> Message | str:
+    """The earlier message when this is a retry, else the cleaned caption, once the send
+    and upload limits are spent."""
     _check_client_id(client_id)
     caption = _clean_caption(caption)
     if (earlier := _retried(author, client_id, chat_id)) is not None:
@@ -157,13 +174,21 @@ def send_attachment(
     _check_member(author, chat_id)
     ratelimit.hit("send", author)
     ratelimit.hit("upload", author)
-    # Decoded and re-encoded here, before the chat's lock is taken: it can take a while.
-    inspected = media.inspect_upload(upload)
+    return caption
+
+
+def _append_attachment(
+    author: User,
+    chat_id: object,
+    client_id: str | None,
+    caption: str,
+    upload: object,
+    inspected: media.Inspected,
+) -> Message:
     with storage.saving() as saved:
         if inspected.image is not None:
             name = saved.rendition(storage.ATTACHMENTS, inspected.image)
-            image = inspected.image
-            width, height = image.width, image.height
+            width, height = inspected.image.width, inspected.image.height
         else:
             name = saved.upload(storage.ATTACHMENTS, upload, inspected.extension)
             width = height = None

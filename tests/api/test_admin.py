@@ -166,6 +166,7 @@ def test_the_admin_removes_messages_softly_and_publishes_it(
 def test_the_admin_shows_attachments_with_thumbnails_and_removes_them_with_the_message(
     admin_client, user, grace, settings, tmp_path, django_capture_on_commit_callbacks
 ):
+    from asgiref.sync import async_to_sync
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     from chat.models import Attachment
@@ -173,14 +174,13 @@ def test_the_admin_shows_attachments_with_thumbnails_and_removes_them_with_the_m
 
     settings.MEDIA_ROOT = tmp_path
     direct = services.open_direct_chat(user=user, other_user_id=grace.id)
-    image = services.send_attachment(
-        author=user, chat_id=direct.id, upload=SimpleUploadedFile("a.png", photo("PNG"))
-    )
-    services.send_attachment(
-        author=user, chat_id=direct.id, upload=SimpleUploadedFile("r.pdf", pdf())
-    )
+    send = async_to_sync(services.send_attachment)
+    image = send(author=user, chat_id=direct.id, upload=SimpleUploadedFile("a.png", photo("PNG")))
+    send(author=user, chat_id=direct.id, upload=SimpleUploadedFile("r.pdf", pdf()))
     services.send_location(author=user, chat_id=direct.id, latitude=1.5, longitude=2, label="Here")
-    services.update_profile(user=user, avatar=SimpleUploadedFile("me.png", photo("PNG")))
+    async_to_sync(services.update_profile)(
+        user=user, avatar=SimpleUploadedFile("me.png", photo("PNG"))
+    )
 
     listing = admin_client.get(reverse("admin:chat_message_changelist")).content.decode()
     assert listing.count('<img src="/media/attachments/') == 1
