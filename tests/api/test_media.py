@@ -733,3 +733,64 @@ async def test_a_subscriber_receives_a_photo_live_with_a_url_that_downloads_it(
         "label": "Paris",
     }
     await socket.close()
+
+
+# --- Hostile inputs beyond the issue's list --------------------------------------------
+
+
+def test_a_gif_with_html_appended_is_re_encoded_without_it(gql, token, direct, media_root):
+    """A GIF/HTML polyglot: a valid image whose trailing bytes a sniffing browser would run."""
+    gif = io.BytesIO()
+    Image.new("RGB", (8, 8), (255, 0, 0)).save(gif, "GIF")
+    polyglot = gif.getvalue() + b"<html><script>alert(document.domain)</script></html>"
+
+    message = sent(gql, token, direct, "cat.gif", polyglot, "image/gif")
+
+    assert message["kind"] == "IMAGE"
+    assert message["attachment"]["contentType"] == "image/gif"
+    download = gql.get(message["attachment"]["url"])
+    assert b"<script>" not in download.content
+    assert download.headers["content-type"] == "image/gif"
+
+
+def test_a_name_that_disguises_its_extension_loses_its_control_characters(gql, token, direct):
+    # U+202E turns "photo\u202egnp.exe" into "photoexe.png" on screen.
+    message = sent(gql, token, direct, "photo\u202egnp.exe", b"MZ\x90\x00", "image/png")
+
+    assert message["attachment"]["name"] == "photognp.exe"
+    assert message["attachment"]["contentType"] == "application/octet-stream"
+
+
+def test_more_file_parts_than_allowed_is_a_400(gql, token, direct, media_root, settings):
+    import httpx
+    from asgiref.sync import async_to_sync
+
+    count = settings.DATA_UPLOAD_MAX_NUMBER_FILES + 1
+    operations = {"query": SEND_ATTACHMENT, "variables": {"input": {"chatId": str(direct.id)}}}
+
+    async def post() -> httpx.Response:
+        async with gql._client() as client:
+            return await client.post(
+                "/graphql/",
+                data={"operations": json.dumps(operations), "map": "{}"},
+                files={str(n): (f"{n}.txt", b"x", "text/plain") for n in range(count)},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+
+    response = async_to_sync(post)()
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+    assert_nothing_written(media_root, direct)
+
+
+def test_a_file_mapped_into_a_text_variable_is_bad_input(gql, token, direct, media_root):
+    query = """
+    mutation($input: SendMessageInput!) { sendMessage(input: $input) { __typename } }
+    """
+    variables = {"input": {"chatId": str(direct.id), "body": None}}
+    files = {"variables.input.body": ("a.txt", b"hello", "text/plain")}
+
+    response = gql.upload(query, variables, files, token=token)
+
+    assert response.error_codes == ["BAD_USER_INPUT"]
+    assert_nothing_written(media_root, direct)
