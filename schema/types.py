@@ -163,7 +163,7 @@ class Message:
     deleted_at: datetime | None = strawberry_django.field(description="When it was deleted.")
 
     @strawberry_django.field(
-        only=["kind", "latitude", "longitude", "location_label"],
+        only=["latitude", "longitude", "location_label"],
         description="The point of a LOCATION message; null otherwise or once deleted.",
     )
     def location(self: models.Message) -> Location | None:

@@ -43,10 +43,11 @@ async def serve(request: HttpRequest, name: str) -> HttpResponse:
         status, message, code = REFUSALS[refused]
         return _hardened(error_response(status, message, code))
     size = await asyncio.to_thread(lambda: file.size)
-    response = StreamingHttpResponse(
-        _chunks(file) if request.method == "GET" else _nothing(file),
-        content_type=storage.content_type(name),
-    )
+    if request.method == "HEAD":
+        await asyncio.to_thread(file.close)
+        response = HttpResponse(content_type=storage.content_type(name))
+    else:
+        response = StreamingHttpResponse(_chunks(file), content_type=storage.content_type(name))
     response["Content-Length"] = str(size)
     response["Content-Disposition"] = storage.disposition(name, query.get("n") or None)
     # Browsers may keep it for as long as the URL is valid; shared caches may not.
@@ -69,9 +70,3 @@ async def _chunks(file: IO[bytes]) -> AsyncIterator[bytes]:
             yield chunk
     finally:
         await asyncio.to_thread(file.close)
-
-
-async def _nothing(file: IO[bytes]) -> AsyncIterator[bytes]:
-    await asyncio.to_thread(file.close)
-    return
-    yield b""

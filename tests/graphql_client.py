@@ -13,6 +13,25 @@ import httpx
 from asgiref.sync import async_to_sync
 
 
+def post_scope(headers: list[tuple[bytes, bytes]], path: str = "/graphql/") -> dict[str, Any]:
+    """The ASGI scope of a POST from a client at 203.0.113.7, for tests that drive the app's
+    `receive` and `send` themselves (streams, bodies sent in pieces)."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1"), *headers],
+        "client": ("203.0.113.7", 40000),
+        "server": ("127.0.0.1", 80),
+    }
+
+
 @dataclass
 class Response:
     status: int
@@ -48,10 +67,7 @@ class GraphQLClient:
         token: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> Response:
-        headers = dict(headers or {})
-        token = token or self.token
-        if token and "Authorization" not in headers:
-            headers["Authorization"] = f"Bearer {token}"
+        headers = self._headers(token, headers)
         return async_to_sync(self._post)({"query": query, "variables": variables or {}}, headers)
 
     async def _post(self, body: dict[str, Any], headers: dict[str, str]) -> Response:
@@ -82,10 +98,7 @@ class GraphQLClient:
         token: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> Response:
-        headers = dict(headers or {})
-        token = token or self.token
-        if token and "Authorization" not in headers:
-            headers["Authorization"] = f"Bearer {token}"
+        headers = self._headers(token, headers)
         operations = {"query": query, "variables": variables}
         file_map = {str(i): [path] for i, path in enumerate(files)}
         parts = {str(i): part for i, part in enumerate(files.values())}
@@ -108,6 +121,13 @@ class GraphQLClient:
             response = await client.get(url, headers=headers or {})
             await response.aread()
         return response
+
+    def _headers(self, token: str | None, headers: dict[str, str] | None) -> dict[str, str]:
+        headers = dict(headers or {})
+        token = token or self.token
+        if token and "Authorization" not in headers:
+            headers["Authorization"] = f"Bearer {token}"
+        return headers
 
     def _client(self, *, cookies: bool = True) -> httpx.AsyncClient:
         transport = httpx.ASGITransport(app=self.app, client=(self.client_address, 40000))

@@ -15,7 +15,7 @@ from chat.models import Attachment, Message
 from tests.api.realtime import events as realtime_events
 from tests.api.realtime import joined, subscribed
 from tests.factories import token_for
-from tests.graphql_client import GraphQLClient
+from tests.graphql_client import GraphQLClient, post_scope
 from tests.media_files import gps_of, metadata_of, pdf, photo, png_bomb
 from tests.ws import LEGACY_WS, TRANSPORT_WS
 
@@ -605,20 +605,7 @@ class Body:
 
 
 async def call(app, headers: list[tuple[bytes, bytes]], body: Body) -> tuple[int, dict]:
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/graphql/",
-        "raw_path": b"/graphql/",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"127.0.0.1"), *headers],
-        "client": ("203.0.113.7", 40000),
-        "server": ("127.0.0.1", 80),
-    }
+    scope = post_scope(headers)
     sent: list[dict] = []
 
     async def send(message: dict) -> None:
@@ -794,3 +781,19 @@ def test_a_file_mapped_into_a_text_variable_is_bad_input(gql, token, direct, med
 
     assert response.error_codes == ["BAD_USER_INPUT"]
     assert_nothing_written(media_root, direct)
+
+
+def test_a_head_request_for_media_gets_the_headers_and_no_body(gql, token, direct):
+    url = sent(gql, token, direct, "a.pdf", pdf())["attachment"]["url"]
+
+    from asgiref.sync import async_to_sync
+
+    async def head():
+        async with gql._client(cookies=False) as client:
+            return await client.head(url)
+
+    response = async_to_sync(head)()
+    assert response.status_code == 200
+    assert response.headers["content-length"] == str(len(pdf()))
+    assert response.headers["content-type"] == "application/pdf"
+    assert response.content == b""

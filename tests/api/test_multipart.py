@@ -12,6 +12,7 @@ from asgiref.sync import sync_to_async
 from chat import services
 from schema import fanout
 from tests.api.realtime import SEND, http, joined
+from tests.graphql_client import post_scope
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -50,20 +51,7 @@ class Stream:
         self._text = ""
 
     async def __aenter__(self) -> "Stream":
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": "/graphql/",
-            "raw_path": b"/graphql/",
-            "query_string": b"",
-            "root_path": "",
-            "headers": [(b"host", b"127.0.0.1"), *self.headers],
-            "client": ("203.0.113.7", 40000),
-            "server": ("127.0.0.1", 80),
-        }
+        scope = post_scope(self.headers)
         self.task = asyncio.create_task(self.app(scope, self._receive, self._send))
         return self
 

@@ -67,6 +67,43 @@ def read_response(sock: socket.socket) -> bytes:
     return data
 
 
+def post_declared(port: int, content_type: str, declared: int, send: int) -> bytes:
+    """POST promising `declared` bytes, sending up to `send` of them in 1 MB writes until
+    the server closes; its answer."""
+    sock = http_request(
+        port,
+        f"POST /graphql/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {declared}\r\n\r\n",
+    )
+    try:
+        for _ in range(send // MB):
+            sock.sendall(b" " * MB)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # refused early, as it should be
+    answer = read_response(sock)
+    sock.close()
+    return answer
+
+
+def post_chunked(port: int, content_type: str, send: int) -> bytes:
+    """POST a chunked body of up to `send` bytes, 64 KB a chunk, until the server closes;
+    its answer."""
+    sock = http_request(
+        port,
+        f"POST /graphql/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n",
+    )
+    chunk = b"%x\r\n%s\r\n" % (64 * 1024, b" " * 64 * 1024)
+    try:
+        for _ in range(send // (64 * 1024)):
+            sock.sendall(chunk)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    answer = read_response(sock)
+    sock.close()
+    return answer
+
+
 def test_a_fragment_bomb_does_not_stall_the_process(daphne_server):
     with HealthWatch(daphne_server) as health:
         started = time.monotonic()
@@ -83,20 +120,11 @@ def test_a_fragment_bomb_does_not_stall_the_process(daphne_server):
 def test_an_oversized_body_is_refused_from_its_length_without_being_held(daphne_server):
     before = daphne_server.rss()
     with HealthWatch(daphne_server) as health:
-        answers = []
-        for _ in range(4):
-            sock = http_request(
-                daphne_server.port,
-                "POST /graphql/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
-                f"\r\nContent-Length: {1024 * MB}\r\n\r\n",
-            )
-            try:
-                for _ in range(64):  # 64 MB of the promised 1 GiB, then we stop
-                    sock.sendall(b" " * MB)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # refused early, as it should be
-            answers.append(read_response(sock))
-            sock.close()
+        # 64 MB of the promised 1 GiB each, then we stop.
+        answers = [
+            post_declared(daphne_server.port, "application/json", 1024 * MB, 64 * MB)
+            for _ in range(4)
+        ]
     growth = daphne_server.rss() - before
 
     for answer in answers:
@@ -108,19 +136,7 @@ def test_an_oversized_body_is_refused_from_its_length_without_being_held(daphne_
 
 def test_a_chunked_body_is_cut_off_as_it_streams(daphne_server):
     before = daphne_server.rss()
-    sock = http_request(
-        daphne_server.port,
-        "POST /graphql/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        "Transfer-Encoding: chunked\r\n\r\n",
-    )
-    chunk = b"%x\r\n%s\r\n" % (64 * 1024, b" " * 64 * 1024)
-    try:
-        for _ in range(32 * 16):  # 32 MB
-            sock.sendall(chunk)
-    except (BrokenPipeError, ConnectionResetError):
-        pass
-    answer = read_response(sock)
-    sock.close()
+    answer = post_chunked(daphne_server.port, "application/json", 32 * MB)
 
     assert answer.startswith(b"HTTP/1.1 413 Payload Too Large\r\n"), answer[:200]
     assert daphne_server.rss() - before < 30 * MB

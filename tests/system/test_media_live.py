@@ -20,7 +20,7 @@ from websockets.asyncio.client import connect
 
 from tests.media_files import gps_of, pdf, photo
 from tests.system.live import free_port
-from tests.system.test_hostile_live import http_request, read_response
+from tests.system.test_hostile_live import post_chunked, post_declared
 
 pytestmark = pytest.mark.system
 
@@ -109,23 +109,13 @@ def assert_clean_upright_photo(data: bytes) -> None:
 # --- The body cap inside daphne -------------------------------------------------------
 
 
+UPLOAD_TYPE = "multipart/form-data; boundary=x"
+
+
 def test_an_oversized_upload_is_refused_from_its_length_before_it_is_read(daphne_server):
     before = daphne_server.rss()
-    sock = http_request(
-        daphne_server.port,
-        "POST /graphql/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        "Content-Type: multipart/form-data; boundary=x\r\n"
-        f"Content-Length: {200 * MB}\r\n\r\n",
-    )
-    sent = 0
-    try:
-        for _ in range(64):
-            sock.sendall(b"x" * MB)
-            sent += MB
-    except (BrokenPipeError, ConnectionResetError):
-        pass
-    answer = read_response(sock)
-    sock.close()
+
+    answer = post_declared(daphne_server.port, UPLOAD_TYPE, 200 * MB, 64 * MB)
 
     assert answer.startswith(b"HTTP/1.1 413 Payload Too Large\r\n"), answer[:200]
     assert b'"code": "PAYLOAD_TOO_LARGE"' in answer
@@ -134,19 +124,8 @@ def test_an_oversized_upload_is_refused_from_its_length_before_it_is_read(daphne
 
 def test_a_streamed_upload_is_cut_off_at_the_cap(daphne_server):
     before = daphne_server.rss()
-    sock = http_request(
-        daphne_server.port,
-        "POST /graphql/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        "Content-Type: multipart/form-data; boundary=x\r\nTransfer-Encoding: chunked\r\n\r\n",
-    )
-    chunk = b"%x\r\n%s\r\n" % (64 * 1024, b"x" * 64 * 1024)
-    try:
-        for _ in range(64 * 16):  # up to 64 MB
-            sock.sendall(chunk)
-    except (BrokenPipeError, ConnectionResetError):
-        pass
-    answer = read_response(sock)
-    sock.close()
+
+    answer = post_chunked(daphne_server.port, UPLOAD_TYPE, 64 * MB)
 
     assert answer.startswith(b"HTTP/1.1 413 Payload Too Large\r\n"), answer[:200]
     assert daphne_server.rss() - before < 30 * MB
