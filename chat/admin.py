@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from chat import auth, services, storage
-from chat.models import Attachment, AuthToken, Chat, Membership, Message, User
+from chat.models import Attachment, AuthToken, Chat, Device, Membership, Message, User
 from chat.selectors import MESSAGE_RELATED
 from chat.services.chats import clean_room
 
@@ -224,9 +224,59 @@ class ChatAdmin(admin.ModelAdmin):
             obj._state.adding = False
 
 
+@admin.register(Device)
+class DeviceAdmin(admin.ModelAdmin):
+    """Where push notifications go. Staff can see why a device stopped receiving them
+    (`last_error`), turn one off or back on, or delete it."""
+
+    list_display = (
+        "user",
+        "kind",
+        "name",
+        "is_active",
+        "updated_at",
+        "last_success_at",
+        "failures",
+        "last_error",
+    )
+    list_filter = ("kind", "is_active", "updated_at")
+    list_select_related = ("user",)
+    search_fields = ("user__email", "user__display_name", "name")
+    raw_id_fields = ("user", "auth_token")
+    readonly_fields = (
+        "user",
+        "kind",
+        "address",
+        "p256dh",
+        "auth",
+        "auth_token",
+        "created_at",
+        "updated_at",
+        "last_success_at",
+        "failures",
+        "last_error",
+        "last_error_at",
+    )
+    actions = ["deactivate", "activate"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # Devices are registered by their browser or app (`registerDevice`).
+        return False
+
+    @admin.action(description="Stop notifying selected devices")
+    def deactivate(self, request: HttpRequest, queryset: QuerySet[Device]) -> None:
+        count = services.set_devices_active(queryset, active=False)
+        self.message_user(request, f"Deactivated {count} devices.", messages.SUCCESS)
+
+    @admin.action(description="Notify selected devices again")
+    def activate(self, request: HttpRequest, queryset: QuerySet[Device]) -> None:
+        count = services.set_devices_active(queryset, active=True)
+        self.message_user(request, f"Reactivated {count} devices.", messages.SUCCESS)
+
+
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
-    list_display = ("user", "chat", "role", "joined_at", "last_read_seq")
+    list_display = ("user", "chat", "role", "joined_at", "last_read_seq", "muted_until")
     list_filter = ("role", "joined_at")
     list_select_related = ("user", "chat")
     search_fields = ("user__email", "user__display_name", "chat__name")

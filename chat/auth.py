@@ -13,7 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from chat import events
-from chat.models import AuthToken, User
+from chat.models import AuthToken, Device, User
 
 TOKEN_PREFIX = "ct_"  # noqa: S105 - a marker, not a secret
 # Writing `last_used_at` on every request would turn every read into a write.
@@ -88,19 +88,26 @@ async def _atouch(token: AuthToken) -> None:
 
 
 def revoke_token(token: AuthToken) -> None:
-    """Revoke one token and close the sockets signed in with it."""
+    """Revoke one token, close the sockets signed in with it and unregister the devices it
+    registered: a signed-out session must not keep receiving message previews."""
     AuthToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
         revoked_at=timezone.now()
     )
+    Device.objects.filter(auth_token=token).delete()
     events.tokens_revoked(token.user, token_ids=[token.pk])
 
 
 def revoke_user_tokens(user: User, *, keep: AuthToken | None = None) -> int:
-    """Revoke every live token of `user` except `keep`; returns how many were revoked."""
+    """Revoke every live token of `user` except `keep`, and unregister the devices the
+    revoked sessions (and cookie sessions) registered; returns how many were revoked."""
     tokens = AuthToken.objects.filter(user=user, revoked_at__isnull=True)
     if keep is not None:
         tokens = tokens.filter(~Q(pk=keep.pk))
-    count = tokens.update(revoked_at=timezone.now())
+    revoked = list(tokens.values_list("pk", flat=True))
+    count = AuthToken.objects.filter(pk__in=revoked).update(revoked_at=timezone.now())
+    Device.objects.filter(
+        Q(auth_token__in=revoked) | Q(auth_token__isnull=True), user=user
+    ).delete()
     # Sockets signed in by cookie session are closed too: a password change ends them.
     events.tokens_revoked(user, token_ids=None, keep=keep.pk if keep else None)
     return count

@@ -56,3 +56,14 @@ class MediaErrorCode(StrEnum):
     IMAGE_TOO_LARGE = "image_too_large"  # too many pixels: a decompression bomb
     IMAGE_UNREADABLE = "image_unreadable"  # an image format whose data does not decode
     NOT_AN_IMAGE = "not_an_image"  # an avatar must be a PNG, JPEG, GIF or WebP image
+
+
+class NotificationErrorCode(StrEnum):
+    """Why a device could not be registered, or a chat muted."""
+
+    ONE_KIND_OF_DEVICE = "one_kind_of_device"  # give exactly one of webPush and fcmToken
+    INVALID_SUBSCRIPTION = "invalid_subscription"
+    INVALID_FCM_TOKEN = "invalid_fcm_token"  # noqa: S105
+    PUSH_NOT_CONFIGURED = "push_not_configured"  # this server has no keys for that service
+    NAME_TOO_LONG = "name_too_long"
+    MUTE_IN_PAST = "mute_in_past"

@@ -1,6 +1,7 @@
 """Accounts and access tokens. Chats, memberships and messages join them here."""
 
 import uuid
+from datetime import UTC, datetime
 
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
@@ -46,7 +47,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     )
     is_staff = models.BooleanField(default=False, help_text="May sign in to the admin.")
     date_joined = models.DateTimeField(default=timezone.now)
-    last_seen_at = models.DateTimeField(null=True, blank=True)
+    # When the user's last socket closed; null while one is open (chat.presence keeps it),
+    # which is how the push worker, another process, tells who is online.
+    last_seen_at = models.DateTimeField(null=True, blank=True, default=timezone.now)
     # Square, re-encoded without metadata (chat.media), under random storage names.
     avatar = models.FileField(max_length=200, blank=True, help_text="Profile photo.")
     avatar_thumbnail = models.FileField(max_length=200, blank=True)
@@ -170,7 +173,10 @@ class Membership(models.Model):
     joined_at = models.DateTimeField(default=timezone.now)
     # Messages up to this seq have been read by the user; unread = chat.last_seq - this.
     last_read_seq = models.BigIntegerField(default=0)
+    # No push notifications from this chat before then; MUTED_FOREVER until unmuted.
     muted_until = models.DateTimeField(null=True, blank=True)
+
+    MUTED_FOREVER = datetime(9999, 12, 31, tzinfo=UTC)
 
     class Meta:
         constraints = [
@@ -307,3 +313,41 @@ class Change(models.Model):
 
     def __str__(self) -> str:
         return f"{self.chat_id}@{self.revision} {self.kind} {self.message_id}"
+
+
+class Device(models.Model):
+    """Where a user's push notifications go: a browser's Web Push subscription or a mobile
+    app's FCM registration token. `address` (the endpoint or the token) is unique: the same
+    one registered again is the same device, whoever registers it."""
+
+    class Kind(models.TextChoices):
+        WEB_PUSH = "WEB_PUSH", "Web Push"
+        FCM = "FCM", "Firebase Cloud Messaging"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="devices")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    address = models.CharField(max_length=2048, unique=True, help_text="Endpoint or token.")
+    # Web Push only: the browser's P-256 public key and auth secret (base64url).
+    p256dh = models.CharField(max_length=100, blank=True)
+    auth = models.CharField(max_length=50, blank=True)
+    name = models.CharField(max_length=100, blank=True, help_text="A label, e.g. the browser.")
+    # The session that registered it: signing that session out unregisters the device.
+    auth_token = models.ForeignKey(
+        AuthToken, null=True, blank=True, on_delete=models.SET_NULL, related_name="devices"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    # Inactive once the push service says it is gone (404, 410) or staff turn it off.
+    is_active = models.BooleanField(default=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    # Failed deliveries since the last success, and the newest one's reason.
+    failures = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=200, blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "is_active"], name="device_user_active_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.name or self.id} ({self.user_id})"

@@ -11,6 +11,11 @@ With REDIS_URL the leases live in Redis (one sorted set of connection -> expiry 
 plus one index of all leases by expiry), changed by Lua scripts so that "came online" and
 "went offline" are decided atomically across processes, exactly once. Without it they live
 in this process's memory, which is all the embedded default has.
+
+The database mirrors the outcome: `User.last_seen_at` is null while a user is online and
+the time they went offline otherwise, so other processes (the push worker) can tell who is
+online from one query, whatever the lease store. `reconcile` repairs the mirror after a
+crash that left users marked online with no lease.
 """
 
 import asyncio
@@ -202,6 +207,7 @@ def leases() -> Leases:
 
 async def socket_opened(user: User, connection: str) -> None:
     if await leases().hold(str(user.id), connection):
+        await User.objects.filter(pk=user.pk).aupdate(last_seen_at=None)
         await _announce(user, online=True)
 
 
@@ -222,6 +228,26 @@ async def sweep() -> None:
     if gone:
         async for user in User.objects.filter(pk__in=gone):
             await _went_offline(user)
+
+
+async def reconcile(batch: int = 500) -> int:
+    """Mark offline the users the database has online but no lease holds (their process
+    died, or in the embedded default this process restarted); returns how many."""
+    fixed, after = 0, None
+    while True:
+        page = User.objects.filter(last_seen_at__isnull=True).order_by("pk")
+        if after is not None:
+            page = page.filter(pk__gt=after)
+        ids = [str(pk) async for pk in page.values_list("pk", flat=True)[:batch]]
+        if not ids:
+            return fixed
+        after = ids[-1]
+        online = await leases().online(ids)
+        stale = [pk for pk in ids if pk not in online]
+        if stale:
+            fixed += await User.objects.filter(pk__in=stale, last_seen_at__isnull=True).aupdate(
+                last_seen_at=timezone.now()
+            )
 
 
 async def socket_count(user: User) -> int:

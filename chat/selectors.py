@@ -46,10 +46,11 @@ def chat_for_member(*, user: User, chat_id: object) -> Chat:
 
 
 def viewer_chat(membership: Membership) -> Chat:
-    """The membership's chat, with `my_last_read_seq` and `my_role` set from it, so the
-    viewer's fields resolve without querying the membership again."""
+    """The membership's chat, with `my_last_read_seq`, `my_role` and `my_muted_until` set
+    from it, so the viewer's fields resolve without querying the membership again."""
     chat = membership.chat
     chat.my_last_read_seq, chat.my_role = membership.last_read_seq, membership.role
+    chat.my_muted_until = membership.muted_until
     return chat
 
 
@@ -62,6 +63,7 @@ def chats_for_user(user: User) -> QuerySet[Chat]:
             # The filter above constrains this join to the user's own membership.
             my_last_read_seq=F("memberships__last_read_seq"),
             my_role=F("memberships__role"),
+            my_muted_until=F("memberships__muted_until"),
         )
         .order_by("-activity_at", "-id")
     )

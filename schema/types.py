@@ -4,8 +4,9 @@ from datetime import datetime
 
 import strawberry
 import strawberry_django
+from django.utils import timezone
 
-from chat import models, selectors, storage
+from chat import models, selectors, services, storage
 
 
 @strawberry_django.type(models.User, name="User", description="A person using the chat.")
@@ -40,6 +41,41 @@ class User:
     )
     def avatar_thumbnail_url(self: models.User, info: strawberry.Info) -> str | None:
         return media_url(info, self.avatar_thumbnail.name)
+
+    @strawberry_django.field(
+        description=(
+            "Where the user's push notifications go (`registerDevice`), newest first. Only "
+            "the user themself can read it; null for others."
+        )
+    )
+    def devices(self: models.User, info: strawberry.Info) -> list["Device"] | None:
+        viewer = info.context.user
+        if viewer is None or viewer.pk != self.pk:
+            return None
+        return services.devices_of(self)
+
+
+DeviceKind = strawberry.enum(
+    models.Device.Kind,
+    name="DeviceKind",
+    description="WEB_PUSH: a browser's Web Push subscription. FCM: a mobile app's token.",
+)
+
+
+@strawberry_django.type(
+    models.Device,
+    name="Device",
+    description="A browser or app that receives the user's push notifications.",
+)
+class Device:
+    id: strawberry.ID = strawberry_django.field(description="Give it to `unregisterDevice`.")
+    kind: DeviceKind = strawberry_django.field(description="WEB_PUSH or FCM.")
+    name: str = strawberry_django.field(description="The label given when it was registered.")
+    created_at: datetime = strawberry_django.field(description="When it was first registered.")
+    updated_at: datetime = strawberry_django.field(description="When it was last registered.")
+    last_success_at: datetime | None = strawberry_django.field(
+        description="When a notification last reached its push service; null if none yet."
+    )
 
 
 def media_url(info: strawberry.Info, name: str, *, label: str | None = None) -> str | None:
@@ -215,6 +251,28 @@ class Chat:
     def last_read_seq(self: models.Chat, info: strawberry.Info) -> int:
         return _my_membership(self, info).last_read_seq
 
+    @strawberry_django.field(
+        description=(
+            "The viewer has muted this chat's push notifications (`muteChat`). Unread "
+            "counts and live events are unchanged."
+        )
+    )
+    def is_muted(self: models.Chat, info: strawberry.Info) -> bool:
+        until = _my_membership(self, info).muted_until
+        return until is not None and until > timezone.now()
+
+    @strawberry_django.field(
+        description=(
+            "When the viewer's mute ends; null when not muted, or muted until `unmuteChat` "
+            "(then `isMuted` is true)."
+        )
+    )
+    def muted_until(self: models.Chat, info: strawberry.Info) -> datetime | None:
+        until = _my_membership(self, info).muted_until
+        if until is None or until <= timezone.now() or until == models.Membership.MUTED_FOREVER:
+            return None
+        return until
+
     @strawberry_django.field(description="The viewer's role; null if not a member.")
     def my_role(self: models.Chat, info: strawberry.Info) -> MemberRole | None:
         role = _my_membership(self, info).role
@@ -234,12 +292,17 @@ class Chat:
 
 
 def _my_membership(chat: models.Chat, info: strawberry.Info) -> models.Membership:
-    """The viewer's read marker and role: from the chat list's annotations or
+    """The viewer's read marker, role and mute: from the chat list's annotations or
     `selectors.viewer_chat` when they are there, else looked up once and kept on the chat."""
     if not hasattr(chat, "my_last_read_seq"):
         membership = models.Membership.objects.filter(chat=chat, user=info.context.user).first()
         if membership is None:  # e.g. a room the viewer has just left
-            chat.my_last_read_seq, chat.my_role = chat.last_seq, ""
+            chat.my_last_read_seq, chat.my_role, chat.my_muted_until = chat.last_seq, "", None
         else:
             chat.my_last_read_seq, chat.my_role = membership.last_read_seq, membership.role
-    return models.Membership(last_read_seq=chat.my_last_read_seq, role=chat.my_role or "")
+            chat.my_muted_until = membership.muted_until
+    return models.Membership(
+        last_read_seq=chat.my_last_read_seq,
+        role=chat.my_role or "",
+        muted_until=getattr(chat, "my_muted_until", None),
+    )

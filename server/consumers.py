@@ -1,5 +1,6 @@
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import random
@@ -477,9 +478,16 @@ def _ensure_sweeper() -> None:
 
 
 async def _sweep_forever() -> None:
-    while True:
-        await asyncio.sleep(settings.PRESENCE_SWEEP_INTERVAL)
+    # Every sweep reports the users of dead processes offline; the first one after start,
+    # and one every PRESENCE_RECONCILE_INTERVAL, also repairs the database's record of
+    # who is online (users a crashed process left online).
+    interval = max(1, settings.PRESENCE_SWEEP_INTERVAL)
+    every = max(1, settings.PRESENCE_RECONCILE_INTERVAL // interval)
+    for sweeps in itertools.count():
+        await asyncio.sleep(interval)
         try:
+            if sweeps % every == 0:
+                await presence.reconcile()
             await presence.sweep()
         except Exception:
             logger.exception("Presence sweep failed")

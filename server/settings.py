@@ -94,6 +94,8 @@ INSTALLED_APPS = [
     "corsheaders",
     "strawberry.django",
     "strawberry_django",
+    "django_tasks",
+    "django_tasks_db",
     "chat",
 ]
 
@@ -403,6 +405,8 @@ ROOM_MAX_MEMBERS = env_int("ROOM_MAX_MEMBERS", 10000)
 PRESENCE_TTL = env_int("PRESENCE_TTL", 45)
 PRESENCE_HEARTBEAT = env_int("PRESENCE_HEARTBEAT", 15)
 PRESENCE_SWEEP_INTERVAL = env_int("PRESENCE_SWEEP_INTERVAL", 10)
+# How often users marked online in the database with no lease are marked offline.
+PRESENCE_RECONCILE_INTERVAL = env_int("PRESENCE_RECONCILE_INTERVAL", 300)
 # Presence changes are broadcast to direct chats and to rooms of at most this many members;
 # in a room of N, N people connecting would cost N * N deliveries.
 PRESENCE_ROOM_LIMIT = env_int("PRESENCE_ROOM_LIMIT", 200)
@@ -411,3 +415,37 @@ PRESENCE_REDIS_CONNECTIONS = env_int("PRESENCE_REDIS_CONNECTIONS", 32)
 # are accepted at most once per TYPING_THROTTLE seconds per chat ("stopped" always is).
 TYPING_TTL = env_int("TYPING_TTL", 6)
 TYPING_THROTTLE = env_int("TYPING_THROTTLE", 2)
+
+# --- Push notifications (chat/push) ---------------------------------------------------
+
+# Background work is queued in the project's database, in the transaction that causes it;
+# `python manage.py db_worker` runs it.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+# Web Push (RFC 8291/8292). `python manage.py generate_vapid_keys` prints a pair; without
+# one, browsers cannot subscribe (`vapidPublicKey` is null, `registerDevice` refuses).
+VAPID_PUBLIC_KEY = env_str("VAPID_PUBLIC_KEY")
+VAPID_PRIVATE_KEY = env_str("VAPID_PRIVATE_KEY")
+VAPID_SUBJECT = env_str("VAPID_SUBJECT", "mailto:admin@example.com")
+# Push services a browser subscription may point at (a host or a parent domain). Anything
+# else is refused, so an endpoint cannot make the worker call into the private network.
+# http:// is allowed only for a listed loopback host (tests, local development).
+WEBPUSH_ENDPOINT_HOSTS = env_list(
+    "WEBPUSH_ENDPOINT_HOSTS",
+    "fcm.googleapis.com,push.services.mozilla.com,notify.windows.com,push.apple.com",
+)
+# FCM HTTP v1: a service-account key (a path to its JSON file, or the JSON itself).
+FCM_CREDENTIALS = env_str("FCM_CREDENTIALS")
+FCM_PROJECT_ID = env_str("FCM_PROJECT_ID")  # default: the service account's project
+FCM_BASE_URL = env_str("FCM_BASE_URL", "https://fcm.googleapis.com").rstrip("/")
+PUSH_TTL = env_int("PUSH_TTL", 86400)  # how long a push service keeps an undelivered one
+PUSH_TIMEOUT = env_float("PUSH_TIMEOUT", 10)
+PUSH_MAX_ATTEMPTS = env_int("PUSH_MAX_ATTEMPTS", 5)
+PUSH_RETRY_DELAY = env_float("PUSH_RETRY_DELAY", 10)  # doubled after each failed attempt
+PUSH_RETRY_MAX_DELAY = env_float("PUSH_RETRY_MAX_DELAY", 3600)  # Retry-After is capped too
+PUSH_BATCH_SIZE = env_int("PUSH_BATCH_SIZE", 100)  # devices per delivery task
+PUSH_CONCURRENCY = env_int("PUSH_CONCURRENCY", 8)  # requests in flight per delivery task
+PUSH_PREVIEW_LENGTH = env_int("PUSH_PREVIEW_LENGTH", 120)
+PUSH_MAX_DEVICES_PER_USER = env_int("PUSH_MAX_DEVICES_PER_USER", 10)
+# registerDevice, unregisterDevice, muteChat, unmuteChat
+NOTIFICATION_RATE_BURST = env_int("NOTIFICATION_RATE_BURST", 20)
+NOTIFICATION_RATE_PER_SECOND = env_float("NOTIFICATION_RATE_PER_SECOND", 0.2)

@@ -32,6 +32,13 @@ from chat.services.messages import (
     send_location,
     send_message,
 )
+from chat.services.notifications import (
+    mute_chat,
+    register_device,
+    set_devices_active,
+    unmute_chat,
+    unregister_device,
+)
 from chat.services.typing import set_typing
 
 __all__ = [
@@ -45,8 +52,10 @@ __all__ = [
     "login",
     "logout",
     "mark_read",
+    "mute_chat",
     "open_direct_chat",
     "register",
+    "register_device",
     "remove_avatar",
     "remove_member",
     "remove_message",
@@ -55,7 +64,10 @@ __all__ = [
     "send_attachment",
     "send_location",
     "send_message",
+    "set_devices_active",
     "set_typing",
+    "unmute_chat",
+    "unregister_device",
     "update_profile",
     "update_room",
 ]

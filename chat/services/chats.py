@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
-from chat import events, ratelimit
+from chat import events, push, ratelimit
 from chat.error_codes import ChatErrorCode
 from chat.exceptions import Forbidden
 from chat.models import Change, Chat, Membership, Message, User
@@ -95,6 +95,7 @@ def append_message(
         # Sending a message means having read the chat up to it.
         Membership.objects.filter(chat=chat, user=author).update(last_read_seq=message.seq)
     events.message_added(message, revision=revision, member_count=chat.member_count)
+    push.queue(message)
     return message
 
 
