@@ -75,7 +75,11 @@ class NotificationMutation:
         )
     )
     def register_device(
-        self, info: strawberry.Info[Context], input: RegisterDeviceInput
+        self,
+        info: strawberry.Info[Context],
+        input: Annotated[
+            RegisterDeviceInput, strawberry.argument(description="The subscription or token.")
+        ],
     ) -> Device:
         web_push = input.web_push
         return services.register_device(
