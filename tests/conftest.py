@@ -90,3 +90,42 @@ def events_sent(monkeypatch, django_capture_on_commit_callbacks):
 @pytest.fixture
 def grace(make_user) -> User:
     return make_user(email="grace@example.com", display_name="Grace Hopper")
+
+
+@pytest.fixture
+def push_service():
+    from tests.push import PushService
+
+    service = PushService()
+    yield service
+    service.close()
+
+
+@pytest.fixture
+def web_push(settings, push_service):
+    """Web Push configured, with the test's push service on 127.0.0.1 allowed, and
+    retries quick."""
+    from tests.push import VAPID_PRIVATE_KEY
+
+    settings.VAPID_PRIVATE_KEY = VAPID_PRIVATE_KEY
+    settings.VAPID_SUBJECT = "mailto:push-tests@example.com"
+    settings.WEBPUSH_ENDPOINT_HOSTS = ["127.0.0.1"]
+    settings.PUSH_RETRY_DELAY = 0
+    settings.PUSH_MAX_ATTEMPTS = 3
+    return push_service
+
+
+@pytest.fixture
+def fcm(settings, push_service):
+    """FCM configured against the test's push service (send and token endpoints); yields
+    the service account's public key, to check the signed assertion."""
+    import json
+
+    from tests.push import service_account
+
+    info, public_key = service_account(f"{push_service.url}/token")
+    settings.FCM_CREDENTIALS = json.dumps(info)
+    settings.FCM_BASE_URL = push_service.url
+    settings.PUSH_RETRY_DELAY = 0
+    settings.PUSH_MAX_ATTEMPTS = 3
+    return public_key
