@@ -10,12 +10,20 @@ PORT ?= 8000
 RUN_ENV ?= DEBUG=$${DEBUG:-true}
 STAMPS := .make
 
-.PHONY: run test lint check-migrations check-schema schema pytest pytest-embedded \
+.PHONY: run worker test lint check-migrations check-schema schema pytest pytest-embedded \
 	pytest-services browser vendor-graphiql web web-serve clean
 
+# The server, and beside it the worker that delivers push notifications (db_worker); Ctrl-C
+# stops both. Notifications queued while the worker is down wait in the database for it.
 run: $(STAMPS)/venv
 	$(RUN_ENV) $(PY) manage.py migrate --noinput
+	$(RUN_ENV) $(PY) manage.py db_worker --no-reload & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
 	$(RUN_ENV) $(PY) -m server.serve -b $(HOST) -p $(PORT) server.asgi:application
+
+# Only the worker, for a deployment that runs the server processes elsewhere.
+worker: $(STAMPS)/venv
+	$(RUN_ENV) $(PY) manage.py db_worker --no-reload
 
 test: lint check-migrations check-schema pytest
 

@@ -8,7 +8,7 @@ from django.db.models.functions import Coalesce
 
 from chat import ratelimit
 from chat.exceptions import NotFound
-from chat.models import Change, Chat, Membership, Message, User, normalize_email
+from chat.models import Change, Chat, Device, Membership, Message, User, normalize_email
 
 CHAT_NOT_FOUND = "Chat not found."
 # What rendering a message reads beside its row: loaded with it, never one query each.
@@ -156,3 +156,8 @@ def active_user(user_id: object) -> User:
     if user is None:
         raise NotFound("User not found.")
     return user
+
+
+def devices_of(user: User) -> list[Device]:
+    """The user's devices that receive notifications, most recently registered first."""
+    return list(Device.objects.filter(user=user, is_active=True).order_by("-updated_at"))

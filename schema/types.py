@@ -6,7 +6,7 @@ import strawberry
 import strawberry_django
 from django.utils import timezone
 
-from chat import models, selectors, services, storage
+from chat import models, selectors, storage
 
 
 @strawberry_django.type(models.User, name="User", description="A person using the chat.")
@@ -52,7 +52,7 @@ class User:
         viewer = info.context.user
         if viewer is None or viewer.pk != self.pk:
             return None
-        return services.devices_of(self)
+        return selectors.devices_of(self)
 
 
 DeviceKind = strawberry.enum(

@@ -2,8 +2,9 @@ import copy
 import uuid
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.core.signals import request_finished, request_started
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 
 from chat.models import User
 from tests.factories import UserFactory, token_for
@@ -90,6 +91,14 @@ def events_sent(monkeypatch, django_capture_on_commit_callbacks):
 @pytest.fixture
 def grace(make_user) -> User:
     return make_user(email="grace@example.com", display_name="Grace Hopper")
+
+
+@pytest.fixture
+async def close_worker_connections():
+    """WebSocket tests run database work in worker threads: close their connections, or
+    the test database cannot be flushed."""
+    yield
+    await sync_to_async(connections.close_all)()
 
 
 @pytest.fixture

@@ -122,15 +122,25 @@ class PushService:
             return [r for r in self.received if r.path == path]
 
     def wait_for(self, path: str, count: int, timeout: float = 20) -> list[Received]:
+        """The requests to `path`, once there are `count` of them."""
+        self._wait(lambda: len(self.to_unlocked(path)), count, timeout, path)
+        return self.to(path)
+
+    def wait_for_total(self, count: int, timeout: float = 20) -> None:
+        """Until `count` requests arrived, to any path."""
+        self._wait(lambda: len(self.received), count, timeout, "all paths")
+
+    def to_unlocked(self, path: str) -> list[Received]:
+        return [r for r in self.received if r.path == path]
+
+    def _wait(self, arrived, count: int, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
         with self._lock:
-            while len([r for r in self.received if r.path == path]) < count:
+            while arrived() < count:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    arrived = len([r for r in self.received if r.path == path])
-                    raise AssertionError(f"{path}: {arrived} of {count} requests arrived")
+                    raise AssertionError(f"{what}: {arrived()} of {count} requests arrived")
                 self._lock.wait(left)
-            return [r for r in self.received if r.path == path]
 
     def close(self) -> None:
         self._server.shutdown()

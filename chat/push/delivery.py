@@ -19,7 +19,7 @@ import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any
@@ -140,6 +140,7 @@ def deliver(notification: dict[str, Any], device_ids: list[str], attempt: int) -
             chat_id=notification["chatId"],
             seq=notification["seq"],
             author_id=notification["senderId"],
+            sent_at=datetime.fromisoformat(notification["sentAt"]),
         ).filter(pk__in=device_ids)
     )
     counts = dict.fromkeys(Result, 0) | {"skipped": len(device_ids) - len(devices)}

@@ -1,6 +1,7 @@
 """Who a new message notifies, and what the notification says."""
 
 import re
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -17,12 +18,15 @@ KIND_PREVIEWS = {
 _SPACE = re.compile(r"\s+")
 
 
-def recipients(*, chat_id: object, seq: int, author_id: object) -> QuerySet[Device]:
+def recipients(
+    *, chat_id: object, seq: int, author_id: object, sent_at: datetime
+) -> QuerySet[Device]:
     """The active devices of the chat's members who should hear of message `seq`: everyone
-    but its author who is offline (`last_seen_at` set: see `chat.presence`), has not muted
-    the chat, and has not already read this far. One query, whatever the number of
-    members; asked again before each delivery attempt, so a member who has since come
-    online, read or muted is not notified."""
+    but its author who has been offline since before it was sent (`last_seen_at`: see
+    `chat.presence`; anyone online since then had it on screen or replayed it on
+    connecting), has not muted the chat, and has not read this far. One query, whatever
+    the number of members; asked again before each delivery attempt, so a member who has
+    since come online, read or muted is not notified."""
     now = timezone.now()
     listening = (
         Membership.objects.filter(chat_id=chat_id, last_read_seq__lt=seq)
@@ -34,7 +38,7 @@ def recipients(*, chat_id: object, seq: int, author_id: object) -> QuerySet[Devi
         is_active=True,
         user__in=listening,
         user__is_active=True,
-        user__last_seen_at__isnull=False,
+        user__last_seen_at__lt=sent_at,
     ).order_by("pk")
 
 
@@ -87,7 +91,12 @@ def fan_out(message_id: str) -> dict[str, int]:
     if message is None or message.kind == Message.Kind.SYSTEM:
         return {"devices": 0, "batches": 0}
     notification = render(message, message.chat)
-    devices = recipients(chat_id=message.chat_id, seq=message.seq, author_id=message.author_id)
+    devices = recipients(
+        chat_id=message.chat_id,
+        seq=message.seq,
+        author_id=message.author_id,
+        sent_at=message.created_at,
+    )
     device_ids = [str(pk) for pk in devices.values_list("pk", flat=True)]
     size = settings.PUSH_BATCH_SIZE
     batches = [device_ids[i : i + size] for i in range(0, len(device_ids), size)]

@@ -126,10 +126,6 @@ def set_devices_active(devices: QuerySet[Device], *, active: bool) -> int:
     return devices.update(**changes)
 
 
-def devices_of(user: User) -> list[Device]:
-    return list(Device.objects.filter(user=user, is_active=True).order_by("-updated_at"))
-
-
 def mute_chat(*, user: User, chat_id: object, until: datetime | None = None) -> Membership:
     """No push notifications from the chat until `until` (None: until unmuted). Unread
     counts and live events are unchanged."""

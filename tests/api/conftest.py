@@ -1,19 +1,9 @@
 """Fixtures for the API tests."""
 
 import pytest
-from asgiref.sync import sync_to_async
-from django.db import connections
 
 from chat import services
 from tests.factories import UserFactory, token_for
-
-
-@pytest.fixture
-async def close_worker_connections():
-    """WebSocket tests run database work in worker threads: close their connections, or
-    the test database cannot be flushed."""
-    yield
-    await sync_to_async(connections.close_all)()
 
 
 @pytest.fixture

@@ -161,6 +161,21 @@ def test_the_author_an_online_member_and_a_system_message_notify_nobody(
 
 
 @pytest.mark.django_db
+def test_a_member_online_when_it_was_sent_gets_none_after_leaving(
+    user, grace, direct, graces_browser
+):
+    type(grace).objects.filter(pk=grace.pk).update(last_seen_at=None)  # online
+    services.send_message(author=user, chat_id=direct.id, body="seen live")
+    type(grace).objects.filter(pk=grace.pk).update(last_seen_at=timezone.now())  # gone
+    later = services.send_message(author=user, chat_id=direct.id, body="after she left")
+
+    run_tasks()
+
+    [received] = graces_browser.requests()
+    assert graces_browser.decrypt(received)["seq"] == later.seq
+
+
+@pytest.mark.django_db
 def test_a_muted_chat_sends_nothing_until_the_mute_lapses(user, grace, direct, graces_browser):
     services.mute_chat(user=grace, chat_id=direct.id, until=timezone.now() + timedelta(hours=1))
     services.send_message(author=user, chat_id=direct.id, body="muted")
@@ -223,7 +238,11 @@ def test_recipients_are_one_query_and_deliveries_are_queued_in_batches(
     message = services.send_message(author=user, chat_id=room.id, body="hello all")
 
     with django_assert_num_queries(1):
-        devices = list(notify.recipients(chat_id=room.id, seq=message.seq, author_id=user.id))
+        devices = list(
+            notify.recipients(
+                chat_id=room.id, seq=message.seq, author_id=user.id, sent_at=message.created_at
+            )
+        )
     assert len(devices) == 11
 
     with django_assert_num_queries(2 + 3):  # the message, the recipients, one row per batch
@@ -348,7 +367,9 @@ def test_fcm_renews_a_rejected_token_and_deactivates_an_unregistered_device(
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_presence_is_mirrored_in_the_database_and_repaired(user, grace):
+async def test_presence_is_mirrored_in_the_database_and_repaired(
+    user, grace, close_worker_connections
+):
     await presence.socket_opened(user, "socket-1")
     await user.arefresh_from_db()
     assert user.last_seen_at is None
