@@ -5,10 +5,11 @@
 
 One daphne process (`python -m server.serve`, a fresh PostgreSQL database from
 DATABASE_URL, else SQLite) with Web Push configured, and a client on 127.0.0.1 sending text
-messages over HTTP, one at a time, alternating between two chats in the same run:
+messages over HTTP, one at a time, alternating between three chats in the same run:
 
-- a direct chat whose other member has no device (the baseline: one task row queued);
-- a room of `--members` members, `--devices` of them offline with a browser subscription.
+- a direct chat whose other member has no device (one task row queued per send);
+- a room of `--members` members, none with a device (the baseline for the next);
+- a room of as many other members, `--devices` of them offline with a browser subscription.
 
 For each: the client's median latency and the server's CPU per send (user + system time
 from /proc, so the client's work is not counted). Then `python manage.py db_worker` starts
@@ -18,6 +19,7 @@ bounded by `--count`.
 """
 
 import argparse
+import logging
 import os
 import statistics
 import subprocess
@@ -41,23 +43,27 @@ SEND = (
 OPEN = "mutation($u: ID!) { openDirectChat(userId: $u) { ... on Chat { id } } }"
 
 
-def seed_room(database_url: str, author_email: str, members: int, devices: int, service) -> str:
-    """A room of `members` (the author among them), `devices` of whom have a subscription:
-    written with the ORM in bulk, as registering thousands over HTTP would take minutes."""
+def setup_django(database_url: str) -> None:
     os.environ.update(DJANGO_SETTINGS_MODULE="server.settings", DATABASE_URL=database_url)
     os.environ.setdefault("SECRET_KEY", "bench-only-not-secret")
     import django
 
     django.setup()
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def seed_room(name: str, author_email: str, members: int, devices: int, service) -> str:
+    """A room of `members` (the author among them), `devices` of whom have a subscription:
+    written with the ORM in bulk, as registering thousands over HTTP would take minutes."""
     from django.utils import timezone
 
     from chat.models import Chat, Device, Membership, User
 
     author = User.objects.get(email=author_email)
-    room = Chat.objects.create(kind=Chat.Kind.GROUP, name="Everyone", member_count=members)
+    room = Chat.objects.create(kind=Chat.Kind.GROUP, name=name, member_count=members)
     seen = timezone.now() - timezone.timedelta(hours=1)
     users = User.objects.bulk_create(
-        User(email=f"m{n}@bench.example.com", display_name=f"Member {n}", last_seen_at=seen)
+        User(email=f"{n}@{room.id.hex}.example.com", display_name=f"Member {n}", last_seen_at=seen)
         for n in range(members - 1)
     )
     Membership.objects.bulk_create(Membership(chat=room, user=user) for user in [author, *users])
@@ -105,7 +111,9 @@ def run(stack, server, service, database_url: str, args) -> None:
     me = server.graphql("{ me { id email } }", token=ada)["data"]["me"]
     grace_id = server.graphql("{ me { id } }", token=grace)["data"]["me"]["id"]
     direct = server.graphql(OPEN, {"u": grace_id}, token=ada)["data"]["openDirectChat"]["id"]
-    room = seed_room(database_url, me["email"], args.members, args.devices, service)
+    setup_django(database_url)
+    quiet = seed_room("Quiet", me["email"], args.members, 0, service)
+    room = seed_room("Everyone", me["email"], args.members, args.devices, service)
     client = httpx.Client(headers={"Authorization": f"Bearer {ada}"}, timeout=60)
     url = f"{server.url}/graphql/"
 
@@ -116,27 +124,28 @@ def run(stack, server, service, database_url: str, args) -> None:
         assert client.post(url, json=body).json()["data"]["sendMessage"]["__typename"] == "Message"
         return time.perf_counter() - started, cpu_seconds(server.process.pid) - cpu
 
-    for n in range(5):  # warm up both paths
-        send(direct, n), send(room, n)
-    figures: dict[str, list[tuple[float, float]]] = {"direct": [], "room": []}
-    for n in range(args.count):  # alternated, so both see the same machine
-        figures["direct"].append(send(direct, n))
-        figures["room"].append(send(room, n))
+    chats = {"direct": direct, "quiet": quiet, "room": room}
+    for n in range(5):  # warm up every path
+        for chat in chats.values():
+            send(chat, n)
+    figures: dict[str, list[tuple[float, float]]] = {name: [] for name in chats}
+    for n in range(args.count):  # alternated, so all see the same machine
+        for name, chat in chats.items():
+            figures[name].append(send(chat, n))
 
     print(f"{args.count} sends to each chat, alternated; server CPU from /proc\n")
     print("| sendMessage to | p50 latency | server CPU per send |")
     print("|---|---|---|")
-    baseline = None
+    cpu = {name: statistics.mean(c for _, c in figures[name]) * 1000 for name in chats}
     for name, label in (
-        ("direct", "a direct chat, no device (baseline)"),
+        ("direct", "a direct chat, no device"),
+        ("quiet", f"a room of {args.members:,}, no device (baseline)"),
         ("room", f"a room of {args.members:,}, {args.devices} offline devices"),
     ):
-        latencies, cpus = zip(*figures[name], strict=True)
-        cpu = statistics.mean(cpus) * 1000
-        baseline = baseline or cpu
+        latency = statistics.median(t for t, _ in figures[name]) * 1000
         print(
-            f"| {label} | {statistics.median(latencies) * 1000:.1f} ms | "
-            f"{cpu:.1f} ms (x{cpu / baseline:.2f}) |"
+            f"| {label} | {latency:.1f} ms | "
+            f"{cpu[name]:.1f} ms (x{cpu[name] / cpu['quiet']:.2f}) |"
         )
 
     # The queued notifications are the worker's: drop them, then time one fan-out alone.

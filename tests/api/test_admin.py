@@ -209,3 +209,33 @@ def test_the_admin_shows_attachments_with_thumbnails_and_removes_them_with_the_m
     assert not (tmp_path / image.attachment.file.name).exists()
     assert not (tmp_path / image.attachment.thumbnail.name).exists()
     assert admin_client.get(thumbnail_url).status_code == 404
+
+
+@pytest.mark.django_db
+def test_the_admin_lists_devices_and_turns_them_off_and_on(admin_client, user, web_push):
+    from chat.models import Device
+    from tests.push import Browser
+
+    subscription = Browser(web_push).subscription()
+    device = services.register_device(
+        user=user,
+        auth_token=None,
+        web_push={"endpoint": subscription["endpoint"], **subscription["keys"]},
+        name="Firefox on the laptop",
+    )
+    Device.objects.filter(pk=device.pk).update(failures=2, last_error="HTTP 500")
+    changelist = reverse("admin:chat_device_changelist")
+
+    listing = admin_client.get(changelist + "?q=ada@example.com").content.decode()
+    page = admin_client.get(reverse("admin:chat_device_change", args=[device.pk]))
+    admin_client.post(changelist, {"action": "deactivate", "_selected_action": [device.pk]})
+    off = Device.objects.get()
+    admin_client.post(changelist, {"action": "activate", "_selected_action": [device.pk]})
+    on = Device.objects.get()
+
+    assert "Firefox on the laptop" in listing
+    assert "HTTP 500" in listing
+    assert page.status_code == 200
+    assert (off.is_active, off.failures) == (False, 2)
+    assert (on.is_active, on.failures, on.last_error) == (True, 0, "")
+    assert admin_client.get(reverse("admin:chat_device_add")).status_code == 403

@@ -4,6 +4,7 @@ what they get, and what each answer from the push service does."""
 import json
 import time
 from datetime import timedelta
+from email.utils import format_datetime
 
 import pytest
 from django.db import transaction
@@ -12,7 +13,7 @@ from django_tasks_db.models import DBTaskResult
 
 from chat import presence, services
 from chat.models import Device, Membership, Message
-from chat.push import notify, webpush
+from chat.push import delivery, notify, webpush
 from tests.factories import UserFactory
 from tests.push import (
     FCM_PROJECT,
@@ -391,3 +392,16 @@ async def test_presence_is_mirrored_in_the_database_and_repaired(
 def test_the_vapid_public_key_is_derived_from_the_private_key(web_push):
     assert webpush.public_key() == VAPID_PUBLIC_KEY
     assert json.dumps(webpush.check_settings()) == "[]"
+
+
+def test_retry_after_in_seconds_or_as_a_date_and_the_delay_is_capped(settings):
+    settings.PUSH_RETRY_DELAY, settings.PUSH_RETRY_MAX_DELAY = 10, 60
+    in_a_minute = timezone.now() + timedelta(seconds=60)
+
+    assert delivery.retry_after("120") == 120
+    assert 55 < delivery.retry_after(format_datetime(in_a_minute, usegmt=True)) <= 60
+    assert delivery.retry_after("soon") is None
+    assert delivery.retry_delay(1, 30) == 30
+    assert delivery.retry_delay(1, 7200) == 60
+    assert 10 <= delivery.retry_delay(1, None) <= 12.5
+    assert 40 <= delivery.retry_delay(3, None) <= 50
