@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.uploads import cpu_seconds  # noqa: E402
-from tests.push import VAPID_PRIVATE_KEY, Browser, PushService  # noqa: E402
-from tests.system.live import LiveStack, live_database  # noqa: E402
+from tests.push import LIVE_SETTINGS, Browser, PushService  # noqa: E402
+from tests.system.live import DbWorker, LiveStack, live_database  # noqa: E402
 
 SEND = (
     "mutation($c: ID!, $b: String!) { sendMessage(input: {chatId: $c, body: $b}) { __typename } }"
@@ -90,14 +90,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-push-"))
     service = PushService()
     with live_database(tmp) as database_url:
-        stack = LiveStack(
-            tmp,
-            database_url,
-            VAPID_PRIVATE_KEY=VAPID_PRIVATE_KEY,
-            WEBPUSH_ENDPOINT_HOSTS="127.0.0.1",
-            SEND_RATE_BURST="100000",
-            REGISTER_RATE_LIMIT_PER_ADDRESS="100000",
-        )
+        stack = LiveStack(tmp, database_url, **LIVE_SETTINGS)
         server = stack.start()
         try:
             run(stack, server, service, database_url, args)
@@ -161,24 +154,17 @@ def run(stack, server, service, database_url: str, args) -> None:
         env=stack.env,
         check=True,
     )
-    worker = subprocess.Popen(
-        [sys.executable, "manage.py", "db_worker", "--interval", "0.05", "--no-startup-delay"],
-        cwd=ROOT,
-        env=stack.env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    worker = DbWorker(stack, interval=0.05)
     try:
         time.sleep(2)  # started and idle
-        before, cpu = len(service.received), cpu_seconds(worker.pid)
+        before, cpu = len(service.received), cpu_seconds(worker.process.pid)
         started = time.perf_counter()
         send(room, 0)
         service.wait_for_total(before + args.devices, timeout=300)
         elapsed = time.perf_counter() - started
-        worker_cpu = cpu_seconds(worker.pid) - cpu
+        worker_cpu = cpu_seconds(worker.process.pid) - cpu
     finally:
-        worker.terminate()
-        worker.wait(30)
+        worker.stop()
     print(
         f"\nOne message to the room: {args.devices} pushes delivered in {elapsed:.2f} s "
         f"(worker CPU {worker_cpu:.2f} s, {worker_cpu / args.devices * 1000:.1f} ms per push)"

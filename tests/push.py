@@ -31,6 +31,14 @@ VAPID_PUBLIC_KEY = (
     "BIVpgwWCWkw3RAKGknbuq8BL9hPR_0klQV0otMv27CRiNajxoGeoaIimdbgEF1kETKAWfqMdn55R3e0wpDyWUAU"
 )
 VAPID_PRIVATE_KEY = "Rcq222MuUbGi3rOkISs52CMxXSZunyyYNXza92c-fU4"
+# A live stack's settings for Web Push to a `PushService` (system tests, bench/push.py).
+LIVE_SETTINGS = {
+    "VAPID_PRIVATE_KEY": VAPID_PRIVATE_KEY,
+    "VAPID_SUBJECT": "mailto:live-push@example.com",
+    "WEBPUSH_ENDPOINT_HOSTS": "127.0.0.1",
+    "SEND_RATE_BURST": "100000",
+    "REGISTER_RATE_LIMIT_PER_ADDRESS": "100000",
+}
 
 
 def b64url(data: bytes) -> str:

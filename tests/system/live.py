@@ -181,6 +181,35 @@ class LiveStack:
             server.stop()
 
 
+class DbWorker:
+    """`python manage.py db_worker` on a stack's database, as the README runs it beside
+    daphne."""
+
+    def __init__(self, stack: LiveStack, *, interval: float = 0.1) -> None:
+        self._log = (stack.tmp_dir / "db_worker.log").open("ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "manage.py",
+                "db_worker",
+                "--interval",
+                str(interval),
+                "--no-startup-delay",
+            ],
+            cwd=ROOT,
+            env=stack.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def stop(self) -> None:
+        """SIGTERM, as a deploy stops it: it finishes the task in hand and exits."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(30)
+        self._log.close()
+
+
 class PrivateRedis:
     """A redis-server of the test's own on a free port, to stop and start at will."""
 

@@ -4,16 +4,13 @@ VAPID signature and decrypts the payload with the browser's private key."""
 
 import asyncio
 import json
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.push import VAPID_PRIVATE_KEY, VAPID_PUBLIC_KEY, Browser, PushService, verify_vapid
-from tests.system.live import ROOT, LiveStack, live_database
+from tests.push import LIVE_SETTINGS, VAPID_PUBLIC_KEY, Browser, PushService, verify_vapid
+from tests.system.live import DbWorker, LiveStack, live_database
 
 pytestmark = pytest.mark.system
 
@@ -34,26 +31,6 @@ mutation($chatId: ID!, $body: String!) {
 """
 
 
-class DbWorker:
-    """`python manage.py db_worker`, as the README runs it beside daphne."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self._log = log.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "db_worker", "--interval", "0.1", "--no-startup-delay"],
-            cwd=ROOT,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def stop(self) -> None:
-        """SIGTERM, as a deploy stops it: it finishes the task in hand and exits."""
-        self.process.terminate()
-        self.process.wait(20)
-        self._log.close()
-
-
 @pytest.fixture(scope="module")
 def push_service():
     service = PushService()
@@ -65,19 +42,7 @@ def push_service():
 def stack(tmp_path_factory, push_service):
     tmp = tmp_path_factory.mktemp("push")
     with live_database(tmp) as database_url:
-        stack = LiveStack(
-            tmp,
-            database_url,
-            VAPID_PRIVATE_KEY=VAPID_PRIVATE_KEY,
-            VAPID_SUBJECT="mailto:live-push@example.com",
-            WEBPUSH_ENDPOINT_HOSTS="127.0.0.1",
-            PUSH_RETRY_DELAY="0.2",
-            PRESENCE_TTL="3",
-            PRESENCE_HEARTBEAT="1",
-            PRESENCE_SWEEP_INTERVAL="1",
-            SEND_RATE_BURST="1000",
-            REGISTER_RATE_LIMIT_PER_ADDRESS="100000",
-        )
+        stack = LiveStack(tmp, database_url, **LIVE_SETTINGS, PUSH_RETRY_DELAY="0.2")
         stack.start()
         try:
             yield stack
@@ -87,10 +52,9 @@ def stack(tmp_path_factory, push_service):
 
 @pytest.fixture
 def worker(stack):
-    process = DbWorker(stack.env, stack.tmp_dir / "db_worker.log")
+    process = DbWorker(stack)
     yield process
-    if process.process.poll() is None:
-        process.stop()
+    process.stop()
 
 
 @pytest.fixture
@@ -162,14 +126,14 @@ async def test_a_member_with_the_app_open_gets_no_push(pair, worker):
 
 def test_notifications_queued_while_the_worker_is_down_arrive_once_when_it_is_back(pair, stack):
     server, ada, _, chat_id, browser = pair
-    stopped = DbWorker(stack.env, stack.tmp_dir / "db_worker.log")
+    stopped = DbWorker(stack)
     stopped.stop()  # a worker that was running, and is not any more
 
     seqs = [_send(server, ada, chat_id, f"while you were out {n}")["seq"] for n in range(5)]
     time.sleep(1)
     assert browser.requests() == []
 
-    restarted = DbWorker(stack.env, stack.tmp_dir / "db_worker.log")
+    restarted = DbWorker(stack)
     try:
         received = browser.service.wait_for(browser.path, 5)
         time.sleep(1)  # anything more would be a duplicate
