@@ -79,12 +79,12 @@ def check_endpoint(endpoint: str) -> str:
 def check_keys(p256dh: str, auth: str) -> None:
     """`p256dh` must be a point on P-256 (65 bytes, uncompressed) and `auth` 16 bytes, as
     `PushSubscription.toJSON()` gives them."""
+    if len(p256dh) > 100 or len(b64url_decode(p256dh)) != 65:
+        raise InvalidSubscription("keys.p256dh is not a P-256 public key.")
     try:
         ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b64url_decode(p256dh))
     except ValueError as error:
         raise InvalidSubscription("keys.p256dh is not a P-256 public key.") from error
-    if len(p256dh) > 100 or len(b64url_decode(p256dh)) != 65:
-        raise InvalidSubscription("keys.p256dh is not a P-256 public key.")
     if len(auth) > 50 or len(b64url_decode(auth)) != 16:
         raise InvalidSubscription("keys.auth must be 16 bytes.")
 

@@ -1,5 +1,6 @@
 """Devices that receive push notifications, and chats muted for them."""
 
+import unicodedata
 from datetime import datetime
 
 from django.conf import settings
@@ -74,7 +75,8 @@ def register_device(
             "Give either webPush or fcmToken.",
             NotificationErrorCode.ONE_KIND_OF_DEVICE,
         )
-    name = " ".join(name.split())
+    # A label shown in lists: no control or format characters (bidi overrides).
+    name = "".join(c for c in " ".join(name.split()) if unicodedata.category(c)[0] != "C")
     if len(name) > DEVICE_NAME_MAX:
         raise _error(
             "name",

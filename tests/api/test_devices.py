@@ -100,10 +100,13 @@ def test_registering_again_updates_the_device_and_moves_it_to_the_new_user(
 
 
 @pytest.mark.django_db
-def test_an_app_registers_its_fcm_token(gql, token, fcm):
-    response = gql.execute(REGISTER, {"input": {"fcmToken": FCM_TOKEN}}, token=token)
+def test_an_app_registers_its_fcm_token_under_a_clean_name(gql, token, fcm):
+    name = "  Pixel\u202e 8\n\tPro  "
+
+    response = gql.execute(REGISTER, {"input": {"fcmToken": FCM_TOKEN, "name": name}}, token=token)
 
     assert response.data["registerDevice"]["kind"] == "FCM"
+    assert response.data["registerDevice"]["name"] == "Pixel 8 Pro"
     assert Device.objects.get().address == FCM_TOKEN
 
 
