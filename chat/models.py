@@ -160,6 +160,7 @@ class Chat(models.Model):
 class Membership(models.Model):
     class Role(models.TextChoices):
         OWNER = "OWNER", "Owner"
+        ADMIN = "ADMIN", "Admin"
         MEMBER = "MEMBER", "Member"
 
     # Both lookups are served by the composite keys below, not single-column indexes.

@@ -3,8 +3,8 @@
 
 import uuid
 
-from django.db.models import F, Q, QuerySet
-from django.db.models.functions import Coalesce
+from django.db.models import Case, Count, F, IntegerField, Q, QuerySet, Value, When
+from django.db.models.functions import Coalesce, Lower
 
 from chat import ratelimit
 from chat.exceptions import NotFound
@@ -161,3 +161,62 @@ def active_user(user_id: object) -> User:
 def devices_of(user: User) -> list[Device]:
     """The user's devices that receive notifications, most recently registered first."""
     return list(Device.objects.filter(user=user, is_active=True).order_by("-updated_at"))
+
+
+# Members are listed owners first, then admins, then everyone else, each by name.
+ROLE_RANK = Case(
+    When(role=Membership.Role.OWNER, then=Value(0)),
+    When(role=Membership.Role.ADMIN, then=Value(1)),
+    default=Value(2),
+    output_field=IntegerField(),
+)
+
+
+def chat_members(*, chat: Chat, search: str = "") -> QuerySet[Membership]:
+    """The chat's memberships with their users, annotated `rank` (by role) and `name`
+    (lowercased display name) for ordering; `search` matches the start of a word in a
+    name."""
+    members = (
+        Membership.objects.filter(chat=chat)
+        .select_related("user")
+        .annotate(rank=ROLE_RANK, name=Lower("user__display_name"))
+    )
+    search = " ".join(search.split())
+    if search:
+        members = members.filter(
+            Q(user__display_name__istartswith=search)
+            | Q(user__display_name__icontains=f" {search}")
+        )
+    return members
+
+
+def online_counts(chat_ids: list[object]) -> dict[object, int]:
+    """How many members of each chat are online (`User.last_seen_at` is null while they
+    are), in one query."""
+    rows = (
+        Membership.objects.filter(chat_id__in=chat_ids, user__last_seen_at__isnull=True)
+        .values("chat_id")
+        .annotate(online=Count("id"))
+    )
+    return {row["chat_id"]: row["online"] for row in rows}
+
+
+def sharing_a_chat(*, viewer: User, user_ids: list[object]) -> set[object]:
+    """Those of `user_ids` who are in at least one chat with `viewer` (the viewer counts),
+    in one query."""
+    mine = Membership.objects.filter(user=viewer).values("chat_id")
+    shared = set(
+        Membership.objects.filter(user_id__in=user_ids, chat_id__in=mine)
+        .values_list("user_id", flat=True)
+        .distinct()
+    )
+    return shared | ({viewer.pk} & set(user_ids))
+
+
+def members_visible(*, viewer: User, chat: Chat) -> None:
+    """Raise `NotFound` unless the viewer may list the chat's members: its members, and
+    anyone for a public room (they could join it)."""
+    if chat.kind == Chat.Kind.GROUP and chat.is_public:
+        return
+    if not Membership.objects.filter(chat=chat, user=viewer).exists():
+        raise NotFound(CHAT_NOT_FOUND)

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import strawberry
 from django.conf import settings
@@ -11,6 +11,9 @@ from django.http.request import split_domain_port, validate_host
 
 from chat.models import AuthToken, User
 from schema.errors import unauthenticated
+
+if TYPE_CHECKING:
+    from schema.loaders import Loaders
 
 
 @dataclass
@@ -45,6 +48,12 @@ class Context:
             return self.request.META.get("REMOTE_ADDR") or "unknown"
         client = self.request.scope.get("client")
         return client[0] if client else "unknown"
+
+    @cached_property
+    def loaders(self) -> "Loaders":
+        from schema.loaders import Loaders
+
+        return Loaders(self.user)
 
     @cached_property
     def media_base(self) -> str:

@@ -237,7 +237,7 @@ class _Price:
         return 1 + times * self.selection_set(returned, node.selection_set)
 
     def _page(self, node: FieldNode) -> int:
-        for argument in node.arguments:
+        for argument in node.arguments or ():  # None when the field has none written
             if argument.name.value not in {"first", "last"}:
                 continue
             value = argument.value

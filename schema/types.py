@@ -1,12 +1,15 @@
 """GraphQL object types. Python names mirror the SDL names."""
 
 from datetime import datetime
+from typing import Annotated
 
 import strawberry
 import strawberry_django
 from django.utils import timezone
 
 from chat import models, selectors, storage
+from schema.context import require_viewer
+from schema.pagination import INTEGER, TEXT, UUID, Connection, Keyset, paginate
 
 
 @strawberry_django.type(models.User, name="User", description="A person using the chat.")
@@ -41,6 +44,22 @@ class User:
     )
     def avatar_thumbnail_url(self: models.User, info: strawberry.Info) -> str | None:
         return media_url(info, self.avatar_thumbnail.name)
+
+    @strawberry_django.field(
+        only=["last_seen_at"],
+        description=(
+            "When the user's last open socket closed; null while they are online, and for "
+            "anyone who shares no chat with the viewer."
+        ),
+    )
+    async def last_seen_at(self: models.User, info: strawberry.Info) -> datetime | None:
+        if self.last_seen_at is None:
+            return None
+        viewer = info.context.user
+        if viewer is not None and viewer.pk == self.pk:
+            return self.last_seen_at
+        shared = await info.context.loaders.shares_chat.load(self.pk)
+        return self.last_seen_at if shared else None
 
     @strawberry_django.field(
         description=(
@@ -221,6 +240,27 @@ class Message:
 
 
 @strawberry_django.type(
+    models.Membership,
+    name="Member",
+    description="A user's place in a chat: their role, since when, and how far they read.",
+)
+class Member:
+    user: User = strawberry_django.field(description="The member.")
+    role: MemberRole = strawberry_django.field(description="OWNER, ADMIN or MEMBER.")
+    joined_at: datetime = strawberry_django.field(description="When they joined.")
+    last_read_seq: int = strawberry_django.field(
+        description="The `seq` they have read up to (see `Message.readBy`)."
+    )
+
+    @strawberry_django.field(description="At least one of their sockets is open now.")
+    def online(self: models.Membership) -> bool:
+        return self.user.last_seen_at is None
+
+
+MEMBER_ORDER = Keyset((("rank", False, INTEGER), ("name", False, TEXT), ("user_id", False, UUID)))
+
+
+@strawberry_django.type(
     models.Chat, name="Chat", description="A conversation: a direct chat or a group room."
 )
 class Chat:
@@ -242,6 +282,36 @@ class Chat:
         description="When its newest message was sent."
     )
     member_count: int = strawberry_django.field(description="How many members it has.")
+
+    @strawberry_django.field(
+        description=(
+            "Its members: owners, then admins, then everyone else, each by name; `search` "
+            "matches the start of a word in a name. Members only (anyone, for a public "
+            "room); `NOT_FOUND` otherwise."
+        )
+    )
+    def members(
+        self: models.Chat,
+        info: strawberry.Info,
+        first: Annotated[
+            int | None, strawberry.argument(description="Page size (default 50, at most 100).")
+        ] = None,
+        after: Annotated[
+            str | None, strawberry.argument(description="The cursor to continue after.")
+        ] = None,
+        search: Annotated[
+            str, strawberry.argument(description="A name, or the start of a word in one.")
+        ] = "",
+    ) -> Connection[Member]:
+        selectors.members_visible(viewer=require_viewer(info), chat=self)
+        members = selectors.chat_members(chat=self, search=search)
+        return paginate(members, MEMBER_ORDER, first=first, after=after, default_first=50)
+
+    @strawberry_django.field(
+        description="How many of its members are online now (one query for a whole list)."
+    )
+    async def online_count(self: models.Chat, info: strawberry.Info) -> int:
+        return await info.context.loaders.online_count.load(self.id)
 
     @strawberry_django.field(description="The viewer's unread messages in this chat.")
     def unread_count(self: models.Chat, info: strawberry.Info) -> int:

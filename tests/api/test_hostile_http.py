@@ -319,6 +319,26 @@ def test_a_query_costing_more_than_the_whole_budget_is_refused(gql, user, token,
 
 
 @pytest.mark.django_db
+def test_a_paged_field_written_without_arguments_is_priced_at_the_page_cap(gql, user, token):
+    # Before the fix the price check crashed on a field with no arguments written at all,
+    # and the error reached the client with no code.
+    services.create_room(owner=user, name="Room")
+
+    listed = gql.execute("query { chats { edges { node { name } } } }", token=token)
+    nested = gql.execute(
+        "query { chats { edges { node { members { edges { node { role } } } } } } }",
+        token=token,
+    )
+
+    assert listed.data == {"chats": {"edges": [{"node": {"name": "Room"}}]}}
+    assert nested.errors[0]["extensions"] == {
+        "code": "GRAPHQL_VALIDATION_FAILED",
+        "cost": 20301,
+        "maxCost": 20000,
+    }
+
+
+@pytest.mark.django_db
 def test_anonymous_query_cost_is_budgeted_per_address(asgi_app, gql, settings):
     settings.GRAPHQL_COST_RATE_BURST = 2
     settings.GRAPHQL_COST_RATE_PER_SECOND = 0.01

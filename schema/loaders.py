@@ -1,0 +1,31 @@
+"""Batched reads for fields that lists repeat: one query for all the chats or users a
+response shows, not one each. Made per context; nothing is cached between batches, so a
+long-lived WebSocket context never answers from stale data."""
+
+from collections.abc import Sequence
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from strawberry.dataloader import DataLoader
+
+from chat import selectors
+from chat.models import User
+
+
+class Loaders:
+    def __init__(self, viewer: User | None) -> None:
+        self.viewer = viewer
+        self.online_count = DataLoader(self._online_counts, cache=False)
+        self.shares_chat = DataLoader(self._shares_chat, cache=False)
+
+    async def _online_counts(self, chat_ids: Sequence[Any]) -> list[int]:
+        counts = await sync_to_async(selectors.online_counts)(list(chat_ids))
+        return [counts.get(chat_id, 0) for chat_id in chat_ids]
+
+    async def _shares_chat(self, user_ids: Sequence[Any]) -> list[bool]:
+        if self.viewer is None:
+            return [False] * len(user_ids)
+        shared = await sync_to_async(selectors.sharing_a_chat)(
+            viewer=self.viewer, user_ids=list(user_ids)
+        )
+        return [user_id in shared for user_id in user_ids]
