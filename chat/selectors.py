@@ -3,8 +3,8 @@
 
 import uuid
 
-from django.db.models import Case, Count, F, IntegerField, Q, QuerySet, Value, When
-from django.db.models.functions import Coalesce, Lower
+from django.db.models import Case, Count, F, IntegerField, Q, QuerySet, Value, When, Window
+from django.db.models.functions import Coalesce, Lower, RowNumber
 
 from chat import ratelimit
 from chat.exceptions import NotFound
@@ -220,3 +220,41 @@ def members_visible(*, viewer: User, chat: Chat) -> None:
         return
     if not Membership.objects.filter(chat=chat, user=viewer).exists():
         raise NotFound(CHAT_NOT_FOUND)
+
+
+# The user fields a reader is rendered from (`readers`), fetched in the same query.
+READER_FIELDS = ("id", "email", "display_name", "date_joined", "avatar", "avatar_thumbnail")
+
+
+def readers(message_ids: list[object], *, limit: int) -> dict[object, tuple[int, list[User]]]:
+    """For each message: how many members other than its author have read up to it, and
+    the first `limit` of them by name. One query for a whole page of messages, whatever
+    its size: a window over (message, member) pairs, counted and numbered per message."""
+    per_message = {"partition_by": [F("id")]}
+    by_author = Q(chat__memberships__user_id=F("author_id"))
+    rows = (
+        Message.objects.filter(pk__in=message_ids, chat__memberships__last_read_seq__gte=F("seq"))
+        .annotate(
+            **{f"reader_{name}": F(f"chat__memberships__user__{name}") for name in READER_FIELDS},
+            position=Window(
+                RowNumber(),
+                **per_message,
+                order_by=[
+                    F("chat__memberships__user__display_name").asc(),
+                    F("chat__memberships__user_id").asc(),
+                ],
+            ),
+            total=Window(Count("chat__memberships__id"), **per_message),
+            author_read=Window(Count("chat__memberships__id", filter=by_author), **per_message),
+        )
+        # One more than asked: the author, if among them, is dropped below.
+        .filter(position__lte=limit + 1)
+        .values("id", "author_id", "total", "author_read", *(f"reader_{n}" for n in READER_FIELDS))
+    )
+    found: dict[object, tuple[int, list[User]]] = {}
+    for row in rows:
+        count, users = found.get(row["id"], (row["total"] - row["author_read"], []))
+        if row["reader_id"] != row["author_id"]:
+            users.append(User(**{name: row[f"reader_{name}"] for name in READER_FIELDS}))
+        found[row["id"]] = (count, users)
+    return {pk: (count, users[:limit]) for pk, (count, users) in found.items()}

@@ -17,6 +17,8 @@ class Loaders:
         self.viewer = viewer
         self.online_count = DataLoader(self._online_counts, cache=False)
         self.shares_chat = DataLoader(self._shares_chat, cache=False)
+        # Keyed by (message id, how many readers are wanted; 0 for only the count).
+        self.readers = DataLoader(self._readers, cache=False)
 
     async def _online_counts(self, chat_ids: Sequence[Any]) -> list[int]:
         counts = await sync_to_async(selectors.online_counts)(list(chat_ids))
@@ -29,3 +31,11 @@ class Loaders:
             viewer=self.viewer, user_ids=list(user_ids)
         )
         return [user_id in shared for user_id in user_ids]
+
+    async def _readers(self, keys: Sequence[tuple[Any, int]]) -> list[tuple[int, list[User]]]:
+        # One query for the page: as many readers as the largest request wants.
+        limit = max(first for _, first in keys)
+        found = await sync_to_async(selectors.readers)([pk for pk, _ in keys], limit=limit)
+        return [
+            (found.get(pk, (0, []))[0], found.get(pk, (0, []))[1][:first]) for pk, first in keys
+        ]

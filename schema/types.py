@@ -5,10 +5,12 @@ from typing import Annotated
 
 import strawberry
 import strawberry_django
+from django.conf import settings
 from django.utils import timezone
 
 from chat import models, selectors, storage
 from schema.context import require_viewer
+from schema.errors import bad_user_input
 from schema.pagination import INTEGER, TEXT, UUID, Connection, Keyset, paginate
 
 
@@ -227,6 +229,32 @@ class Message:
         return Location(
             latitude=self.latitude, longitude=self.longitude, label=self.location_label
         )
+
+    @strawberry_django.field(
+        description=(
+            "Members other than the author who have read up to this message, by name (at "
+            "most `first`, 10 by default, 100 at most). In a direct chat: read by the other "
+            "member or not. A page of history costs one query for all its messages."
+        )
+    )
+    async def read_by(
+        self: models.Message,
+        info: strawberry.Info,
+        first: Annotated[
+            int, strawberry.argument(description="How many readers to list (0 to 100).")
+        ] = 10,
+    ) -> list[User]:
+        if not 0 <= first <= settings.GRAPHQL_MAX_PAGE_SIZE:
+            raise bad_user_input("`first` must be between 0 and 100.", argument="first")
+        _, users = await info.context.loaders.readers.load((self.pk, first))
+        return users
+
+    @strawberry_django.field(
+        description="How many members other than the author have read up to this message."
+    )
+    async def read_count(self: models.Message, info: strawberry.Info) -> int:
+        count, _ = await info.context.loaders.readers.load((self.pk, 0))
+        return count
 
     @strawberry_django.field(only=["deleted_at"], description="True once deleted.")
     def is_deleted(self: models.Message) -> bool:
