@@ -12,6 +12,7 @@ from chat import auth, services, storage
 from chat.models import Attachment, AuthToken, Chat, Device, Membership, Message, User
 from chat.selectors import MESSAGE_RELATED
 from chat.services.chats import clean_room
+from chat.services.slugs import clean_slug
 
 
 def thumbnail_html(name: str, *, link: str | None = None, height: int = 80) -> str:
@@ -162,7 +163,7 @@ class MembershipInline(admin.TabularInline):
 class ChatForm(forms.ModelForm):
     class Meta:
         model = Chat
-        fields = ("kind", "name", "topic", "is_public", "created_by")
+        fields = ("kind", "name", "topic", "is_public", "slug", "created_by")
 
     def clean(self) -> dict:
         cleaned = super().clean()
@@ -171,6 +172,7 @@ class ChatForm(forms.ModelForm):
             cleaned["name"], cleaned["topic"] = clean_room(
                 cleaned.get("name", ""), cleaned.get("topic", "")
             )
+            cleaned["slug"] = clean_slug(cleaned.get("slug") or "")
         except ValidationError as error:
             raise forms.ValidationError(error.message_dict) from None
         if self.instance._state.adding:
@@ -193,11 +195,18 @@ class ChatAdmin(admin.ModelAdmin):
         "last_message_at",
         "created_at",
     )
-    list_filter = ("kind", "is_public", "created_at", "last_message_at")
+    list_filter = ("kind", "is_public", "archived_at", "created_at", "last_message_at")
     list_select_related = ("created_by",)
-    search_fields = ("name", "topic", "memberships__user__email")
+    search_fields = ("name", "slug", "topic", "memberships__user__email")
     raw_id_fields = ("created_by",)
-    readonly_fields = ("last_seq", "last_message_at", "member_count", "direct_key", "created_at")
+    readonly_fields = (
+        "last_seq",
+        "last_message_at",
+        "member_count",
+        "direct_key",
+        "created_at",
+        "archived_at",
+    )
     inlines = [MembershipInline]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Chat | None = None) -> tuple:
@@ -211,7 +220,12 @@ class ChatAdmin(admin.ModelAdmin):
         data = form.cleaned_data
         if change:
             services.update_room(
-                chat=obj, name=data["name"], topic=data["topic"], is_public=data["is_public"]
+                chat_id=obj.pk,
+                actor=None,
+                name=data["name"],
+                topic=data["topic"],
+                is_public=data["is_public"],
+                slug=data["slug"] or "",
             )
         else:
             room = services.create_room(
@@ -219,6 +233,7 @@ class ChatAdmin(admin.ModelAdmin):
                 name=data["name"],
                 topic=data["topic"],
                 is_public=data["is_public"],
+                slug=data["slug"],
             )
             obj.pk = room.pk
             obj._state.adding = False

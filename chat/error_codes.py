@@ -28,8 +28,14 @@ class ChatErrorCode(StrEnum):
     NOT_A_ROOM = "not_a_room"
     ALREADY_MEMBER = "already_member"
     OWNER_ONLY = "owner_only"
+    ADMIN_ONLY = "admin_only"  # the owner and admins only
     CANNOT_REMOVE_SELF = "cannot_remove_self"
     TOO_MANY_MEMBERS = "too_many_members"
+    INVALID_SLUG = "invalid_slug"
+    SLUG_TAKEN = "slug_taken"
+    ROOM_ARCHIVED = "room_archived"  # read-only: no sends, edits, deletes or joins
+    NOTHING_TO_UPDATE = "nothing_to_update"
+    ONE_WAY_TO_NAME_A_ROOM = "one_way_to_name_a_room"  # give chatId or slug, not both
 
 
 class MessageErrorCode(StrEnum):

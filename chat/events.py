@@ -114,6 +114,8 @@ def chat_payload(chat: Chat) -> dict[str, Any]:
         "is_public": chat.is_public,
         "last_seq": chat.last_seq,
         "member_count": chat.member_count,
+        "slug": chat.slug,
+        "archived_at": _iso(chat.archived_at),
     }
 
 
@@ -209,6 +211,11 @@ def membership_changed(chat: Chat, user: User, event: str, *, seq: int) -> None:
 def chat_created(chat: Chat, member_ids: list) -> None:
     for member_id in member_ids:
         publish_on_commit(user_group(member_id), "chat_created", chat_payload(chat))
+
+
+def chat_updated(chat: Chat) -> None:
+    """A room's settings changed (renamed, archived...): to the chat's subscribers."""
+    publish_on_commit(chat_group(chat.id), "chat_updated", chat_payload(chat))
 
 
 def read_up_to(chat: Chat, user: User, seq: int) -> None:

@@ -133,6 +133,10 @@ class Chat(models.Model):
     last_message_at = models.DateTimeField(null=True, blank=True)
     member_count = models.PositiveIntegerField(default=0)
     members = models.ManyToManyField(User, through="Membership", related_name="chats")
+    # A room's name in URLs (`room(slug)`, `joinRoom(slug)`): lowercase letters, digits, "-".
+    slug = models.CharField(max_length=50, unique=True, null=True, blank=True)
+    # An archived room is read-only: its history stays, nothing new is written to it.
+    archived_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [

@@ -70,7 +70,7 @@ def chats_for_user(user: User) -> QuerySet[Chat]:
 
 
 def public_rooms(*, search: str = "") -> QuerySet[Chat]:
-    rooms = Chat.objects.filter(kind=Chat.Kind.GROUP, is_public=True)
+    rooms = Chat.objects.filter(kind=Chat.Kind.GROUP, is_public=True, archived_at__isnull=True)
     search = search.strip()
     if search:
         rooms = rooms.filter(Q(name__icontains=search) | Q(topic__icontains=search))
@@ -258,3 +258,17 @@ def readers(message_ids: list[object], *, limit: int) -> dict[object, tuple[int,
             users.append(User(**{name: row[f"reader_{name}"] for name in READER_FIELDS}))
         found[row["id"]] = (count, users)
     return {pk: (count, users[:limit]) for pk, (count, users) in found.items()}
+
+
+def room_by_slug(*, viewer: User, slug: str) -> Chat:
+    """The room with this slug: a public one, or one the viewer is in (with the viewer's
+    fields, like `chat_for_member`); `NotFound` otherwise."""
+    room = Chat.objects.filter(slug=slug.strip().lower(), kind=Chat.Kind.GROUP).first()
+    if room is None:
+        raise NotFound(CHAT_NOT_FOUND)
+    membership = Membership.objects.filter(chat=room, user=viewer).select_related("chat").first()
+    if membership is not None:
+        return viewer_chat(membership)
+    if not room.is_public:
+        raise NotFound(CHAT_NOT_FOUND)
+    return room

@@ -93,6 +93,16 @@ class PresenceChanged:
     online: bool = strawberry.field(description="Online now.")
 
 
+@strawberry.type(
+    description=(
+        "A room's settings changed: renamed, new topic, visibility or slug, or archived. "
+        "Not replayed by `after`: refetch the chat after reconnecting."
+    )
+)
+class ChatUpdated:
+    chat: Chat = strawberry.field(description="The room as it is now.")
+
+
 @strawberry.type(description="The viewer was added to a chat, or a new direct chat was opened.")
 class AddedToChat:
     chat: Chat = strawberry.field(description="The chat.")
@@ -111,7 +121,8 @@ ChatEvent = Annotated[
     | MemberLeft
     | TypingChanged
     | ReadUpTo
-    | PresenceChanged,
+    | PresenceChanged
+    | ChatUpdated,
     strawberry.union("ChatEvent", description="Something that happened in one chat."),
 ]
 InboxEvent = Annotated[
@@ -188,6 +199,9 @@ def chat_from(data: dict[str, Any]) -> models.Chat:
         is_public=data["is_public"],
         last_seq=data["last_seq"],
         member_count=data["member_count"],
+        # Read with .get: a process not yet upgraded sends payloads without them.
+        slug=data.get("slug"),
+        archived_at=_when(data.get("archived_at")),
     )
 
 
@@ -251,4 +265,6 @@ def chat_event(event: str, data: dict[str, Any], viewer: models.User) -> Any:
         )
     if event == "presence_changed":
         return PresenceChanged(user=user_from(data["user"], viewer), online=data["online"])
+    if event == "chat_updated":
+        return ChatUpdated(chat=chat_from(data))
     return None

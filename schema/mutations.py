@@ -12,6 +12,7 @@ from django.http import HttpRequest
 from chat import models, selectors, services
 from schema.context import Context, require_viewer
 from schema.notifications import NotificationMutation
+from schema.rooms import RoomMutation
 from schema.types import AuthPayload, Chat, Done, Message, User
 from schema.uploads import Upload
 
@@ -20,6 +21,10 @@ Password = Annotated[str, strawberry.argument(description="The account password.
 ChatId = Annotated[strawberry.ID, strawberry.argument(description="The chat's id.")]
 MessageId = Annotated[strawberry.ID, strawberry.argument(description="The message's id.")]
 Body = Annotated[str, strawberry.argument(description="The text; trimmed, 1 to 4,000 characters.")]
+SLUG = (
+    "The room's name in URLs, unique: 1 to 50 lowercase letters, digits and single hyphens "
+    "between them (`slug_taken` when another room has it)."
+)
 NewPassword = Annotated[
     str, strawberry.argument(description="The new password; must pass the password rules.")
 ]
@@ -78,7 +83,7 @@ def _signed_in(context: Context, token: str, user: models.User) -> AuthPayload:
 @strawberry.type(
     description="Writes. Failures the client can fix come back as `OperationInfo` with a `code`."
 )
-class Mutation(NotificationMutation):
+class Mutation(NotificationMutation, RoomMutation):
     @strawberry_django.mutation(description="Create an account and sign in to it.")
     def register(
         self,
@@ -210,14 +215,27 @@ class Mutation(NotificationMutation):
         is_public: Annotated[
             bool, strawberry.argument(description="Anyone may find and join it.")
         ] = False,
+        slug: Annotated[str | None, strawberry.argument(description=SLUG)] = None,
     ) -> Chat:
         return services.create_room(
-            owner=require_viewer(info), name=name, topic=topic, is_public=is_public
+            owner=require_viewer(info), name=name, topic=topic, is_public=is_public, slug=slug
         )
 
-    @strawberry_django.mutation(description="Join a public room. Joining twice is harmless.")
-    def join_room(self, info: strawberry.Info[Context], chat_id: ChatId) -> Chat:
-        return services.join_room(user=require_viewer(info), chat_id=chat_id)
+    @strawberry_django.mutation(
+        description=(
+            "Join a public room, by `chatId` or by `slug` (one of them). Joining twice is "
+            "harmless; an archived room refuses (`room_archived`)."
+        )
+    )
+    def join_room(
+        self,
+        info: strawberry.Info[Context],
+        chat_id: Annotated[
+            strawberry.ID | None, strawberry.argument(description="The room's id.")
+        ] = None,
+        slug: Annotated[str | None, strawberry.argument(description="The room's slug.")] = None,
+    ) -> Chat:
+        return services.join_room(user=require_viewer(info), chat_id=chat_id, slug=slug)
 
     @strawberry_django.mutation(
         description="Leave a room. An owner hands the room to its longest-standing member."

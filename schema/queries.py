@@ -8,6 +8,7 @@ from chat import models, presence, selectors
 from schema.context import Context, require_viewer
 from schema.notifications import NotificationQuery
 from schema.pagination import DATETIME, INTEGER, TEXT, UUID, Connection, Keyset, paginate
+from schema.rooms import RoomQuery
 from schema.types import Chat, Message, User
 
 First = Annotated[int | None, strawberry.argument(description="Page forward: this many items.")]
@@ -23,7 +24,7 @@ USER_ORDER = Keyset((("display_name", False, TEXT), ("id", False, UUID)))
 
 
 @strawberry.type(description="Reads. Each raises `UNAUTHENTICATED` when it needs a user.")
-class Query(NotificationQuery):
+class Query(NotificationQuery, RoomQuery):
     @strawberry_django.field(description="The signed-in user. `UNAUTHENTICATED` when signed out.")
     def me(self, info: strawberry.Info[Context]) -> User:
         return require_viewer(info)

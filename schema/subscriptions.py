@@ -287,6 +287,7 @@ STATELESS_CHAT_EVENTS = frozenset(
         "typing_changed",
         "read_up_to",
         "presence_changed",
+        "chat_updated",
     }
 )
 

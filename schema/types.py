@@ -310,6 +310,12 @@ class Chat:
         description="When its newest message was sent."
     )
     member_count: int = strawberry_django.field(description="How many members it has.")
+    slug: str | None = strawberry_django.field(
+        description="A room's name in URLs (`room(slug)`, `joinRoom(slug)`); null if none."
+    )
+    archived_at: datetime | None = strawberry_django.field(
+        description="When the room was archived (read-only since); null if it is not."
+    )
 
     @strawberry_django.field(
         description=(

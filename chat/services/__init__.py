@@ -21,7 +21,6 @@ from chat.services.chats import (
     leave_room,
     open_direct_chat,
     remove_member,
-    update_room,
 )
 from chat.services.messages import (
     delete_message,
@@ -39,10 +38,12 @@ from chat.services.notifications import (
     unmute_chat,
     unregister_device,
 )
+from chat.services.rooms import archive_room, update_room
 from chat.services.typing import set_typing
 
 __all__ = [
     "add_members",
+    "archive_room",
     "change_password",
     "create_room",
     "delete_message",

@@ -14,6 +14,7 @@ from chat.error_codes import ChatErrorCode
 from chat.exceptions import Forbidden
 from chat.models import Change, Chat, Membership, Message, User
 from chat.selectors import find_membership, parse_id
+from chat.services.slugs import check_slug_free, clean_slug, save_claiming_slug
 
 NAME_MAX = 100
 TOPIC_MAX = 300
@@ -40,6 +41,14 @@ def lock_chat(chat_id: object, **filters: object) -> Chat:
     if chat is None:
         raise _not_found()
     return chat
+
+
+def check_writable(chat: Chat) -> None:
+    """Raise `room_archived` for an archived room: its timeline is read-only."""
+    if chat.archived_at is not None:
+        raise _error(
+            "chat_id", "This room is archived: it is read-only.", ChatErrorCode.ROOM_ARCHIVED
+        )
 
 
 def record_change(chat: Chat, message: Message, kind: str, **chat_fields: object) -> int:
@@ -163,19 +172,26 @@ def clean_room(name: str, topic: str) -> tuple[str, str]:
 
 
 @transaction.atomic
-def create_room(*, owner: User, name: str, topic: str = "", is_public: bool = False) -> Chat:
+def create_room(
+    *, owner: User, name: str, topic: str = "", is_public: bool = False, slug: str | None = None
+) -> Chat:
     """A group room with `owner` as its first member; its timeline opens with a SYSTEM
-    message."""
+    message. Raises `ValidationError` (name, topic, slug: `slug_taken`) and
+    `RateLimited`."""
     name, topic = clean_room(name, topic)
+    slug = clean_slug(slug or "")
+    check_slug_free(slug)
     ratelimit.hit("room", owner)
-    chat = Chat.objects.create(
+    chat = Chat(
         kind=Chat.Kind.GROUP,
         name=name,
         topic=topic,
         is_public=is_public,
         created_by=owner,
         member_count=1,
+        slug=slug,
     )
+    save_claiming_slug(chat, force_insert=True)
     membership = Membership.objects.create(chat=chat, user=owner, role=Membership.Role.OWNER)
     chat = Chat.objects.select_for_update().get(pk=chat.pk)
     message = _system_message(chat, Message.SystemEvent.ROOM_CREATED, owner)
@@ -206,11 +222,18 @@ def _remove_member(chat: Chat, membership: Membership, event: str, actor: User |
 
 
 @transaction.atomic
-def join_room(*, user: User, chat_id: object) -> Chat:
-    """Join a public room. Joining a room one is already in changes nothing."""
+def join_room(*, user: User, chat_id: object = None, slug: str | None = None) -> Chat:
+    """Join a public room, named by its id or its slug. Joining a room one is already in
+    changes nothing; an archived room cannot be joined."""
+    if (chat_id is None) == (slug is None):
+        raise _error("chat_id", "Give chatId or slug.", ChatErrorCode.ONE_WAY_TO_NAME_A_ROOM)
     ratelimit.hit("membership", user)
+    if slug is not None:
+        found = Chat.objects.filter(slug=slug.strip().lower()).values_list("pk", flat=True)
+        chat_id = found.first()
     chat = lock_chat(chat_id, kind=Chat.Kind.GROUP, is_public=True)
     if not Membership.objects.filter(chat=chat, user=user).exists():
+        check_writable(chat)
         _add_member(chat, user, Message.SystemEvent.MEMBER_JOINED)
     return chat
 
@@ -287,15 +310,4 @@ def remove_member(*, owner: User, chat_id: object, user_id: object) -> Chat:
     if membership is None:
         raise _error("user_id", "That user is not in this room.", ChatErrorCode.NOT_FOUND)
     _remove_member(chat, membership, Message.SystemEvent.MEMBER_REMOVED, actor=owner)
-    return chat
-
-
-@transaction.atomic
-def update_room(*, chat: Chat, name: str, topic: str, is_public: bool) -> Chat:
-    """Rename a room or change its topic or visibility (the admin's edit)."""
-    if chat.kind != Chat.Kind.GROUP:
-        raise _error(None, "Only rooms have a name and topic.", ChatErrorCode.NOT_A_ROOM)
-    chat.name, chat.topic = clean_room(name, topic)
-    chat.is_public = is_public
-    chat.save(update_fields=["name", "topic", "is_public"])
     return chat

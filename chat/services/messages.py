@@ -14,7 +14,7 @@ from chat.error_codes import ChatErrorCode, MessageErrorCode
 from chat.exceptions import Forbidden
 from chat.models import Attachment, Change, Membership, Message, User
 from chat.selectors import MESSAGE_RELATED, find_membership, parse_id
-from chat.services.chats import append_message, lock_chat, record_change
+from chat.services.chats import append_message, check_writable, lock_chat, record_change
 
 CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 LOCATION_LABEL_MAX = 200
@@ -85,8 +85,17 @@ def _check_client_id(client_id: str | None) -> None:
 
 
 def _check_member(author: User, chat_id: object) -> None:
-    if not Membership.objects.filter(chat_id=parse_id(chat_id), user=author).exists():
+    """The author is in the chat and it takes messages (early, before any work; checked
+    again under the chat's lock)."""
+    membership = (
+        Membership.objects.filter(chat_id=parse_id(chat_id), user=author)
+        .select_related("chat")
+        .only("chat__archived_at")
+        .first()
+    )
+    if membership is None:
         raise _error("chat_id", "Chat not found.", ChatErrorCode.NOT_FOUND)
+    check_writable(membership.chat)
 
 
 def append_once(
@@ -99,6 +108,7 @@ def append_once(
     try:
         with transaction.atomic():
             chat = lock_chat(chat_id, memberships__user=author)
+            check_writable(chat)
             # Checked again under the lock: a concurrent retry may have just committed.
             if (earlier := _retried(author, client_id, chat_id)) is not None:
                 return earlier, False
@@ -298,6 +308,7 @@ def edit_message(*, user: User, message_id: object, body: str) -> Message:
     message.body = _clean_body(body) if message.kind == Message.Kind.TEXT else _clean_caption(body)
     ratelimit.hit("edit", user)
     chat = lock_chat(message.chat_id)
+    check_writable(chat)
     message.edited_at = timezone.now()
     message.save(update_fields=["body", "edited_at"])
     revision = record_change(chat, message, Change.Kind.EDITED)
@@ -310,6 +321,7 @@ def delete_message(*, user: User, message_id: object) -> Message:
     """Soft delete: the message keeps its place in the timeline, its body is gone.
     Deleting a deleted message changes nothing."""
     message = _own_message(user=user, message_id=message_id)
+    check_writable(lock_chat(message.chat_id))
     ratelimit.hit("edit", user)
     return _soft_delete(message)
 
