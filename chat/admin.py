@@ -9,7 +9,18 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from chat import auth, services, storage
-from chat.models import Attachment, AuthToken, Chat, Device, Membership, Message, User
+from chat.models import (
+    Attachment,
+    AuthToken,
+    Ban,
+    Block,
+    Chat,
+    Device,
+    Membership,
+    Message,
+    Report,
+    User,
+)
 from chat.selectors import MESSAGE_RELATED
 from chat.services.chats import clean_room
 from chat.services.slugs import clean_slug
@@ -407,4 +418,70 @@ class AttachmentAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Report)
+class ReportAdmin(admin.ModelAdmin):
+    """Members' reports of messages. Staff remove the message (the same soft delete the
+    API does, heard by subscribers) or dismiss the report."""
+
+    list_display = ("created_at", "status", "reporter", "message_author", "message_body", "reason")
+    list_filter = ("status", "created_at")
+    list_select_related = ("reporter", "message__author", "message__chat")
+    search_fields = ("reason", "message__body", "reporter__email", "message__author__email")
+    readonly_fields = (
+        "message",
+        "message_body",
+        "reporter",
+        "reason",
+        "status",
+        "created_at",
+        "handled_by",
+        "handled_at",
+    )
+    actions = ["remove_messages", "dismiss"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description="author")
+    def message_author(self, report: Report) -> str:
+        return str(report.message.author or "—")
+
+    @admin.display(description="message")
+    def message_body(self, report: Report) -> str:
+        return report.message.body[:200] or ("(deleted)" if report.message.is_deleted else "—")
+
+    @admin.action(description="Remove the reported messages (resolves their reports)")
+    def remove_messages(self, request: HttpRequest, queryset: QuerySet[Report]) -> None:
+        count = services.handle_reports(staff=request.user, reports=list(queryset), remove=True)
+        self.message_user(request, f"Removed {count} messages.", messages.SUCCESS)
+
+    @admin.action(description="Dismiss selected reports")
+    def dismiss(self, request: HttpRequest, queryset: QuerySet[Report]) -> None:
+        count = services.handle_reports(staff=request.user, reports=list(queryset), remove=False)
+        self.message_user(request, f"Dismissed {count} reports.", messages.SUCCESS)
+
+
+@admin.register(Ban)
+class BanAdmin(admin.ModelAdmin):
+    list_display = ("user", "chat", "banned_by", "until", "reason", "created_at")
+    list_select_related = ("user", "chat", "banned_by")
+    search_fields = ("user__email", "chat__name", "reason")
+    readonly_fields = ("user", "chat", "banned_by", "until", "reason", "created_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # Bans are made in the room (`banMember`), where they remove the member and say so.
+        return False
+
+
+@admin.register(Block)
+class BlockAdmin(admin.ModelAdmin):
+    list_display = ("blocker", "blocked", "created_at")
+    list_select_related = ("blocker", "blocked")
+    search_fields = ("blocker__email", "blocked__email")
+    readonly_fields = ("blocker", "blocked", "created_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False

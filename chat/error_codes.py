@@ -36,6 +36,18 @@ class ChatErrorCode(StrEnum):
     ROOM_ARCHIVED = "room_archived"  # read-only: no sends, edits, deletes or joins
     NOTHING_TO_UPDATE = "nothing_to_update"
     ONE_WAY_TO_NAME_A_ROOM = "one_way_to_name_a_room"  # give chatId or slug, not both
+    BANNED = "banned"  # banned from the room: cannot join or be added
+    OUTRANKED = "outranked"  # an admin acting on the owner or another admin
+    CANNOT_CHANGE_OWN_ROLE = "cannot_change_own_role"
+    INVALID_ROLE = "invalid_role"
+    BAN_IN_PAST = "ban_in_past"
+    REASON_TOO_LONG = "reason_too_long"
+    REASON_REQUIRED = "reason_required"
+    NOT_BANNED = "not_banned"
+    OWN_MESSAGE = "own_message"  # reporting one's own message
+    CANNOT_MESSAGE_USER = "cannot_message_user"  # a block between the two, either way
+    NOT_DIRECT = "not_direct"  # only direct chats can be hidden
+    CANNOT_BLOCK_SELF = "cannot_block_self"
 
 
 class MessageErrorCode(StrEnum):

@@ -180,6 +180,8 @@ class Membership(models.Model):
     last_read_seq = models.BigIntegerField(default=0)
     # No push notifications from this chat before then; MUTED_FOREVER until unmuted.
     muted_until = models.DateTimeField(null=True, blank=True)
+    # Hidden from the user's chat list (`hideChat`) until a message newer than this.
+    hidden_at = models.DateTimeField(null=True, blank=True)
 
     MUTED_FOREVER = datetime(9999, 12, 31, tzinfo=UTC)
 
@@ -232,6 +234,9 @@ class Message(models.Model):
         MEMBER_ADDED = "MEMBER_ADDED", "Member added"
         MEMBER_REMOVED = "MEMBER_REMOVED", "Member removed"
         ROOM_CREATED = "ROOM_CREATED", "Room created"
+        MEMBER_BANNED = "MEMBER_BANNED", "Member banned"
+        MEMBER_UNBANNED = "MEMBER_UNBANNED", "Member unbanned"
+        ROLE_CHANGED = "ROLE_CHANGED", "Role changed"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # (chat, seq) is unique and indexed; a chat_id index alone would be redundant.
@@ -356,3 +361,71 @@ class Device(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.name or self.id} ({self.user_id})"
+
+
+class Ban(models.Model):
+    """A user kept out of a room (removed, and refused by `joinRoom` and `addMembers`)
+    until `until`, or until unbanned when it is null."""
+
+    chat = models.ForeignKey(Chat, on_delete=models.CASCADE, related_name="bans")
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="bans")
+    banned_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reason = models.CharField(max_length=500, blank=True)
+    until = models.DateTimeField(null=True, blank=True, help_text="Empty: until unbanned.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["chat", "user"], name="ban_chat_user_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} banned from {self.chat_id}"
+
+
+class Report(models.Model):
+    """A member's report of a message, for staff to act on in the admin."""
+
+    class Status(models.TextChoices):
+        OPEN = "OPEN", "Open"
+        RESOLVED = "RESOLVED", "Resolved (message removed)"
+        DISMISSED = "DISMISSED", "Dismissed"
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="reports")
+    reporter = models.ForeignKey(User, on_delete=models.CASCADE, related_name="reports")
+    reason = models.CharField(max_length=500)
+    status = models.CharField(max_length=9, choices=Status.choices, default=Status.OPEN)
+    created_at = models.DateTimeField(default=timezone.now)
+    handled_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    handled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # Reporting the same message twice is one report.
+            models.UniqueConstraint(fields=["message", "reporter"], name="report_once")
+        ]
+        indexes = [models.Index(fields=["status", "created_at"], name="report_status_idx")]
+
+    def __str__(self) -> str:
+        return f"Report of {self.message_id} by {self.reporter_id}"
+
+
+class Block(models.Model):
+    """`blocker` blocked `blocked`: no direct messages between them either way, and the
+    blocker's API flags the other's messages in shared rooms."""
+
+    blocker = models.ForeignKey(User, on_delete=models.CASCADE, related_name="blocks")
+    blocked = models.ForeignKey(User, on_delete=models.CASCADE, related_name="blocked_by")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["blocker", "blocked"], name="block_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.blocker_id} blocks {self.blocked_id}"

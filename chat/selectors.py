@@ -5,10 +5,21 @@ import uuid
 
 from django.db.models import Case, Count, F, IntegerField, Q, QuerySet, Value, When, Window
 from django.db.models.functions import Coalesce, Lower, RowNumber
+from django.utils import timezone
 
 from chat import ratelimit
 from chat.exceptions import NotFound
-from chat.models import Change, Chat, Device, Membership, Message, User, normalize_email
+from chat.models import (
+    Ban,
+    Block,
+    Change,
+    Chat,
+    Device,
+    Membership,
+    Message,
+    User,
+    normalize_email,
+)
 
 CHAT_NOT_FOUND = "Chat not found."
 # What rendering a message reads beside its row: loaded with it, never one query each.
@@ -64,7 +75,10 @@ def chats_for_user(user: User) -> QuerySet[Chat]:
             my_last_read_seq=F("memberships__last_read_seq"),
             my_role=F("memberships__role"),
             my_muted_until=F("memberships__muted_until"),
+            my_hidden_at=F("memberships__hidden_at"),
         )
+        # A hidden direct chat stays off the list until a message newer than hiding it.
+        .filter(Q(my_hidden_at__isnull=True) | Q(last_message_at__gt=F("my_hidden_at")))
         .order_by("-activity_at", "-id")
     )
 
@@ -272,3 +286,43 @@ def room_by_slug(*, viewer: User, slug: str) -> Chat:
     if not room.is_public:
         raise NotFound(CHAT_NOT_FOUND)
     return room
+
+
+def is_banned(*, chat: Chat, user: User) -> bool:
+    """The user is banned from the chat now (a ban with no end, or one not yet over)."""
+    return (
+        Ban.objects.filter(chat=chat, user=user)
+        .filter(Q(until__isnull=True) | Q(until__gt=timezone.now()))
+        .exists()
+    )
+
+
+def blocked_between(a: object, b: object) -> bool:
+    """Either of the two users blocks the other."""
+    return Block.objects.filter(
+        Q(blocker_id=a, blocked_id=b) | Q(blocker_id=b, blocked_id=a)
+    ).exists()
+
+
+def blocked_by(viewer: User, user_ids: list[object]) -> set[object]:
+    """Those of `user_ids` the viewer blocks, in one query."""
+    return set(
+        Block.objects.filter(blocker=viewer, blocked_id__in=user_ids).values_list(
+            "blocked_id", flat=True
+        )
+    )
+
+
+def blocked_users(viewer: User) -> list[User]:
+    """The users the viewer blocks, by name."""
+    return list(User.objects.filter(blocked_by__blocker=viewer).order_by("display_name", "id"))
+
+
+def room_bans(chat: Chat) -> list[Ban]:
+    """The room's bans in force, newest first."""
+    return list(
+        Ban.objects.filter(chat=chat)
+        .exclude(until__lte=timezone.now())
+        .select_related("user", "banned_by")
+        .order_by("-created_at")
+    )

@@ -219,7 +219,11 @@ CHANGE_EVENTS = {
     "message_deleted": models.Change.Kind.DELETED,
 }
 _JOINS = {models.Message.SystemEvent.MEMBER_JOINED, models.Message.SystemEvent.MEMBER_ADDED}
-_LEAVES = {models.Message.SystemEvent.MEMBER_LEFT, models.Message.SystemEvent.MEMBER_REMOVED}
+_LEAVES = {
+    models.Message.SystemEvent.MEMBER_LEFT,
+    models.Message.SystemEvent.MEMBER_REMOVED,
+    models.Message.SystemEvent.MEMBER_BANNED,
+}
 MEMBERSHIP_EVENTS = frozenset(_JOINS | _LEAVES)
 
 

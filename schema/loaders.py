@@ -17,6 +17,7 @@ class Loaders:
         self.viewer = viewer
         self.online_count = DataLoader(self._online_counts, cache=False)
         self.shares_chat = DataLoader(self._shares_chat, cache=False)
+        self.blocked = DataLoader(self._blocked, cache=False)
         # Keyed by (message id, how many readers are wanted; 0 for only the count).
         self.readers = DataLoader(self._readers, cache=False)
 
@@ -39,3 +40,9 @@ class Loaders:
         return [
             (found.get(pk, (0, []))[0], found.get(pk, (0, []))[1][:first]) for pk, first in keys
         ]
+
+    async def _blocked(self, user_ids: Sequence[Any]) -> list[bool]:
+        if self.viewer is None:
+            return [False] * len(user_ids)
+        blocked = await sync_to_async(selectors.blocked_by)(self.viewer, list(user_ids))
+        return [user_id in blocked for user_id in user_ids]

@@ -11,6 +11,7 @@ from django.http import HttpRequest
 
 from chat import models, selectors, services
 from schema.context import Context, require_viewer
+from schema.moderation import ModerationMutation
 from schema.notifications import NotificationMutation
 from schema.rooms import RoomMutation
 from schema.types import AuthPayload, Chat, Done, Message, User
@@ -83,7 +84,7 @@ def _signed_in(context: Context, token: str, user: models.User) -> AuthPayload:
 @strawberry.type(
     description="Writes. Failures the client can fix come back as `OperationInfo` with a `code`."
 )
-class Mutation(NotificationMutation, RoomMutation):
+class Mutation(NotificationMutation, RoomMutation, ModerationMutation):
     @strawberry_django.mutation(description="Create an account and sign in to it.")
     def register(
         self,
@@ -243,23 +244,33 @@ class Mutation(NotificationMutation, RoomMutation):
     def leave_room(self, info: strawberry.Info[Context], chat_id: ChatId) -> Chat:
         return services.leave_room(user=require_viewer(info), chat_id=chat_id)
 
-    @strawberry_django.mutation(description="Add users to a room you own (private rooms too).")
+    @strawberry_django.mutation(
+        description=(
+            "Add users to a room (private rooms too): its owner and admins. A banned user "
+            "refuses the whole call (`banned`)."
+        )
+    )
     def add_members(
         self,
         info: strawberry.Info[Context],
         chat_id: ChatId,
         user_ids: Annotated[list[strawberry.ID], strawberry.argument(description="Who to add.")],
     ) -> Chat:
-        return services.add_members(owner=require_viewer(info), chat_id=chat_id, user_ids=user_ids)
+        return services.add_members(actor=require_viewer(info), chat_id=chat_id, user_ids=user_ids)
 
-    @strawberry_django.mutation(description="Remove a member from a room you own.")
+    @strawberry_django.mutation(
+        description=(
+            "Remove a member: the owner anyone, an admin only members (`outranked`). Their "
+            "subscriptions to the room end."
+        )
+    )
     def remove_member(
         self,
         info: strawberry.Info[Context],
         chat_id: ChatId,
         user_id: Annotated[strawberry.ID, strawberry.argument(description="Who to remove.")],
     ) -> Chat:
-        return services.remove_member(owner=require_viewer(info), chat_id=chat_id, user_id=user_id)
+        return services.remove_member(actor=require_viewer(info), chat_id=chat_id, user_id=user_id)
 
     @strawberry_django.mutation(
         description="Send a text message. Limited per user: a burst, then a steady rate."
@@ -319,7 +330,10 @@ class Mutation(NotificationMutation, RoomMutation):
         return services.edit_message(user=require_viewer(info), message_id=message_id, body=body)
 
     @strawberry_django.mutation(
-        description="Delete your own message; it stays in the timeline, marked deleted."
+        description=(
+            "Delete a message: your own, or anyone's in a room you own or administer. It "
+            "stays in the timeline, marked deleted."
+        )
     )
     def delete_message(self, info: strawberry.Info[Context], message_id: MessageId) -> Message:
         return services.delete_message(user=require_viewer(info), message_id=message_id)

@@ -75,6 +75,27 @@ class User:
             return None
         return selectors.devices_of(self)
 
+    @strawberry_django.field(
+        description=(
+            "The viewer blocks this user (`blockUser`): hide or fold their messages in "
+            "shared rooms. Always false for oneself and when signed out."
+        )
+    )
+    async def is_blocked_by_me(self: models.User, info: strawberry.Info) -> bool:
+        viewer = info.context.user
+        if viewer is None or viewer.pk == self.pk:
+            return False
+        return await info.context.loaders.blocked.load(self.pk)
+
+    @strawberry_django.field(
+        description="The users the viewer blocks, by name. Only for oneself; null for others."
+    )
+    def blocked_users(self: models.User, info: strawberry.Info) -> list["User"] | None:
+        viewer = info.context.user
+        if viewer is None or viewer.pk != self.pk:
+            return None
+        return selectors.blocked_users(self)
+
 
 DeviceKind = strawberry.enum(
     models.Device.Kind,
@@ -285,6 +306,15 @@ class Member:
         return self.user.last_seen_at is None
 
 
+@strawberry_django.type(models.Ban, name="Ban", description="A user kept out of a room.")
+class Ban:
+    user: User = strawberry_django.field(description="Who is banned.")
+    banned_by: User | None = strawberry_django.field(description="Who banned them.")
+    reason: str = strawberry_django.field(description="Why; may be empty.")
+    until: datetime | None = strawberry_django.field(description="When it ends; null: never.")
+    created_at: datetime = strawberry_django.field(description="When they were banned.")
+
+
 MEMBER_ORDER = Keyset((("rank", False, INTEGER), ("name", False, TEXT), ("user_id", False, UUID)))
 
 
@@ -340,6 +370,18 @@ class Chat:
         selectors.members_visible(viewer=require_viewer(info), chat=self)
         members = selectors.chat_members(chat=self, search=search)
         return paginate(members, MEMBER_ORDER, first=first, after=after, default_first=50)
+
+    @strawberry_django.field(
+        description=(
+            "The room's bans in force, newest first: for its owner and admins; null for "
+            "everyone else."
+        )
+    )
+    def bans(self: models.Chat, info: strawberry.Info) -> list[Ban] | None:
+        role = _my_membership(self, info).role
+        if role not in {models.Membership.Role.OWNER, models.Membership.Role.ADMIN}:
+            return None
+        return selectors.room_bans(self)
 
     @strawberry_django.field(
         description="How many of its members are online now (one query for a whole list)."

@@ -15,12 +15,10 @@ from chat.services.accounts import (
     update_profile,
 )
 from chat.services.chats import (
-    add_members,
     create_room,
     join_room,
     leave_room,
     open_direct_chat,
-    remove_member,
 )
 from chat.services.messages import (
     delete_message,
@@ -31,6 +29,15 @@ from chat.services.messages import (
     send_location,
     send_message,
 )
+from chat.services.moderation import (
+    add_members,
+    ban_member,
+    handle_reports,
+    remove_member,
+    report_message,
+    set_member_role,
+    unban_member,
+)
 from chat.services.notifications import (
     mute_chat,
     register_device,
@@ -38,16 +45,21 @@ from chat.services.notifications import (
     unmute_chat,
     unregister_device,
 )
+from chat.services.privacy import block_user, hide_chat, unblock_user
 from chat.services.rooms import archive_room, update_room
 from chat.services.typing import set_typing
 
 __all__ = [
     "add_members",
     "archive_room",
+    "ban_member",
+    "block_user",
     "change_password",
     "create_room",
     "delete_message",
     "edit_message",
+    "handle_reports",
+    "hide_chat",
     "join_room",
     "leave_room",
     "login",
@@ -60,13 +72,17 @@ __all__ = [
     "remove_avatar",
     "remove_member",
     "remove_message",
+    "report_message",
     "request_password_reset",
     "reset_password",
     "send_attachment",
     "send_location",
     "send_message",
     "set_devices_active",
+    "set_member_role",
     "set_typing",
+    "unban_member",
+    "unblock_user",
     "unmute_chat",
     "unregister_device",
     "update_profile",

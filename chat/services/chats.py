@@ -11,9 +11,8 @@ from django.db.models import F
 
 from chat import events, push, ratelimit
 from chat.error_codes import ChatErrorCode
-from chat.exceptions import Forbidden
 from chat.models import Change, Chat, Membership, Message, User
-from chat.selectors import find_membership, parse_id
+from chat.selectors import blocked_between, find_membership, is_banned, parse_id
 from chat.services.slugs import check_slug_free, clean_slug, save_claiming_slug
 
 NAME_MAX = 100
@@ -108,16 +107,24 @@ def append_message(
     return message
 
 
-def _system_message(chat: Chat, event: str, subject: User, actor: User | None = None) -> Message:
-    texts = {
-        Message.SystemEvent.ROOM_CREATED: "{subject} created the room",
-        Message.SystemEvent.MEMBER_JOINED: "{subject} joined",
-        Message.SystemEvent.MEMBER_LEFT: "{subject} left",
-        Message.SystemEvent.MEMBER_ADDED: "{actor} added {subject}",
-        Message.SystemEvent.MEMBER_REMOVED: "{actor} removed {subject}",
-    }
-    body = texts[event].format(
-        subject=subject.display_name, actor=actor.display_name if actor else "Someone"
+SYSTEM_TEXTS = {
+    Message.SystemEvent.ROOM_CREATED: "{subject} created the room",
+    Message.SystemEvent.MEMBER_JOINED: "{subject} joined",
+    Message.SystemEvent.MEMBER_LEFT: "{subject} left",
+    Message.SystemEvent.MEMBER_ADDED: "{actor} added {subject}",
+    Message.SystemEvent.MEMBER_REMOVED: "{actor} removed {subject}",
+    Message.SystemEvent.MEMBER_BANNED: "{actor} banned {subject}",
+    Message.SystemEvent.MEMBER_UNBANNED: "{actor} unbanned {subject}",
+    Message.SystemEvent.ROLE_CHANGED: "{actor} made {subject} {role}",
+}
+
+
+def system_message(
+    chat: Chat, event: str, subject: User, actor: User | None = None, **words: str
+) -> Message:
+    """A SYSTEM message in the timeline (a join, a ban...). Precondition: the chat's lock."""
+    body = SYSTEM_TEXTS[event].format(
+        subject=subject.display_name, actor=actor.display_name if actor else "Someone", **words
     )
     return append_message(
         chat, author=None, kind=Message.Kind.SYSTEM, body=body, system_event=event, subject=subject
@@ -126,7 +133,8 @@ def _system_message(chat: Chat, event: str, subject: User, actor: User | None = 
 
 def open_direct_chat(*, user: User, other_user_id: object) -> Chat:
     """The one direct chat between the two users, created on first use. Safe when both
-    open it at the same moment: the database keeps one chat per pair."""
+    open it at the same moment: the database keeps one chat per pair. Refused
+    (`cannot_message_user`) when either blocks the other."""
     ratelimit.hit("membership", user)
     pk = parse_id(other_user_id)
     other = User.objects.filter(pk=pk, is_active=True).first() if pk else None
@@ -136,9 +144,15 @@ def open_direct_chat(*, user: User, other_user_id: object) -> Chat:
         raise _error(
             "user_id", "You cannot chat with yourself.", ChatErrorCode.CANNOT_CHAT_WITH_SELF
         )
+    if blocked_between(user.pk, other.pk):
+        raise _error("user_id", "You cannot message this user.", ChatErrorCode.CANNOT_MESSAGE_USER)
     key = Chat.direct_key_for(user.pk, other.pk)
     existing = Chat.objects.filter(direct_key=key).first()
     if existing is not None:
+        # Opening a chat the user hid brings it back to their list.
+        Membership.objects.filter(chat=existing, user=user, hidden_at__isnull=False).update(
+            hidden_at=None
+        )
         return existing
     try:
         with transaction.atomic():
@@ -194,30 +208,33 @@ def create_room(
     save_claiming_slug(chat, force_insert=True)
     membership = Membership.objects.create(chat=chat, user=owner, role=Membership.Role.OWNER)
     chat = Chat.objects.select_for_update().get(pk=chat.pk)
-    message = _system_message(chat, Message.SystemEvent.ROOM_CREATED, owner)
+    message = system_message(chat, Message.SystemEvent.ROOM_CREATED, owner)
     # The creator has nothing unread in a room they just made.
     Membership.objects.filter(pk=membership.pk).update(last_read_seq=message.seq)
     events.chat_created(chat, [owner.pk])
     return chat
 
 
-def _add_member(chat: Chat, user: User, event: str, actor: User | None = None) -> None:
+def add_member(chat: Chat, user: User, event: str, actor: User | None = None) -> None:
+    """Make `user` a member, recorded by a SYSTEM message. Precondition: the chat's lock."""
     if chat.member_count >= settings.ROOM_MAX_MEMBERS:
         raise _error(None, "This room is full.", ChatErrorCode.TOO_MANY_MEMBERS)
     membership = Membership.objects.create(chat=chat, user=user)
     chat.member_count += 1
     Chat.objects.filter(pk=chat.pk).update(member_count=F("member_count") + 1)
-    message = _system_message(chat, event, user, actor)
+    message = system_message(chat, event, user, actor)
     # A new member starts with nothing unread, their own arrival included.
     Membership.objects.filter(pk=membership.pk).update(last_read_seq=message.seq)
     events.membership_changed(chat, user, "member_joined", seq=message.seq)
 
 
-def _remove_member(chat: Chat, membership: Membership, event: str, actor: User | None) -> None:
+def drop_member(chat: Chat, membership: Membership, event: str, actor: User | None) -> None:
+    """End a membership, recorded by a SYSTEM message; the user's subscriptions to the
+    chat end. Precondition: the chat's lock."""
     membership.delete()
     chat.member_count -= 1
     Chat.objects.filter(pk=chat.pk).update(member_count=F("member_count") - 1)
-    message = _system_message(chat, event, membership.user, actor)
+    message = system_message(chat, event, membership.user, actor)
     events.membership_changed(chat, membership.user, "member_left", seq=message.seq)
 
 
@@ -234,7 +251,9 @@ def join_room(*, user: User, chat_id: object = None, slug: str | None = None) ->
     chat = lock_chat(chat_id, kind=Chat.Kind.GROUP, is_public=True)
     if not Membership.objects.filter(chat=chat, user=user).exists():
         check_writable(chat)
-        _add_member(chat, user, Message.SystemEvent.MEMBER_JOINED)
+        if is_banned(chat=chat, user=user):
+            raise _error("chat_id", "You are banned from this room.", ChatErrorCode.BANNED)
+        add_member(chat, user, Message.SystemEvent.MEMBER_JOINED)
     return chat
 
 
@@ -257,57 +276,5 @@ def leave_room(*, user: User, chat_id: object) -> Chat:
         )
         if heir is not None:
             Membership.objects.filter(pk=heir.pk).update(role=Membership.Role.OWNER)
-    _remove_member(chat, membership, Message.SystemEvent.MEMBER_LEFT, actor=None)
-    return chat
-
-
-def _owned_room(*, owner: User, chat_id: object) -> Chat:
-    pk = parse_id(chat_id)
-    membership = Membership.objects.filter(chat_id=pk, user=owner).first() if pk else None
-    if membership is None:
-        raise _not_found()
-    chat = lock_chat(pk)
-    if chat.kind != Chat.Kind.GROUP:
-        raise _error("chat_id", "Only rooms have members to manage.", ChatErrorCode.NOT_A_ROOM)
-    if membership.role != Membership.Role.OWNER:
-        raise Forbidden("Only the room's owner can do this.", code=ChatErrorCode.OWNER_ONLY)
-    return chat
-
-
-@transaction.atomic
-def add_members(*, owner: User, chat_id: object, user_ids: list[object]) -> Chat:
-    """Add users to a room the caller owns (private rooms are joined this way). Users
-    already in the room are skipped."""
-    ratelimit.hit("membership", owner)
-    chat = _owned_room(owner=owner, chat_id=chat_id)
-    pks = [parse_id(value) for value in user_ids]
-    users = {u.pk: u for u in User.objects.filter(pk__in=[p for p in pks if p], is_active=True)}
-    if None in pks or len(users) != len(set(pks)):
-        raise _error("user_ids", "User not found.", ChatErrorCode.NOT_FOUND)
-    present = set(
-        Membership.objects.filter(chat=chat, user_id__in=users).values_list("user_id", flat=True)
-    )
-    for pk in dict.fromkeys(pks):
-        if pk not in present:
-            _add_member(chat, users[pk], Message.SystemEvent.MEMBER_ADDED, actor=owner)
-    return chat
-
-
-@transaction.atomic
-def remove_member(*, owner: User, chat_id: object, user_id: object) -> Chat:
-    ratelimit.hit("membership", owner)
-    chat = _owned_room(owner=owner, chat_id=chat_id)
-    pk = parse_id(user_id)
-    if pk == owner.pk:
-        raise _error(
-            "user_id", "Use leaveRoom to leave your own room.", ChatErrorCode.CANNOT_REMOVE_SELF
-        )
-    membership = (
-        Membership.objects.select_related("user").filter(chat=chat, user_id=pk).first()
-        if pk
-        else None
-    )
-    if membership is None:
-        raise _error("user_id", "That user is not in this room.", ChatErrorCode.NOT_FOUND)
-    _remove_member(chat, membership, Message.SystemEvent.MEMBER_REMOVED, actor=owner)
+    drop_member(chat, membership, Message.SystemEvent.MEMBER_LEFT, actor=None)
     return chat

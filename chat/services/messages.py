@@ -12,8 +12,8 @@ from django.utils import timezone
 from chat import events, media, ratelimit, storage
 from chat.error_codes import ChatErrorCode, MessageErrorCode
 from chat.exceptions import Forbidden
-from chat.models import Attachment, Change, Membership, Message, User
-from chat.selectors import MESSAGE_RELATED, find_membership, parse_id
+from chat.models import Attachment, Change, Chat, Membership, Message, User
+from chat.selectors import MESSAGE_RELATED, blocked_between, find_membership, parse_id
 from chat.services.chats import append_message, check_writable, lock_chat, record_change
 
 CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -90,12 +90,23 @@ def _check_member(author: User, chat_id: object) -> None:
     membership = (
         Membership.objects.filter(chat_id=parse_id(chat_id), user=author)
         .select_related("chat")
-        .only("chat__archived_at")
+        .only("chat__archived_at", "chat__kind")
         .first()
     )
     if membership is None:
         raise _error("chat_id", "Chat not found.", ChatErrorCode.NOT_FOUND)
     check_writable(membership.chat)
+    if membership.chat.kind == Chat.Kind.DIRECT:
+        peer = (
+            Membership.objects.filter(chat_id=membership.chat_id)
+            .exclude(user=author)
+            .values_list("user_id", flat=True)
+            .first()
+        )
+        if blocked_between(author.pk, peer):
+            raise _error(
+                "chat_id", "You cannot message this user.", ChatErrorCode.CANNOT_MESSAGE_USER
+            )
 
 
 def append_once(
@@ -274,9 +285,8 @@ def send_location(
     return message
 
 
-def _own_message(*, user: User, message_id: object) -> Message:
-    """A message in a chat the user is in, written by them. `not_found` when the user
-    cannot see it; `not_author` (PERMISSION) when they can but did not write it."""
+def visible_message(*, user: User, message_id: object) -> Message:
+    """A message in a chat the user is in; `not_found` otherwise."""
     pk = parse_id(message_id)
     message = (
         Message.objects.select_related(*MESSAGE_RELATED)
@@ -287,6 +297,13 @@ def _own_message(*, user: User, message_id: object) -> Message:
     )
     if message is None:
         raise _error("message_id", "Message not found.", ChatErrorCode.NOT_FOUND)
+    return message
+
+
+def _own_message(*, user: User, message_id: object) -> Message:
+    """A message in a chat the user is in, written by them. `not_found` when the user
+    cannot see it; `not_author` (PERMISSION) when they can but did not write it."""
+    message = visible_message(user=user, message_id=message_id)
     if message.author_id != user.pk:
         raise Forbidden("Only the author can change a message.", code=MessageErrorCode.NOT_AUTHOR)
     return message
@@ -319,8 +336,14 @@ def edit_message(*, user: User, message_id: object, body: str) -> Message:
 @transaction.atomic
 def delete_message(*, user: User, message_id: object) -> Message:
     """Soft delete: the message keeps its place in the timeline, its body is gone.
-    Deleting a deleted message changes nothing."""
-    message = _own_message(user=user, message_id=message_id)
+    Deleting a deleted message changes nothing. The author, or a room's owner and
+    admins for anyone's message (`not_author` otherwise)."""
+    message = visible_message(user=user, message_id=message_id)
+    if message.author_id != user.pk and not _moderates(user, message):
+        raise Forbidden(
+            "Only the author, or a room's owner or admins, can delete a message.",
+            code=MessageErrorCode.NOT_AUTHOR,
+        )
     check_writable(lock_chat(message.chat_id))
     ratelimit.hit("edit", user)
     return _soft_delete(message)
@@ -353,6 +376,15 @@ def remove_message(*, message: Message) -> Message:
     """A moderator's delete: the same soft delete as the author's, published alike. Rows
     are never hard-deleted, which would leave a gap in the chat's seqs."""
     return _soft_delete(message)
+
+
+def _moderates(user: User, message: Message) -> bool:
+    return Membership.objects.filter(
+        chat_id=message.chat_id,
+        chat__kind=Chat.Kind.GROUP,
+        user=user,
+        role__in=[Membership.Role.OWNER, Membership.Role.ADMIN],
+    ).exists()
 
 
 def _soft_delete(message: Message) -> Message:

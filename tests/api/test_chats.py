@@ -548,8 +548,8 @@ def test_permission_failures_are_errors_as_data_of_kind_permission(
             {
                 "kind": "PERMISSION",
                 "field": None,
-                "code": "owner_only",
-                "message": "Only the room's owner can do this.",
+                "code": "admin_only",
+                "message": "Only the room's owner and admins can do this.",
             }
         ],
     }

@@ -246,11 +246,11 @@ async def test_an_inbox_stops_listening_to_a_chat_the_viewer_lost(asgi_app, peop
     await asyncio.sleep(0.05)
     room = await sync_to_async(services.create_room)(owner=grace, name="Brief")
     group = f"chat.{room.id.hex}"
-    await sync_to_async(services.add_members)(owner=grace, chat_id=room.id, user_ids=[ada.id])
+    await sync_to_async(services.add_members)(actor=grace, chat_id=room.id, user_ids=[ada.id])
     gained = [await inbox.next_payload("s") for _ in range(2)]
     listening = group in fanout.hub().feeds
 
-    await sync_to_async(services.remove_member)(owner=grace, chat_id=room.id, user_id=ada.id)
+    await sync_to_async(services.remove_member)(actor=grace, chat_id=room.id, user_id=ada.id)
     lost = [await inbox.next_payload("s") for _ in range(2)]
     still_listening = group in fanout.hub().feeds
     await inbox.close()

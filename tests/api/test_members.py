@@ -144,7 +144,7 @@ def test_members_of_a_public_room_are_open_and_of_a_private_one_only_to_members(
 ):
     services.create_room(owner=user, name="Open", is_public=True)
     private = services.create_room(owner=user, name="Private")
-    services.add_members(owner=user, chat_id=private.id, user_ids=[grace.id])
+    services.add_members(actor=user, chat_id=private.id, user_ids=[grace.id])
     outsider = token_for(make_user())
 
     listing = gql.execute(ROOMS, token=outsider)

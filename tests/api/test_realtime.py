@@ -310,6 +310,26 @@ async def test_a_socket_is_closed_when_its_token_expires(asgi_app, people):
     assert await socket.receive_close(timeout=3) == 4403
 
 
+async def test_a_banned_member_stops_receiving_at_once(asgi_app, people):
+    ada, grace = people["ada"], people["grace"]
+    room = await sync_to_async(services.create_room)(owner=ada, name="Lounge", is_public=True)
+    await sync_to_async(services.join_room)(user=grace, chat_id=room.id)
+    socket = await subscribed(
+        asgi_app, people["grace_token"], CHAT_EVENTS, {"chatId": str(room.id)}
+    )
+    await asyncio.sleep(0.05)
+
+    await sync_to_async(services.ban_member)(actor=ada, chat_id=room.id, user_id=grace.id)
+    last = await events(socket, 2)
+    await socket.expect_complete("s")
+    await send(asgi_app, people["ada_token"], room, "after the ban")
+
+    assert [e["chatEvents"]["__typename"] for e in last] == ["MessageAdded", "MemberLeft"]
+    assert last[0]["chatEvents"]["message"]["systemEvent"] == "MEMBER_BANNED"
+    assert await socket.communicator.receive_nothing(timeout=0.3)
+    await socket.close()
+
+
 async def test_the_inbox_carries_new_messages_and_chats_gained_and_lost(asgi_app, people):
     ada, grace = people["ada"], people["grace"]
     socket = await subscribed(asgi_app, people["ada_token"], INBOX, {})
@@ -317,8 +337,8 @@ async def test_the_inbox_carries_new_messages_and_chats_gained_and_lost(asgi_app
 
     await send(asgi_app, people["grace_token"], people["chat"], "psst")
     room = await sync_to_async(services.create_room)(owner=grace, name="Secret")
-    await sync_to_async(services.add_members)(owner=grace, chat_id=room.id, user_ids=[ada.id])
-    await sync_to_async(services.remove_member)(owner=grace, chat_id=room.id, user_id=ada.id)
+    await sync_to_async(services.add_members)(actor=grace, chat_id=room.id, user_ids=[ada.id])
+    await sync_to_async(services.remove_member)(actor=grace, chat_id=room.id, user_id=ada.id)
     alan = await sync_to_async(UserFactory)(display_name="Alan")
     direct = await sync_to_async(services.open_direct_chat)(user=alan, other_user_id=ada.id)
     received = [e["inbox"] for e in await events(socket, 6)]

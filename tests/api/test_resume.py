@@ -53,9 +53,9 @@ async def history_while_away(people):
     await sync_to_async(services.edit_message)(user=ada, message_id=two.id, body="2")
     one = await sync_to_async(room.messages.get)(seq=2)
     await sync_to_async(services.delete_message)(user=ada, message_id=one.id)
-    await sync_to_async(services.add_members)(owner=ada, chat_id=room.id, user_ids=[grace.id])
+    await sync_to_async(services.add_members)(actor=ada, chat_id=room.id, user_ids=[grace.id])
     await send_as(grace, room, "hi")
-    await sync_to_async(services.remove_member)(owner=ada, chat_id=room.id, user_id=grace.id)
+    await sync_to_async(services.remove_member)(actor=ada, chat_id=room.id, user_id=grace.id)
     return room
 
 
@@ -160,16 +160,16 @@ async def test_a_resync_brings_the_inbox_up_to_date_with_chats_gained_and_lost(
 ):
     ada, grace = people["ada"], people["grace"]
     room = await sync_to_async(services.create_room)(owner=ada, name="Lounge")
-    await sync_to_async(services.add_members)(owner=ada, chat_id=room.id, user_ids=[grace.id])
+    await sync_to_async(services.add_members)(actor=ada, chat_id=room.id, user_ids=[grace.id])
     socket = await subscribed(asgi_app, people["grace_token"], INBOX, {})
     for chat in (room, people["chat"]):
         await joined(f"chat.{chat.id.hex}")
     monkeypatch.setattr(chat_events, "_send", lambda group, message: None)
     new_room = await sync_to_async(services.create_room)(owner=ada, name="Annex")
-    await sync_to_async(services.add_members)(owner=ada, chat_id=new_room.id, user_ids=[grace.id])
+    await sync_to_async(services.add_members)(actor=ada, chat_id=new_room.id, user_ids=[grace.id])
     await send_as(ada, new_room, "welcome")
     await send_as(ada, people["chat"], "direct")
-    await sync_to_async(services.remove_member)(owner=ada, chat_id=room.id, user_id=grace.id)
+    await sync_to_async(services.remove_member)(actor=ada, chat_id=room.id, user_id=grace.id)
 
     fanout.hub().resync()
     received = [data["inbox"] for data in await events(socket, 4)]
@@ -220,7 +220,7 @@ async def test_a_member_added_while_away_is_replayed_to_a_new_subscriber(asgi_ap
     ada = people["ada"]
     room = await sync_to_async(services.create_room)(owner=ada, name="Lounge")
     newcomer = await sync_to_async(UserFactory)(display_name="Newcomer")
-    await sync_to_async(services.add_members)(owner=ada, chat_id=room.id, user_ids=[newcomer.id])
+    await sync_to_async(services.add_members)(actor=ada, chat_id=room.id, user_ids=[newcomer.id])
 
     socket = await subscribed(
         asgi_app, people["ada_token"], RESUMING, {"chatId": str(room.id), "after": 1}

@@ -178,9 +178,9 @@ def test_the_owner_adds_and_removes_members_of_a_private_room(user, grace, make_
     room = services.create_room(owner=user, name="Secret")
     alan = make_user(display_name="Alan Turing")
 
-    services.add_members(owner=user, chat_id=room.id, user_ids=[grace.id, str(alan.id), grace.id])
-    services.add_members(owner=user, chat_id=room.id, user_ids=[grace.id])
-    services.remove_member(owner=user, chat_id=room.id, user_id=alan.id)
+    services.add_members(actor=user, chat_id=room.id, user_ids=[grace.id, str(alan.id), grace.id])
+    services.add_members(actor=user, chat_id=room.id, user_ids=[grace.id])
+    services.remove_member(actor=user, chat_id=room.id, user_id=alan.id)
 
     room.refresh_from_db()
     assert room.member_count == 2
@@ -193,17 +193,17 @@ def test_the_owner_adds_and_removes_members_of_a_private_room(user, grace, make_
 
 
 @pytest.mark.django_db
-def test_only_the_owner_manages_members(user, grace, make_user):
+def test_only_the_owner_and_admins_manage_members(user, grace, make_user):
     room = services.create_room(owner=user, name="Lounge", is_public=True)
     services.join_room(user=grace, chat_id=room.id)
     outsider = make_user()
 
     with pytest.raises(Forbidden) as member:
-        services.add_members(owner=grace, chat_id=room.id, user_ids=[outsider.id])
+        services.add_members(actor=grace, chat_id=room.id, user_ids=[outsider.id])
     with pytest.raises(ValidationError) as stranger:
-        services.remove_member(owner=outsider, chat_id=room.id, user_id=grace.id)
+        services.remove_member(actor=outsider, chat_id=room.id, user_id=grace.id)
 
-    assert member.value.code == "owner_only"
+    assert member.value.code == "admin_only"
     assert codes(stranger.value) == {"chat_id": ["not_found"]}
     assert Membership.objects.filter(chat=room).count() == 2
 
@@ -218,7 +218,7 @@ def test_remove_member_failures(user, make_user, who, expected):
     target = user if who == "self" else make_user()
 
     with pytest.raises(ValidationError) as error:
-        services.remove_member(owner=user, chat_id=room.id, user_id=target.id)
+        services.remove_member(actor=user, chat_id=room.id, user_id=target.id)
 
     assert codes(error.value) == expected
 
@@ -228,7 +228,7 @@ def test_adding_an_unknown_user_adds_no_one(user, grace):
     room = services.create_room(owner=user, name="Lounge")
 
     with pytest.raises(ValidationError) as error:
-        services.add_members(owner=user, chat_id=room.id, user_ids=[grace.id, "nope"])
+        services.add_members(actor=user, chat_id=room.id, user_ids=[grace.id, "nope"])
 
     assert codes(error.value) == {"user_ids": ["not_found"]}
     assert Membership.objects.filter(chat=room).count() == 1
