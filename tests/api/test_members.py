@@ -1,11 +1,14 @@
 """A room's member list, who is online, and when people were last seen."""
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from chat import services
 from chat.models import Membership, User
+from tests.api.realtime import http
 from tests.factories import UserFactory, token_for
+from tests.ws import TRANSPORT_WS, GraphQLSocket
 
 MEMBERS = """
 query($id: ID!, $first: Int, $after: String, $search: String! = "") {
@@ -163,3 +166,49 @@ def test_members_of_a_public_room_are_open_and_of_a_private_one_only_to_members(
         }
     }
     assert after_leaving.error_codes == ["NOT_FOUND"], after_leaving.json
+
+
+MEMBER_PRESENCE = """
+query($id: ID!, $user: ID!) {
+  chat(id: $id) { onlineCount members { edges { node { online user { id } } } } }
+  user(id: $user) { lastSeenAt }
+}
+"""
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_worker_connections")
+async def test_two_sockets_count_once_and_the_last_to_close_sets_last_seen(
+    asgi_app, user, grace, make_user
+):
+    room = await sync_to_async(services.create_room)(owner=user, name="Room", is_public=True)
+    await sync_to_async(services.join_room)(user=grace, chat_id=room.id)
+    ada_token, grace_token, stranger_token = await sync_to_async(
+        lambda: (token_for(user), token_for(grace), token_for(make_user()))
+    )()
+    variables = {"id": str(room.id), "user": str(grace.id)}
+
+    async def seen(token=ada_token):
+        data = (await http(asgi_app, MEMBER_PRESENCE, variables, token))["data"]
+        edges = data["chat"]["members"]["edges"]
+        online = {e["node"]["user"]["id"]: e["node"]["online"] for e in edges}
+        return data["chat"]["onlineCount"], online[str(grace.id)], data["user"]["lastSeenAt"]
+
+    sockets = []
+    for _ in range(2):
+        socket = GraphQLSocket(asgi_app, TRANSPORT_WS)
+        await socket.connect()
+        await socket.init({"authorization": f"Bearer {grace_token}"})
+        sockets.append(socket)
+    both_open = await seen()
+    await sockets[0].close()
+    one_open = await seen()
+    await sockets[1].close()
+    closed = await seen()
+    to_stranger = await http(asgi_app, USER, {"id": str(grace.id)}, stranger_token)
+
+    assert both_open == (1, True, None)
+    assert one_open == (1, True, None)
+    assert closed[:2] == (0, False)
+    assert closed[2] is not None
+    assert to_stranger == {"data": {"user": {"lastSeenAt": None}}}

@@ -360,3 +360,67 @@ def test_a_hidden_direct_chat_comes_back_with_a_new_message(gql, user, token, gr
     assert _codes(room, "hideChat") == [{"field": "chatId", "code": "not_direct"}]
     assert str(chat.id) in {e["node"]["id"] for e in seen_by_grace.data["chats"]["edges"]}
     assert str(chat.id) in {e["node"]["id"] for e in listed_again.data["chats"]["edges"]}
+
+
+@pytest.mark.django_db
+def test_the_remaining_refusals(gql, crew, make_user):
+    tokens, room = crew["tokens"], crew["room"]
+    outsider = make_user()
+    nobody = "00000000-0000-0000-0000-000000000000"
+    services.archive_room(owner=crew["ada"], chat_id=room.id)
+
+    cases = [
+        (
+            SET_ROLE,
+            {**_vars(crew, "ada", role="ADMIN"), "u": str(outsider.id)},
+            "ada",
+            "setMemberRole",
+            [{"field": "userId", "code": "not_found"}],
+        ),
+        (UNBAN, _vars(crew, "dee"), "cy", "unbanMember", [{"field": None, "code": "admin_only"}]),
+        (
+            BAN,
+            {**_vars(crew, "dee"), "u": nobody},
+            "ada",
+            "banMember",
+            [{"field": "userId", "code": "not_found"}],
+        ),
+        (
+            BAN,
+            _vars(crew, "ada"),
+            "ada",
+            "banMember",
+            [{"field": "userId", "code": "cannot_remove_self"}],
+        ),
+        (
+            REMOVE,
+            {**_vars(crew, "dee"), "u": str(outsider.id)},
+            "ada",
+            "removeMember",
+            [{"field": "userId", "code": "not_found"}],
+        ),
+        (
+            ADD,
+            {"c": str(room.id), "u": [str(outsider.id)]},
+            "ada",
+            "addMembers",
+            [{"field": "chatId", "code": "room_archived"}],
+        ),
+        (BLOCK, {"u": nobody}, "cy", "blockUser", [{"field": "userId", "code": "not_found"}]),
+        (HIDE, {"c": nobody}, "cy", "hideChat", [{"field": "chatId", "code": "not_found"}]),
+        (
+            REPORT,
+            {"m": nobody, "reason": "x"},
+            "cy",
+            "reportMessage",
+            [{"field": "messageId", "code": "not_found"}],
+        ),
+    ]
+    for query, variables, who, name, expected in cases:
+        assert _codes(gql.execute(query, variables, token=tokens[who]), name) == expected, name
+    assert gql.execute(
+        'mutation($c: ID!) { updateRoom(chatId: $c, name: "x") { ... on OperationInfo '
+        "{ messages { field code } } } }",
+        {"c": str(room.id)},
+        token=tokens["ada"],
+    ).data == {"updateRoom": {"messages": [{"field": "chatId", "code": "room_archived"}]}}
