@@ -24,7 +24,8 @@ def recipients(
     """The active devices of the chat's members who should hear of message `seq`: everyone
     but its author who has been offline since before it was sent (`last_seen_at`: see
     `chat.presence`; anyone online since then had it on screen or replayed it on
-    connecting), has not muted the chat, and has not read this far. One query, whatever
+    connecting), has not muted the chat, has not read this far, and does not block the
+    author. One query, whatever
     the number of members; asked again before each delivery attempt, so a member who has
     since come online, read or muted is not notified."""
     now = timezone.now()
@@ -32,6 +33,8 @@ def recipients(
         Membership.objects.filter(chat_id=chat_id, last_read_seq__lt=seq)
         .filter(Q(muted_until__isnull=True) | Q(muted_until__lte=now))
         .exclude(user_id=author_id)
+        # Nobody is buzzed by someone they block.
+        .exclude(user__blocks__blocked_id=author_id)
         .values("user_id")
     )
     return Device.objects.filter(

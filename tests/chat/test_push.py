@@ -177,6 +177,24 @@ def test_a_member_online_when_it_was_sent_gets_none_after_leaving(
 
 
 @pytest.mark.django_db
+def test_nobody_is_notified_of_a_message_from_someone_they_block(user, grace, web_push):
+    room = services.create_room(owner=user, name="Room", is_public=True)
+    services.join_room(user=grace, chat_id=room.id)
+    browser = _subscribe(grace, web_push)
+    services.block_user(user=grace, user_id=user.id)
+
+    services.send_message(author=user, chat_id=room.id, body="from someone Grace blocks")
+    run_tasks()
+    assert browser.requests() == []
+
+    services.unblock_user(user=grace, user_id=user.id)
+    services.send_message(author=user, chat_id=room.id, body="unblocked")
+    run_tasks()
+    [received] = browser.requests()
+    assert browser.decrypt(received)["preview"] == "unblocked"
+
+
+@pytest.mark.django_db
 def test_a_muted_chat_sends_nothing_until_the_mute_lapses(user, grace, direct, graces_browser):
     services.mute_chat(user=grace, chat_id=direct.id, until=timezone.now() + timedelta(hours=1))
     services.send_message(author=user, chat_id=direct.id, body="muted")
