@@ -235,25 +235,6 @@ async def test_a_non_member_cannot_subscribe(asgi_app, people):
     ]
 
 
-async def test_a_member_who_leaves_stops_receiving_at_once(asgi_app, people):
-    ada, grace = people["ada"], people["grace"]
-    room = await sync_to_async(services.create_room)(owner=ada, name="Lounge", is_public=True)
-    await sync_to_async(services.join_room)(user=grace, chat_id=room.id)
-    socket = await subscribed(
-        asgi_app, people["grace_token"], CHAT_EVENTS, {"chatId": str(room.id)}
-    )
-    await asyncio.sleep(0.05)
-
-    await sync_to_async(services.leave_room)(user=grace, chat_id=room.id)
-    last = await events(socket, 2)
-    await socket.expect_complete("s")
-    await send(asgi_app, people["ada_token"], room, "after you left")
-
-    assert [e["chatEvents"]["__typename"] for e in last] == ["MessageAdded", "MemberLeft"]
-    assert await socket.communicator.receive_nothing(timeout=0.3)
-    await socket.close()
-
-
 @pytest.mark.parametrize("how", ["logout", "change_password", "reset_password"])
 async def test_signing_out_closes_the_users_sockets_with_4403(asgi_app, people, how):
     ada = people["ada"]
@@ -310,7 +291,22 @@ async def test_a_socket_is_closed_when_its_token_expires(asgi_app, people):
     assert await socket.receive_close(timeout=3) == 4403
 
 
-async def test_a_banned_member_stops_receiving_at_once(asgi_app, people):
+@pytest.mark.parametrize(
+    ("leaving", "system_event"),
+    [
+        (lambda ada, grace, room: services.leave_room(user=grace, chat_id=room.id), "MEMBER_LEFT"),
+        (
+            lambda ada, grace, room: services.ban_member(
+                actor=ada, chat_id=room.id, user_id=grace.id
+            ),
+            "MEMBER_BANNED",
+        ),
+    ],
+    ids=["leaves", "is banned"],
+)
+async def test_a_member_who_leaves_or_is_banned_stops_receiving_at_once(
+    asgi_app, people, leaving, system_event
+):
     ada, grace = people["ada"], people["grace"]
     room = await sync_to_async(services.create_room)(owner=ada, name="Lounge", is_public=True)
     await sync_to_async(services.join_room)(user=grace, chat_id=room.id)
@@ -319,13 +315,13 @@ async def test_a_banned_member_stops_receiving_at_once(asgi_app, people):
     )
     await asyncio.sleep(0.05)
 
-    await sync_to_async(services.ban_member)(actor=ada, chat_id=room.id, user_id=grace.id)
+    await sync_to_async(leaving)(ada, grace, room)
     last = await events(socket, 2)
     await socket.expect_complete("s")
-    await send(asgi_app, people["ada_token"], room, "after the ban")
+    await send(asgi_app, people["ada_token"], room, "after you left")
 
     assert [e["chatEvents"]["__typename"] for e in last] == ["MessageAdded", "MemberLeft"]
-    assert last[0]["chatEvents"]["message"]["systemEvent"] == "MEMBER_BANNED"
+    assert last[0]["chatEvents"]["message"]["systemEvent"] == system_event
     assert await socket.communicator.receive_nothing(timeout=0.3)
     await socket.close()
 
