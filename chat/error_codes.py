@@ -63,6 +63,8 @@ class MessageErrorCode(StrEnum):
     INVALID_LONGITUDE = "invalid_longitude"
     LABEL_TOO_LONG = "label_too_long"
     CAPTION_TOO_LONG = "caption_too_long"
+    REPLY_NOT_FOUND = "reply_not_found"  # no such message in this chat
+    CANNOT_REPLY = "cannot_reply"  # a deleted or SYSTEM message
 
 
 class MediaErrorCode(StrEnum):

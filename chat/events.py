@@ -72,6 +72,23 @@ def attachment_payload(attachment: Attachment | None) -> dict[str, Any] | None:
     }
 
 
+QUOTE_LENGTH = 200
+
+
+def quote_payload(message: Message | None) -> dict[str, Any] | None:
+    """What a reply shows of the message it answers: enough to draw the quote."""
+    if message is None:
+        return None
+    return {
+        "id": str(message.id),
+        "seq": message.seq,
+        "author": user_payload(message.author),
+        "body": message.body[:QUOTE_LENGTH],
+        "kind": message.kind,
+        "deleted": message.deleted_at is not None,
+    }
+
+
 def _iso(value) -> str | None:
     return value.isoformat() if value is not None else None
 
@@ -96,6 +113,7 @@ def message_payload(
         "subject": user_payload(message.subject),
         "client_id": message.client_id,
         "attachment": attachment_payload(message.attachment),
+        "reply_to": quote_payload(message.reply_to),
         "latitude": message.latitude,
         "longitude": message.longitude,
         "location_label": message.location_label,

@@ -254,6 +254,10 @@ class Message(models.Model):
     )
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.TEXT)
     body = models.TextField(blank=True)
+    # The message this one answers (same chat), shown as a quote; pins point at theirs too.
+    reply_to = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     # For SYSTEM messages: what happened, and to whom.
     system_event = models.CharField(max_length=16, choices=SystemEvent.choices, blank=True)
     subject = models.ForeignKey(

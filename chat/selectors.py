@@ -23,7 +23,7 @@ from chat.models import (
 
 CHAT_NOT_FOUND = "Chat not found."
 # What rendering a message reads beside its row: loaded with it, never one query each.
-MESSAGE_RELATED = ("author", "subject", "attachment")
+MESSAGE_RELATED = ("author", "subject", "attachment", "reply_to", "reply_to__author")
 CHANGE_RELATED = tuple(f"message__{name}" for name in MESSAGE_RELATED)
 
 

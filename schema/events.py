@@ -172,7 +172,19 @@ def message_from(data: dict[str, Any], viewer: models.User) -> models.Message:
     message.author = user_from(data["author"], viewer)
     message.subject = user_from(data["subject"], viewer)
     message.attachment = attachment_from(data.get("attachment"))
+    message.reply_to = quote_from(data.get("reply_to"), viewer)
     return message
+
+
+def quote_from(data: dict[str, Any] | None, viewer: models.User) -> models.Message | None:
+    if data is None:
+        return None
+    quoted = models.Message(
+        id=data["id"], seq=data["seq"], body=data["body"], kind=data.get("kind", "TEXT")
+    )
+    quoted.author = user_from(data["author"], viewer)
+    quoted.deleted_at = timezone.now() if data["deleted"] else None
+    return quoted
 
 
 def attachment_from(data: dict[str, Any] | None) -> models.Attachment | None:

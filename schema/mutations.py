@@ -31,6 +31,16 @@ NewPassword = Annotated[
 ]
 
 
+def _reply_to_id() -> Any:
+    return strawberry.field(
+        default=None,
+        description=(
+            "Answer this message of the same chat: the new one carries it as `replyTo` "
+            "(`reply_not_found`; `cannot_reply` for a deleted or SYSTEM message)."
+        ),
+    )
+
+
 def _client_id() -> Any:
     return strawberry.field(
         default=None,
@@ -45,6 +55,7 @@ def _client_id() -> Any:
 class SendMessageInput:
     chat_id: strawberry.ID = strawberry.field(description="The chat to send to.")
     body: str = strawberry.field(description="The text; trimmed, 1 to 4,000 characters.")
+    reply_to_id: strawberry.ID | None = _reply_to_id()
     client_id: str | None = _client_id()
 
 
@@ -61,6 +72,7 @@ class SendAttachmentInput:
     caption: str = strawberry.field(
         default="", description="Text shown with it; trimmed, up to 4,000 characters."
     )
+    reply_to_id: strawberry.ID | None = _reply_to_id()
     client_id: str | None = _client_id()
 
 
@@ -72,6 +84,7 @@ class SendLocationInput:
     label: str = strawberry.field(
         default="", description="A place name or address; trimmed, up to 200 characters."
     )
+    reply_to_id: strawberry.ID | None = _reply_to_id()
     client_id: str | None = _client_id()
 
 
@@ -285,6 +298,7 @@ class Mutation(NotificationMutation, RoomMutation, ModerationMutation):
             chat_id=input.chat_id,
             body=input.body,
             client_id=input.client_id,
+            reply_to_id=input.reply_to_id,
         )
 
     @strawberry_django.mutation(
@@ -304,6 +318,7 @@ class Mutation(NotificationMutation, RoomMutation, ModerationMutation):
             upload=input.file,
             caption=input.caption,
             client_id=input.client_id,
+            reply_to_id=input.reply_to_id,
         )
 
     @strawberry_django.mutation(description="Send a location. Limited like `sendMessage`.")
@@ -319,6 +334,7 @@ class Mutation(NotificationMutation, RoomMutation, ModerationMutation):
             longitude=input.longitude,
             label=input.label,
             client_id=input.client_id,
+            reply_to_id=input.reply_to_id,
         )
 
     @strawberry_django.mutation(

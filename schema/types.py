@@ -205,6 +205,33 @@ SystemEvent = strawberry.enum(
 )
 
 
+@strawberry.type(
+    name="QuotedMessage",
+    description="The message a reply answers, as the reply shows it (no extra query).",
+)
+class QuotedMessage:
+    id: strawberry.ID = strawberry.field(description="The quoted message's id.")
+    seq: int = strawberry.field(description="Its `seq`: scroll history there.")
+    author: User | None = strawberry.field(description="Who wrote it.")
+    kind: "MessageKind" = strawberry.field(description="What it carries.")
+    body: str = strawberry.field(
+        description="Its first 200 characters (a caption for a photo); empty once deleted."
+    )
+    is_deleted: bool = strawberry.field(description="Deleted since: draw an empty quote.")
+
+    @classmethod
+    def of(cls, message: models.Message) -> "QuotedMessage":
+        deleted = message.deleted_at is not None
+        return cls(
+            id=strawberry.ID(str(message.id)),
+            seq=message.seq,
+            author=message.author,
+            kind=models.Message.Kind(message.kind),
+            body="" if deleted else message.body[:200],
+            is_deleted=deleted,
+        )
+
+
 @strawberry_django.type(
     models.Message, name="Message", description="A message in a chat's timeline."
 )
@@ -276,6 +303,13 @@ class Message:
     async def read_count(self: models.Message, info: strawberry.Info) -> int:
         count, _ = await info.context.loaders.readers.load((self.pk, 0))
         return count
+
+    @strawberry_django.field(
+        select_related=["reply_to", "reply_to__author"],
+        description="The message this one answers (`replyToId`), or null.",
+    )
+    def reply_to(self: models.Message) -> QuotedMessage | None:
+        return QuotedMessage.of(self.reply_to) if self.reply_to is not None else None
 
     @strawberry_django.field(only=["deleted_at"], description="True once deleted.")
     def is_deleted(self: models.Message) -> bool:

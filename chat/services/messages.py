@@ -109,6 +109,29 @@ def _check_member(author: User, chat_id: object) -> None:
             )
 
 
+def _reply_target(chat_id: object, reply_to_id: object | None) -> Message | None:
+    """The message a new one answers: in the same chat, not deleted, not SYSTEM."""
+    if reply_to_id is None:
+        return None
+    pk, chat_pk = parse_id(reply_to_id), parse_id(chat_id)
+    target = (
+        Message.objects.select_related("author").filter(pk=pk, chat_id=chat_pk).first()
+        if pk and chat_pk
+        else None
+    )
+    if target is None:
+        raise _error(
+            "reply_to_id", "No such message in this chat.", MessageErrorCode.REPLY_NOT_FOUND
+        )
+    if target.is_deleted or target.kind == Message.Kind.SYSTEM:
+        raise _error(
+            "reply_to_id",
+            "Deleted and system messages cannot be replied to.",
+            MessageErrorCode.CANNOT_REPLY,
+        )
+    return target
+
+
 def append_once(
     *, author: User, chat_id: object, client_id: str | None, kind: str, **content: object
 ) -> tuple[Message, bool]:
@@ -137,22 +160,34 @@ def append_once(
 
 
 def send_message(
-    *, author: User, chat_id: object, body: str, client_id: str | None = None
+    *,
+    author: User,
+    chat_id: object,
+    body: str,
+    client_id: str | None = None,
+    reply_to_id: object | None = None,
 ) -> Message:
     """Append a text message to a chat the author is in and publish it on commit.
 
     Idempotent on `(author, client_id)`: a retry returns the original message and writes
     and publishes nothing. Raises `ValidationError` (chatId, body, clientId) and
-    `RateLimited` (a burst, then a steady rate per user).
+    `RateLimited` (a burst, then a steady rate per user). `reply_to_id` quotes a message
+    of the same chat (`reply_not_found`, `cannot_reply`).
     """
     _check_client_id(client_id)
     body = _clean_body(body)
     if (earlier := _retried(author, client_id, chat_id)) is not None:
         return earlier
     _check_member(author, chat_id)
+    reply_to = _reply_target(chat_id, reply_to_id)
     ratelimit.hit("send", author)
     message, _ = append_once(
-        author=author, chat_id=chat_id, client_id=client_id, kind=Message.Kind.TEXT, body=body
+        author=author,
+        chat_id=chat_id,
+        client_id=client_id,
+        kind=Message.Kind.TEXT,
+        body=body,
+        reply_to=reply_to,
     )
     return message
 
@@ -164,6 +199,7 @@ async def send_attachment(
     upload: object,
     caption: str = "",
     client_id: str | None = None,
+    reply_to_id: object | None = None,
 ) -> Message:
     """Send a file: an IMAGE when its bytes decode as one (re-encoded without metadata,
     with a thumbnail), else a FILE, stored as uploaded and served only as a download.
@@ -171,31 +207,38 @@ async def send_attachment(
     Idempotent on `(author, client_id)` like `send_message`, and nothing is stored for a
     retry or a refusal. Every check and both limits come before the file is decoded, which
     runs in a worker thread (`media.in_worker`), not on the thread Django's synchronous
-    code shares. Raises `ValidationError` (chatId, file, caption, clientId) and
-    `RateLimited` (the send and the upload limits).
+    code shares. Raises `ValidationError` (chatId, file, caption, clientId, replyToId)
+    and `RateLimited` (the send and the upload limits).
     """
-    checked = await sync_to_async(_check_attachment)(author, chat_id, client_id, caption)
+    checked = await sync_to_async(_check_attachment)(
+        author, chat_id, client_id, caption, reply_to_id
+    )
     if isinstance(checked, Message):
         return checked
     inspected = await media.in_worker(media.inspect_upload, upload)
     return await sync_to_async(_append_attachment)(
-        author, chat_id, client_id, checked, upload, inspected
+        author, chat_id, client_id, *checked, upload, inspected
     )
 
 
 def _check_attachment(
-    author: User, chat_id: object, client_id: str | None, caption: str
-) -> Message | str:
-    """The earlier message when this is a retry, else the cleaned caption, once the send
-    and upload limits are spent."""
+    author: User,
+    chat_id: object,
+    client_id: str | None,
+    caption: str,
+    reply_to_id: object | None,
+) -> Message | tuple[str, Message | None]:
+    """The earlier message when this is a retry, else the cleaned caption and the message
+    replied to, once the send and upload limits are spent."""
     _check_client_id(client_id)
     caption = _clean_caption(caption)
     if (earlier := _retried(author, client_id, chat_id)) is not None:
         return earlier
     _check_member(author, chat_id)
+    reply_to = _reply_target(chat_id, reply_to_id)
     ratelimit.hit("send", author)
     ratelimit.hit("upload", author)
-    return caption
+    return caption, reply_to
 
 
 def _append_attachment(
@@ -203,6 +246,7 @@ def _append_attachment(
     chat_id: object,
     client_id: str | None,
     caption: str,
+    reply_to: Message | None,
     upload: object,
     inspected: media.Inspected,
 ) -> Message:
@@ -233,6 +277,7 @@ def _append_attachment(
             kind=Message.Kind.IMAGE if inspected.is_image else Message.Kind.FILE,
             body=caption,
             attachment=attachment,
+            reply_to=reply_to,
         )
         if not created:  # a retry that raced its original: keep the original's files
             storage.delete(saved.names)
@@ -247,6 +292,7 @@ def send_location(
     longitude: float,
     label: str = "",
     client_id: str | None = None,
+    reply_to_id: object | None = None,
 ) -> Message:
     """Send a point on the map (WGS 84 degrees) with an optional label, like a message:
     idempotent on `(author, client_id)`, limited as sends are. Raises `ValidationError`
@@ -272,12 +318,14 @@ def send_location(
     if (earlier := _retried(author, client_id, chat_id)) is not None:
         return earlier
     _check_member(author, chat_id)
+    reply_to = _reply_target(chat_id, reply_to_id)
     ratelimit.hit("send", author)
     message, _ = append_once(
         author=author,
         chat_id=chat_id,
         client_id=client_id,
         kind=Message.Kind.LOCATION,
+        reply_to=reply_to,
         latitude=latitude,
         longitude=longitude,
         location_label=label,

@@ -57,6 +57,7 @@ def test_sending_publishes_once_to_the_chat_group(user, grace, direct, events_se
         "subject": None,
         "client_id": "c-1",
         "attachment": None,
+        "reply_to": None,
         "latitude": None,
         "longitude": None,
         "location_label": "",
