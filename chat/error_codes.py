@@ -65,6 +65,9 @@ class MessageErrorCode(StrEnum):
     CAPTION_TOO_LONG = "caption_too_long"
     REPLY_NOT_FOUND = "reply_not_found"  # no such message in this chat
     CANNOT_REPLY = "cannot_reply"  # a deleted or SYSTEM message
+    INVALID_EMOJI = "invalid_emoji"  # not one emoji, nor a :shortcode:
+    TOO_MANY_REACTIONS = "too_many_reactions"  # REACTION_MAX_DISTINCT kinds already
+    CANNOT_REACT = "cannot_react"  # a deleted or SYSTEM message
 
 
 class MediaErrorCode(StrEnum):

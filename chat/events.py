@@ -236,6 +236,20 @@ def chat_updated(chat: Chat) -> None:
     publish_on_commit(chat_group(chat.id), "chat_updated", chat_payload(chat))
 
 
+def reaction_changed(message: Message, user: User, emoji: str, *, count: int, added: bool) -> None:
+    """Someone added or took back an emoji on a message; `count` is how many now have it."""
+    data = {
+        "chat_id": str(message.chat_id),
+        "message_id": str(message.id),
+        "seq": message.seq,
+        "emoji": emoji,
+        "count": count,
+        "added": added,
+        "user": user_payload(user),
+    }
+    publish_on_commit(chat_group(message.chat_id), "reaction_changed", data)
+
+
 def read_up_to(chat: Chat, user: User, seq: int) -> None:
     data = {"chat_id": str(chat.id), "user": user_payload(user), "seq": seq}
     publish_on_commit(chat_group(chat.id), "read_up_to", data)

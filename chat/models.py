@@ -433,3 +433,35 @@ class Block(models.Model):
 
     def __str__(self) -> str:
         return f"{self.blocker_id} blocks {self.blocked_id}"
+
+
+class Reaction(models.Model):
+    """One user's emoji on one message."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="reactions")
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="reactions")
+    emoji = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["message", "user", "emoji"], name="reaction_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.emoji} on {self.message_id} by {self.user_id}"
+
+
+class MessageEdit(models.Model):
+    """A message's body before one of its edits (`Message.editHistory`)."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="edits")
+    body = models.TextField()
+    # When this body was replaced.
+    edited_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["message", "edited_at"], name="message_edit_idx")]
+
+    def __str__(self) -> str:
+        return f"Edit of {self.message_id} at {self.edited_at}"

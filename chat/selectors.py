@@ -3,7 +3,18 @@
 
 import uuid
 
-from django.db.models import Case, Count, F, IntegerField, Q, QuerySet, Value, When, Window
+from django.db.models import (
+    Case,
+    Count,
+    F,
+    IntegerField,
+    Min,
+    Q,
+    QuerySet,
+    Value,
+    When,
+    Window,
+)
 from django.db.models.functions import Coalesce, Lower, RowNumber
 from django.utils import timezone
 
@@ -17,6 +28,8 @@ from chat.models import (
     Device,
     Membership,
     Message,
+    MessageEdit,
+    Reaction,
     User,
     normalize_email,
 )
@@ -326,3 +339,32 @@ def room_bans(chat: Chat) -> list[Ban]:
         .select_related("user", "banned_by")
         .order_by("-created_at")
     )
+
+
+def reactions_of(message_ids: list[object], *, viewer: User | None) -> dict[object, list[dict]]:
+    """Each message's reactions, one entry per emoji in the order first given: its count
+    and whether the viewer gave it. One query for a whole page."""
+    rows = (
+        Reaction.objects.filter(message_id__in=message_ids)
+        .values("message_id", "emoji")
+        .annotate(
+            count=Count("id"),
+            mine=Count("id", filter=Q(user=viewer)) if viewer else Value(0),
+            first=Min("created_at"),
+        )
+        .order_by("message_id", "first", "emoji")
+    )
+    found: dict[object, list[dict]] = {}
+    for row in rows:
+        found.setdefault(row["message_id"], []).append(
+            {"emoji": row["emoji"], "count": row["count"], "mine": bool(row["mine"])}
+        )
+    return found
+
+
+def edit_histories(message_ids: list[object]) -> dict[object, list[MessageEdit]]:
+    """Each message's earlier bodies, oldest first, in one query."""
+    found: dict[object, list[MessageEdit]] = {}
+    for edit in MessageEdit.objects.filter(message_id__in=message_ids).order_by("edited_at", "id"):
+        found.setdefault(edit.message_id, []).append(edit)
+    return found

@@ -103,6 +103,22 @@ class ChatUpdated:
     chat: Chat = strawberry.field(description="The room as it is now.")
 
 
+@strawberry.type(
+    description=(
+        "Someone added or took back an emoji on a message. Ephemeral (not replayed): "
+        "refetch `reactions` after reconnecting."
+    )
+)
+class ReactionChanged:
+    chat_id: strawberry.ID = strawberry.field(description="The chat.")
+    message_id: strawberry.ID = strawberry.field(description="The message.")
+    seq: int = strawberry.field(description="The message's `seq`.")
+    emoji: str = strawberry.field(description="The emoji.")
+    count: int = strawberry.field(description="How many have given it now.")
+    added: bool = strawberry.field(description="Given (true) or taken back (false).")
+    user: User = strawberry.field(description="Who did it.")
+
+
 @strawberry.type(description="The viewer was added to a chat, or a new direct chat was opened.")
 class AddedToChat:
     chat: Chat = strawberry.field(description="The chat.")
@@ -122,7 +138,8 @@ ChatEvent = Annotated[
     | TypingChanged
     | ReadUpTo
     | PresenceChanged
-    | ChatUpdated,
+    | ChatUpdated
+    | ReactionChanged,
     strawberry.union("ChatEvent", description="Something that happened in one chat."),
 ]
 InboxEvent = Annotated[
@@ -283,4 +300,14 @@ def chat_event(event: str, data: dict[str, Any], viewer: models.User) -> Any:
         return PresenceChanged(user=user_from(data["user"], viewer), online=data["online"])
     if event == "chat_updated":
         return ChatUpdated(chat=chat_from(data))
+    if event == "reaction_changed":
+        return ReactionChanged(
+            chat_id=data["chat_id"],
+            message_id=data["message_id"],
+            seq=data["seq"],
+            emoji=data["emoji"],
+            count=data["count"],
+            added=data["added"],
+            user=user_from(data["user"], viewer),
+        )
     return None

@@ -18,6 +18,8 @@ class Loaders:
         self.online_count = DataLoader(self._online_counts, cache=False)
         self.shares_chat = DataLoader(self._shares_chat, cache=False)
         self.blocked = DataLoader(self._blocked, cache=False)
+        self.reactions = DataLoader(self._reactions, cache=False)
+        self.edit_history = DataLoader(self._edit_history, cache=False)
         # Keyed by (message id, how many readers are wanted; 0 for only the count).
         self.readers = DataLoader(self._readers, cache=False)
 
@@ -46,3 +48,11 @@ class Loaders:
             return [False] * len(user_ids)
         blocked = await sync_to_async(selectors.blocked_by)(self.viewer, list(user_ids))
         return [user_id in blocked for user_id in user_ids]
+
+    async def _reactions(self, message_ids: Sequence[Any]) -> list[list[dict]]:
+        found = await sync_to_async(selectors.reactions_of)(list(message_ids), viewer=self.viewer)
+        return [found.get(pk, []) for pk in message_ids]
+
+    async def _edit_history(self, message_ids: Sequence[Any]) -> list[list[Any]]:
+        found = await sync_to_async(selectors.edit_histories)(list(message_ids))
+        return [found.get(pk, []) for pk in message_ids]

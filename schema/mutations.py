@@ -11,6 +11,7 @@ from django.http import HttpRequest
 
 from chat import models, selectors, services
 from schema.context import Context, require_viewer
+from schema.conversation import ConversationMutation
 from schema.moderation import ModerationMutation
 from schema.notifications import NotificationMutation
 from schema.rooms import RoomMutation
@@ -97,7 +98,7 @@ def _signed_in(context: Context, token: str, user: models.User) -> AuthPayload:
 @strawberry.type(
     description="Writes. Failures the client can fix come back as `OperationInfo` with a `code`."
 )
-class Mutation(NotificationMutation, RoomMutation, ModerationMutation):
+class Mutation(NotificationMutation, RoomMutation, ModerationMutation, ConversationMutation):
     @strawberry_django.mutation(description="Create an account and sign in to it.")
     def register(
         self,

@@ -288,6 +288,7 @@ STATELESS_CHAT_EVENTS = frozenset(
         "read_up_to",
         "presence_changed",
         "chat_updated",
+        "reaction_changed",
     }
 )
 

@@ -205,6 +205,19 @@ SystemEvent = strawberry.enum(
 )
 
 
+@strawberry.type(description="One emoji on a message, with how many gave it.")
+class ReactionCount:
+    emoji: str = strawberry.field(description="The emoji, or a `:shortcode:`.")
+    count: int = strawberry.field(description="How many members gave it.")
+    reacted_by_me: bool = strawberry.field(description="The viewer is one of them.")
+
+
+@strawberry.type(description="What an edited message said before one of its edits.")
+class MessageRevision:
+    body: str = strawberry.field(description="The text before the edit.")
+    edited_at: datetime = strawberry.field(description="When it was replaced.")
+
+
 @strawberry.type(
     name="QuotedMessage",
     description="The message a reply answers, as the reply shows it (no extra query).",
@@ -310,6 +323,29 @@ class Message:
     )
     def reply_to(self: models.Message) -> QuotedMessage | None:
         return QuotedMessage.of(self.reply_to) if self.reply_to is not None else None
+
+    @strawberry_django.field(
+        description=(
+            "Its reactions, one per emoji in the order first given (a page of history costs "
+            "one query for all of them)."
+        )
+    )
+    async def reactions(self: models.Message, info: strawberry.Info) -> list[ReactionCount]:
+        rows = await info.context.loaders.reactions.load(self.pk)
+        return [
+            ReactionCount(emoji=r["emoji"], count=r["count"], reacted_by_me=r["mine"])
+            for r in rows
+        ]
+
+    @strawberry_django.field(
+        description=(
+            "What it said before each edit, oldest first; empty if never edited, and gone "
+            "once it is deleted."
+        )
+    )
+    async def edit_history(self: models.Message, info: strawberry.Info) -> list[MessageRevision]:
+        edits = await info.context.loaders.edit_history.load(self.pk)
+        return [MessageRevision(body=e.body, edited_at=e.edited_at) for e in edits]
 
     @strawberry_django.field(only=["deleted_at"], description="True once deleted.")
     def is_deleted(self: models.Message) -> bool:

@@ -395,6 +395,10 @@ PROFILE_RATE_BURST = env_int("PROFILE_RATE_BURST", 10)  # updateProfile, changeP
 PROFILE_RATE_PER_SECOND = env_float("PROFILE_RATE_PER_SECOND", 0.1)
 READ_RATE_BURST = env_int("READ_RATE_BURST", 120)  # markRead
 READ_RATE_PER_SECOND = env_float("READ_RATE_PER_SECOND", 5)
+REACTION_RATE_BURST = env_int("REACTION_RATE_BURST", 30)  # addReaction, removeReaction
+REACTION_RATE_PER_SECOND = env_float("REACTION_RATE_PER_SECOND", 2)
+# Distinct emoji one message may carry (each may be given by any number of members).
+REACTION_MAX_DISTINCT = env_int("REACTION_MAX_DISTINCT", 20)
 REPORT_RATE_BURST = env_int("REPORT_RATE_BURST", 10)  # reportMessage
 REPORT_RATE_PER_SECOND = env_float("REPORT_RATE_PER_SECOND", 0.05)
 BLOCK_RATE_BURST = env_int("BLOCK_RATE_BURST", 20)  # blockUser, unblockUser, hideChat

@@ -46,11 +46,13 @@ from chat.services.notifications import (
     unregister_device,
 )
 from chat.services.privacy import block_user, hide_chat, unblock_user
+from chat.services.reactions import add_reaction, remove_reaction
 from chat.services.rooms import archive_room, update_room
 from chat.services.typing import set_typing
 
 __all__ = [
     "add_members",
+    "add_reaction",
     "archive_room",
     "ban_member",
     "block_user",
@@ -72,6 +74,7 @@ __all__ = [
     "remove_avatar",
     "remove_member",
     "remove_message",
+    "remove_reaction",
     "report_message",
     "request_password_reset",
     "reset_password",

@@ -12,7 +12,16 @@ from django.utils import timezone
 from chat import events, media, ratelimit, storage
 from chat.error_codes import ChatErrorCode, MessageErrorCode
 from chat.exceptions import Forbidden
-from chat.models import Attachment, Change, Chat, Membership, Message, User
+from chat.models import (
+    Attachment,
+    Change,
+    Chat,
+    Membership,
+    Message,
+    MessageEdit,
+    Reaction,
+    User,
+)
 from chat.selectors import MESSAGE_RELATED, blocked_between, find_membership, parse_id
 from chat.services.chats import append_message, check_writable, lock_chat, record_change
 
@@ -370,11 +379,14 @@ def edit_message(*, user: User, message_id: object, body: str) -> Message:
             "Only text and the captions of photos and files can be edited.",
             MessageErrorCode.NOT_EDITABLE,
         )
+    previous = message.body
     message.body = _clean_body(body) if message.kind == Message.Kind.TEXT else _clean_caption(body)
     ratelimit.hit("edit", user)
     chat = lock_chat(message.chat_id)
     check_writable(chat)
     message.edited_at = timezone.now()
+    # What it said before, for `editHistory` (gone with the message if it is deleted).
+    MessageEdit.objects.create(message=message, body=previous, edited_at=message.edited_at)
     message.save(update_fields=["body", "edited_at"])
     revision = record_change(chat, message, Change.Kind.EDITED)
     events.message_changed(message, "message_edited", revision=revision)
@@ -456,6 +468,9 @@ def _soft_delete(message: Message) -> Message:
                 "location_label",
             ]
         )
+        # A deleted message takes what it said before, and its reactions, with it.
+        MessageEdit.objects.filter(message=message).delete()
+        Reaction.objects.filter(message=message).delete()
         if attachment is not None:
             # A deleted photo must not stay downloadable, nor its name readable.
             attachment.delete()

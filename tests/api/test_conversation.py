@@ -1,8 +1,14 @@
 """Conversation features: replies, reactions, mentions, pins and edit history."""
 
-import pytest
+import asyncio
 
-from chat import services
+import pytest
+from asgiref.sync import sync_to_async
+
+from chat import events, services
+from tests.api.realtime import events as next_events
+from tests.api.realtime import http, joined, subscribed
+from tests.factories import token_for
 
 SEND = """
 mutation($c: ID!, $body: String!, $replyTo: ID) {
@@ -81,3 +87,238 @@ def test_a_reply_to_another_chat_a_deleted_or_a_system_message_is_refused(
         )
         assert response.data["sendMessage"]["messages"] == [{"field": "replyToId", "code": code}]
     assert chat.messages.count() == 1
+
+
+REACT = """
+mutation($m: ID!, $e: String!) {
+  addReaction(messageId: $m, emoji: $e) {
+    ... on Message { reactions { emoji count reactedByMe } }
+    ... on OperationInfo { messages { field code } }
+  }
+}
+"""
+UNREACT = """
+mutation($m: ID!, $e: String!) {
+  removeReaction(messageId: $m, emoji: $e) {
+    ... on Message { reactions { emoji count reactedByMe } }
+    ... on OperationInfo { messages { field code } }
+  }
+}
+"""
+EDITS = """
+query($c: ID!) {
+  messages(chatId: $c, last: 5) { edges { node { body editHistory { body editedAt } } } }
+}
+"""
+PAGE = """
+query($c: ID!) {
+  messages(chatId: $c, last: 50) {
+    edges { node { seq replyTo { seq body } reactions { emoji count reactedByMe }
+                   editHistory { body } } }
+  }
+}
+"""
+
+
+@pytest.mark.django_db
+def test_two_users_react_with_the_same_and_different_emoji_and_take_them_back(
+    gql, user, token, grace, chat
+):
+    message = services.send_message(author=grace, chat_id=chat.id, body="Party!")
+    grace_token = token_for(grace)
+    m = str(message.id)
+
+    gql.execute(REACT, {"m": m, "e": "🎉"}, token=token)
+    gql.execute(REACT, {"m": m, "e": "🎉"}, token=token)  # twice: nothing changes
+    gql.execute(REACT, {"m": m, "e": "🎉"}, token=grace_token)
+    both = gql.execute(REACT, {"m": m, "e": "👍🏽"}, token=grace_token)
+    seen_by_ada = gql.execute(REACT, {"m": m, "e": ":party_parrot:"}, token=token)
+    taken_back = gql.execute(UNREACT, {"m": m, "e": "🎉"}, token=token)
+
+    assert both.data["addReaction"]["reactions"] == [
+        {"emoji": "🎉", "count": 2, "reactedByMe": True},
+        {"emoji": "👍🏽", "count": 1, "reactedByMe": True},
+    ]
+    assert seen_by_ada.data["addReaction"]["reactions"] == [
+        {"emoji": "🎉", "count": 2, "reactedByMe": True},
+        {"emoji": "👍🏽", "count": 1, "reactedByMe": False},
+        {"emoji": ":party_parrot:", "count": 1, "reactedByMe": True},
+    ]
+    assert taken_back.data["removeReaction"]["reactions"] == [
+        {"emoji": "🎉", "count": 1, "reactedByMe": False},
+        {"emoji": "👍🏽", "count": 1, "reactedByMe": False},
+        {"emoji": ":party_parrot:", "count": 1, "reactedByMe": True},
+    ]
+
+
+VALID_EMOJI = [
+    "👍",
+    "👍🏽",
+    "👨\u200d👩\u200d👧",
+    "🇫🇷",
+    "1️⃣",
+    "☺️",
+    "❤",
+    ":+1:",
+    "🏴\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f",
+]
+INVALID_EMOJI = [
+    "",
+    "a",
+    "ok",
+    "👍👍",
+    "🇫",
+    "👍a",
+    ":Bad:",
+    "::",
+    "\u200d",
+    "🏽",
+    "1",
+    ":" + "x" * 33 + ":",
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("emoji", VALID_EMOJI)
+def test_one_emoji_of_any_shape_is_accepted(gql, token, grace, chat, emoji):
+    message = services.send_message(author=grace, chat_id=chat.id, body="hi")
+
+    response = gql.execute(REACT, {"m": str(message.id), "e": emoji}, token=token)
+
+    assert response.data["addReaction"]["reactions"] == [
+        {"emoji": emoji, "count": 1, "reactedByMe": True}
+    ]
+
+
+@pytest.mark.django_db
+def test_anything_but_one_emoji_the_cap_and_deleted_messages_are_refused(
+    gql, user, token, grace, chat, settings
+):
+    settings.REACTION_MAX_DISTINCT = 2
+    message = services.send_message(author=grace, chat_id=chat.id, body="hi")
+    gone = services.send_message(author=grace, chat_id=chat.id, body="gone")
+    services.delete_message(user=grace, message_id=gone.id)
+    m = str(message.id)
+
+    invalid = {e: gql.execute(REACT, {"m": m, "e": e}, token=token) for e in INVALID_EMOJI}
+    gql.execute(REACT, {"m": m, "e": "👍"}, token=token)
+    gql.execute(REACT, {"m": m, "e": "🎉"}, token=token)
+    third = gql.execute(REACT, {"m": m, "e": "😀"}, token=token)
+    same_again = gql.execute(REACT, {"m": m, "e": "🎉"}, token=token_for(grace))
+    on_deleted = gql.execute(REACT, {"m": str(gone.id), "e": "👍"}, token=token)
+
+    assert {e: r.data["addReaction"]["messages"] for e, r in invalid.items()} == {
+        e: [{"field": "emoji", "code": "invalid_emoji"}] for e in INVALID_EMOJI
+    }
+    assert third.data["addReaction"]["messages"] == [
+        {"field": "emoji", "code": "too_many_reactions"}
+    ]
+    assert [r["count"] for r in same_again.data["addReaction"]["reactions"]] == [1, 2]
+    assert on_deleted.data["addReaction"]["messages"] == [
+        {"field": "messageId", "code": "cannot_react"}
+    ]
+
+
+@pytest.mark.django_db
+def test_edit_twice_and_read_the_history_then_delete_it_with_the_message(
+    gql, user, token, grace, chat
+):
+    message = services.send_message(author=user, chat_id=chat.id, body="helo")
+    services.edit_message(user=user, message_id=message.id, body="hello")
+    services.edit_message(user=user, message_id=message.id, body="hello!")
+
+    edited = gql.execute(EDITS, {"c": str(chat.id)}, token=token_for(grace))
+    services.delete_message(user=user, message_id=message.id)
+    deleted = gql.execute(EDITS, {"c": str(chat.id)}, token=token)
+
+    [node] = [e["node"] for e in edited.data["messages"]["edges"]]
+    assert node["body"] == "hello!"
+    assert [h["body"] for h in node["editHistory"]] == ["helo", "hello"]
+    assert node["editHistory"][0]["editedAt"] < node["editHistory"][1]["editedAt"]
+    assert deleted.data["messages"]["edges"] == [{"node": {"body": "", "editHistory": []}}]
+
+
+@pytest.mark.django_db
+def test_a_page_of_50_with_replies_reactions_and_edits_costs_a_fixed_number_of_queries(
+    gql, user, token, grace, chat, django_assert_num_queries, settings
+):
+    settings.REACTION_RATE_BURST = settings.EDIT_RATE_BURST = 1000
+    previous = None
+    for n in range(50):
+        author = user if n % 2 else grace
+        previous = services.send_message(
+            author=author,
+            chat_id=chat.id,
+            body=f"m{n}",
+            reply_to_id=previous.id if previous and n % 3 else None,
+        )
+        services.add_reaction(user=user, message_id=previous.id, emoji="👍")
+        if n % 5 == 0:
+            services.add_reaction(user=grace, message_id=previous.id, emoji="🎉")
+        if n % 7 == 0:
+            services.edit_message(user=author, message_id=previous.id, body=f"m{n}, edited")
+    gql.execute(PAGE, {"c": str(chat.id)}, token=token)  # the token's last use, recorded
+
+    # The token, the membership, the page (with every quote), reactions, edit histories.
+    with django_assert_num_queries(5):
+        page = gql.execute(PAGE, {"c": str(chat.id)}, token=token).data["messages"]["edges"]
+
+    assert len(page) == 50
+    assert page[1]["node"]["replyTo"] == {"seq": 1, "body": "m0, edited"}
+    assert page[0]["node"]["reactions"] == [
+        {"emoji": "👍", "count": 1, "reactedByMe": True},
+        {"emoji": "🎉", "count": 1, "reactedByMe": False},
+    ]
+    assert page[0]["node"]["editHistory"] == [{"body": "m0"}]
+
+
+LIVE = """
+subscription($c: ID!) {
+  chatEvents(chatId: $c) {
+    __typename
+    ... on MessageAdded { message { seq replyTo { seq body } } }
+    ... on ReactionChanged { messageId seq emoji count added user { displayName } }
+  }
+}
+"""
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_worker_connections")
+async def test_a_subscriber_sees_replies_and_each_reaction_change_live(asgi_app, user, grace):
+    chat = await sync_to_async(services.open_direct_chat)(user=user, other_user_id=grace.id)
+    original = await sync_to_async(services.send_message)(
+        author=grace, chat_id=chat.id, body="Who's in?"
+    )
+    ada_token, grace_token = await sync_to_async(lambda: (token_for(user), token_for(grace)))()
+    socket = await subscribed(asgi_app, grace_token, LIVE, {"c": str(chat.id)})
+    await joined(events.chat_group(chat.id))
+
+    m = str(original.id)
+    await http(asgi_app, SEND, {"c": str(chat.id), "body": "Me", "replyTo": m}, ada_token)
+    await http(asgi_app, REACT, {"m": m, "e": "🙋"}, ada_token)
+    await http(asgi_app, REACT, {"m": m, "e": "🙋"}, grace_token)
+    await http(asgi_app, UNREACT, {"m": m, "e": "🙋"}, ada_token)
+    received = [e["chatEvents"] for e in await asyncio.wait_for(next_events(socket, 4), 5)]
+    await socket.close()
+
+    def change(count, added, who):
+        return {
+            "__typename": "ReactionChanged",
+            "messageId": m,
+            "seq": 1,
+            "emoji": "🙋",
+            "count": count,
+            "added": added,
+            "user": {"displayName": who},
+        }
+
+    assert received == [
+        {
+            "__typename": "MessageAdded",
+            "message": {"seq": 2, "replyTo": {"seq": 1, "body": "Who's in?"}},
+        },
+        change(1, True, user.display_name),
+        change(2, True, grace.display_name),
+        change(1, False, user.display_name),
+    ]
