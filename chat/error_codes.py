@@ -68,6 +68,8 @@ class MessageErrorCode(StrEnum):
     INVALID_EMOJI = "invalid_emoji"  # not one emoji, nor a :shortcode:
     TOO_MANY_REACTIONS = "too_many_reactions"  # REACTION_MAX_DISTINCT kinds already
     CANNOT_REACT = "cannot_react"  # a deleted or SYSTEM message
+    CANNOT_PIN = "cannot_pin"  # a deleted or SYSTEM message
+    TOO_MANY_PINS = "too_many_pins"  # PIN_MAX per chat
 
 
 class MediaErrorCode(StrEnum):

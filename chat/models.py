@@ -237,6 +237,8 @@ class Message(models.Model):
         MEMBER_BANNED = "MEMBER_BANNED", "Member banned"
         MEMBER_UNBANNED = "MEMBER_UNBANNED", "Member unbanned"
         ROLE_CHANGED = "ROLE_CHANGED", "Role changed"
+        MESSAGE_PINNED = "MESSAGE_PINNED", "Message pinned"  # replyTo: the message
+        MESSAGE_UNPINNED = "MESSAGE_UNPINNED", "Message unpinned"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # (chat, seq) is unique and indexed; a chat_id index alone would be redundant.
@@ -257,6 +259,11 @@ class Message(models.Model):
     # The message this one answers (same chat), shown as a quote; pins point at theirs too.
     reply_to = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Pinned to the top of its chat (`Chat.pinnedMessages`) since then, by them.
+    pinned_at = models.DateTimeField(null=True, blank=True)
+    pinned_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     # For SYSTEM messages: what happened, and to whom.
     system_event = models.CharField(max_length=16, choices=SystemEvent.choices, blank=True)

@@ -368,3 +368,16 @@ def edit_histories(message_ids: list[object]) -> dict[object, list[MessageEdit]]
     for edit in MessageEdit.objects.filter(message_id__in=message_ids).order_by("edited_at", "id"):
         found.setdefault(edit.message_id, []).append(edit)
     return found
+
+
+def pinned_messages(chat_ids: list[object]) -> dict[object, list[Message]]:
+    """Each chat's pinned messages, the most recently pinned first, in one query."""
+    found: dict[object, list[Message]] = {}
+    pinned = (
+        Message.objects.filter(chat_id__in=chat_ids, pinned_at__isnull=False)
+        .select_related(*MESSAGE_RELATED)
+        .order_by("-pinned_at", "-seq")
+    )
+    for message in pinned:
+        found.setdefault(message.chat_id, []).append(message)
+    return found

@@ -1,4 +1,4 @@
-"""Conversation features beyond sending: reactions."""
+"""Conversation features beyond sending: reactions and pins."""
 
 from typing import Annotated
 
@@ -40,3 +40,22 @@ class ConversationMutation:
         return services.remove_reaction(
             user=require_viewer(info), message_id=message_id, emoji=emoji
         )
+
+    @strawberry_django.mutation(
+        description=(
+            "Pin a message to the top of its chat (`Chat.pinnedMessages`): any member of a "
+            "direct chat, the owner and admins of a room (`admin_only`). A SYSTEM message "
+            "(`MESSAGE_PINNED`, quoting it in `replyTo`) tells everyone live. At most 50 "
+            "per chat (`too_many_pins`); `cannot_pin` for deleted and SYSTEM messages."
+        )
+    )
+    def pin_message(self, info: strawberry.Info[Context], message_id: MessageId) -> Message:
+        return services.pin_message(user=require_viewer(info), message_id=message_id)
+
+    @strawberry_django.mutation(
+        description=(
+            "Unpin a message (a `MESSAGE_UNPINNED` SYSTEM message). Harmless if not pinned."
+        )
+    )
+    def unpin_message(self, info: strawberry.Info[Context], message_id: MessageId) -> Message:
+        return services.unpin_message(user=require_viewer(info), message_id=message_id)

@@ -20,6 +20,7 @@ class Loaders:
         self.blocked = DataLoader(self._blocked, cache=False)
         self.reactions = DataLoader(self._reactions, cache=False)
         self.edit_history = DataLoader(self._edit_history, cache=False)
+        self.pinned = DataLoader(self._pinned, cache=False)
         # Keyed by (message id, how many readers are wanted; 0 for only the count).
         self.readers = DataLoader(self._readers, cache=False)
 
@@ -56,3 +57,7 @@ class Loaders:
     async def _edit_history(self, message_ids: Sequence[Any]) -> list[list[Any]]:
         found = await sync_to_async(selectors.edit_histories)(list(message_ids))
         return [found.get(pk, []) for pk in message_ids]
+
+    async def _pinned(self, chat_ids: Sequence[Any]) -> list[list[Any]]:
+        found = await sync_to_async(selectors.pinned_messages)(list(chat_ids))
+        return [found.get(pk, []) for pk in chat_ids]

@@ -347,6 +347,10 @@ class Message:
         edits = await info.context.loaders.edit_history.load(self.pk)
         return [MessageRevision(body=e.body, edited_at=e.edited_at) for e in edits]
 
+    pinned_at: datetime | None = strawberry_django.field(
+        description="When it was pinned to its chat (`pinMessage`); null if it is not."
+    )
+
     @strawberry_django.field(only=["deleted_at"], description="True once deleted.")
     def is_deleted(self: models.Message) -> bool:
         return self.is_deleted
@@ -452,6 +456,15 @@ class Chat:
         if role not in {models.Membership.Role.OWNER, models.Membership.Role.ADMIN}:
             return None
         return selectors.room_bans(self)
+
+    @strawberry_django.field(
+        description=(
+            "Its pinned messages, the most recently pinned first (one query for a whole "
+            "chat list)."
+        )
+    )
+    async def pinned_messages(self: models.Chat, info: strawberry.Info) -> list[Message]:
+        return await info.context.loaders.pinned.load(self.id)
 
     @strawberry_django.field(
         description="How many of its members are online now (one query for a whole list)."

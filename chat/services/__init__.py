@@ -45,6 +45,7 @@ from chat.services.notifications import (
     unmute_chat,
     unregister_device,
 )
+from chat.services.pins import pin_message, unpin_message
 from chat.services.privacy import block_user, hide_chat, unblock_user
 from chat.services.reactions import add_reaction, remove_reaction
 from chat.services.rooms import archive_room, update_room
@@ -69,6 +70,7 @@ __all__ = [
     "mark_read",
     "mute_chat",
     "open_direct_chat",
+    "pin_message",
     "register",
     "register_device",
     "remove_avatar",
@@ -87,6 +89,7 @@ __all__ = [
     "unban_member",
     "unblock_user",
     "unmute_chat",
+    "unpin_message",
     "unregister_device",
     "update_profile",
     "update_room",

@@ -116,18 +116,31 @@ SYSTEM_TEXTS = {
     Message.SystemEvent.MEMBER_BANNED: "{actor} banned {subject}",
     Message.SystemEvent.MEMBER_UNBANNED: "{actor} unbanned {subject}",
     Message.SystemEvent.ROLE_CHANGED: "{actor} made {subject} {role}",
+    Message.SystemEvent.MESSAGE_PINNED: "{subject} pinned a message",
+    Message.SystemEvent.MESSAGE_UNPINNED: "{subject} unpinned a message",
 }
 
 
 def system_message(
-    chat: Chat, event: str, subject: User, actor: User | None = None, **words: str
+    chat: Chat,
+    event: str,
+    subject: User,
+    actor: User | None = None,
+    reply_to: Message | None = None,
+    **words: str,
 ) -> Message:
     """A SYSTEM message in the timeline (a join, a ban...). Precondition: the chat's lock."""
     body = SYSTEM_TEXTS[event].format(
         subject=subject.display_name, actor=actor.display_name if actor else "Someone", **words
     )
     return append_message(
-        chat, author=None, kind=Message.Kind.SYSTEM, body=body, system_event=event, subject=subject
+        chat,
+        author=None,
+        kind=Message.Kind.SYSTEM,
+        body=body,
+        system_event=event,
+        subject=subject,
+        reply_to=reply_to,
     )
 
 

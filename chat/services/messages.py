@@ -458,6 +458,7 @@ def _soft_delete(message: Message) -> Message:
         message.attachment = None
         message.latitude = message.longitude = None
         message.location_label = ""
+        message.pinned_at = message.pinned_by = None  # a deleted message is unpinned
         message.save(
             update_fields=[
                 "body",
@@ -466,6 +467,8 @@ def _soft_delete(message: Message) -> Message:
                 "latitude",
                 "longitude",
                 "location_label",
+                "pinned_at",
+                "pinned_by",
             ]
         )
         # A deleted message takes what it said before, and its reactions, with it.

@@ -322,3 +322,125 @@ async def test_a_subscriber_sees_replies_and_each_reaction_change_live(asgi_app,
         change(2, True, grace.display_name),
         change(1, False, user.display_name),
     ]
+
+
+PIN = """
+mutation($m: ID!) {
+  pinMessage(messageId: $m) {
+    ... on Message { pinnedAt }
+    ... on OperationInfo { messages { field code } }
+  }
+}
+"""
+UNPIN = """
+mutation($m: ID!) {
+  unpinMessage(messageId: $m) {
+    ... on Message { pinnedAt }
+    ... on OperationInfo { messages { field code } }
+  }
+}
+"""
+PINNED = """
+query($c: ID!) {
+  chat(id: $c) { pinnedMessages { body } }
+  messages(chatId: $c, last: 3) {
+    edges { node { kind systemEvent body replyTo { body } } }
+  }
+}
+"""
+PINS_LIVE = """
+subscription($c: ID!) {
+  chatEvents(chatId: $c) {
+    ... on MessageAdded { message { systemEvent body replyTo { id } } }
+  }
+}
+"""
+
+
+@pytest.mark.django_db
+def test_pin_and_unpin_in_a_direct_chat_show_in_the_timeline(gql, user, token, grace, chat):
+    first = services.send_message(author=grace, chat_id=chat.id, body="The address is 5 Main St")
+    second = services.send_message(author=grace, chat_id=chat.id, body="Bring cake")
+
+    pinned = gql.execute(PIN, {"m": str(first.id)}, token=token)
+    gql.execute(PIN, {"m": str(first.id)}, token=token)  # again: nothing new
+    gql.execute(PIN, {"m": str(second.id)}, token=token_for(grace))
+    both = gql.execute(PINNED, {"c": str(chat.id)}, token=token)
+    unpinned = gql.execute(UNPIN, {"m": str(first.id)}, token=token)
+    after = gql.execute(PINNED, {"c": str(chat.id)}, token=token)
+
+    assert pinned.data["pinMessage"]["pinnedAt"] is not None
+    assert both.data["chat"]["pinnedMessages"] == [
+        {"body": "Bring cake"},
+        {"body": "The address is 5 Main St"},
+    ]
+    assert unpinned.data == {"unpinMessage": {"pinnedAt": None}}
+    assert after.data["chat"]["pinnedMessages"] == [{"body": "Bring cake"}]
+    assert [e["node"] for e in after.data["messages"]["edges"]] == [
+        {
+            "kind": "SYSTEM",
+            "systemEvent": "MESSAGE_PINNED",
+            "body": f"{user.display_name} pinned a message",
+            "replyTo": {"body": "The address is 5 Main St"},
+        },
+        {
+            "kind": "SYSTEM",
+            "systemEvent": "MESSAGE_PINNED",
+            "body": "Grace Hopper pinned a message",
+            "replyTo": {"body": "Bring cake"},
+        },
+        {
+            "kind": "SYSTEM",
+            "systemEvent": "MESSAGE_UNPINNED",
+            "body": f"{user.display_name} unpinned a message",
+            "replyTo": {"body": "The address is 5 Main St"},
+        },
+    ]
+
+
+@pytest.mark.django_db
+def test_in_a_room_only_the_owner_and_admins_pin_and_refusals(gql, user, token, grace, settings):
+    settings.PIN_MAX = 1
+    room = services.create_room(owner=user, name="Room", is_public=True)
+    services.join_room(user=grace, chat_id=room.id)
+    mine = services.send_message(author=user, chat_id=room.id, body="rules")
+    other = services.send_message(author=grace, chat_id=room.id, body="hi")
+    gone = services.send_message(author=grace, chat_id=room.id, body="gone")
+    services.delete_message(user=grace, message_id=gone.id)
+
+    by_member = gql.execute(PIN, {"m": str(mine.id)}, token=token_for(grace))
+    by_owner = gql.execute(PIN, {"m": str(mine.id)}, token=token)
+    over_cap = gql.execute(PIN, {"m": str(other.id)}, token=token)
+    deleted = gql.execute(PIN, {"m": str(gone.id)}, token=token)
+    services.delete_message(user=user, message_id=mine.id)
+
+    assert by_member.data["pinMessage"]["messages"] == [{"field": None, "code": "admin_only"}]
+    assert by_owner.data["pinMessage"]["pinnedAt"] is not None
+    assert over_cap.data["pinMessage"]["messages"] == [
+        {"field": "messageId", "code": "too_many_pins"}
+    ]
+    assert deleted.data["pinMessage"]["messages"] == [{"field": "messageId", "code": "cannot_pin"}]
+    # Deleting a pinned message unpins it.
+    assert (
+        gql.execute(PINNED, {"c": str(room.id)}, token=token).data["chat"]["pinnedMessages"] == []
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_worker_connections")
+async def test_a_pin_reaches_a_live_subscriber(asgi_app, user, grace):
+    chat = await sync_to_async(services.open_direct_chat)(user=user, other_user_id=grace.id)
+    message = await sync_to_async(services.send_message)(author=grace, chat_id=chat.id, body="x")
+    ada_token, grace_token = await sync_to_async(lambda: (token_for(user), token_for(grace)))()
+    socket = await subscribed(asgi_app, grace_token, PINS_LIVE, {"c": str(chat.id)})
+    await joined(events.chat_group(chat.id))
+
+    await http(asgi_app, PIN, {"m": str(message.id)}, ada_token)
+    await http(asgi_app, UNPIN, {"m": str(message.id)}, ada_token)
+    received = [e["chatEvents"]["message"] for e in await next_events(socket, 2)]
+    await socket.close()
+
+    assert [(m["systemEvent"], m["replyTo"]["id"]) for m in received] == [
+        ("MESSAGE_PINNED", str(message.id)),
+        ("MESSAGE_UNPINNED", str(message.id)),
+    ]
