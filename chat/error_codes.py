@@ -70,6 +70,8 @@ class MessageErrorCode(StrEnum):
     CANNOT_REACT = "cannot_react"  # a deleted or SYSTEM message
     CANNOT_PIN = "cannot_pin"  # a deleted or SYSTEM message
     TOO_MANY_PINS = "too_many_pins"  # PIN_MAX per chat
+    MENTION_NOT_MEMBER = "mention_not_member"  # only the chat's members can be mentioned
+    TOO_MANY_MENTIONS = "too_many_mentions"
 
 
 class MediaErrorCode(StrEnum):

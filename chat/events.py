@@ -114,6 +114,12 @@ def message_payload(
         "client_id": message.client_id,
         "attachment": attachment_payload(message.attachment),
         "reply_to": quote_payload(message.reply_to),
+        # Only when known without a query (sends and edits set it): readers fall back.
+        **(
+            {"mentions": [user_payload(u) for u in message.mentioned]}
+            if hasattr(message, "mentioned")
+            else {}
+        ),
         "latitude": message.latitude,
         "longitude": message.longitude,
         "location_label": message.location_label,
@@ -248,6 +254,14 @@ def reaction_changed(message: Message, user: User, emoji: str, *, count: int, ad
         "user": user_payload(user),
     }
     publish_on_commit(chat_group(message.chat_id), "reaction_changed", data)
+
+
+def mentioned(message: Message, user_ids: list) -> None:
+    """To each mentioned member's own group: their inbox hears `Mentioned`, in a room of
+    any size."""
+    data = message_payload(message)
+    for user_id in user_ids:
+        publish_on_commit(user_group(user_id), "mentioned", data)
 
 
 def read_up_to(chat: Chat, user: User, seq: int) -> None:

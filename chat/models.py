@@ -472,3 +472,19 @@ class MessageEdit(models.Model):
 
     def __str__(self) -> str:
         return f"Edit of {self.message_id} at {self.edited_at}"
+
+
+class Mention(models.Model):
+    """A member a message @-mentions (picked by the sender, so names need not be unique)."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="mentions")
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="mentions")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["message", "user"], name="mention_once"),
+        ]
+        indexes = [models.Index(fields=["user", "message"], name="mention_user_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} in {self.message_id}"

@@ -27,6 +27,7 @@ from chat.models import (
     Chat,
     Device,
     Membership,
+    Mention,
     Message,
     MessageEdit,
     Reaction,
@@ -381,3 +382,33 @@ def pinned_messages(chat_ids: list[object]) -> dict[object, list[Message]]:
     for message in pinned:
         found.setdefault(message.chat_id, []).append(message)
     return found
+
+
+def mentions_of(message_ids: list[object]) -> dict[object, list[User]]:
+    """Each message's mentioned members, by name, in one query."""
+    found: dict[object, list[User]] = {}
+    rows = (
+        Mention.objects.filter(message_id__in=message_ids)
+        .select_related("user")
+        .order_by("user__display_name", "user_id")
+    )
+    for mention in rows:
+        found.setdefault(mention.message_id, []).append(mention.user)
+    return found
+
+
+def unread_mention_counts(viewer: User, chat_ids: list[object]) -> dict[object, int]:
+    """Per chat, the messages past the viewer's read marker that mention them (deleted
+    ones aside), in one query."""
+    rows = (
+        Mention.objects.filter(
+            user=viewer,
+            message__chat_id__in=chat_ids,
+            message__deleted_at__isnull=True,
+            message__chat__memberships__user=viewer,
+            message__seq__gt=F("message__chat__memberships__last_read_seq"),
+        )
+        .values("message__chat_id")
+        .annotate(count=Count("id"))
+    )
+    return {row["message__chat_id"]: row["count"] for row in rows}

@@ -119,6 +119,11 @@ class ReactionChanged:
     user: User = strawberry.field(description="Who did it.")
 
 
+@strawberry.type(description="A new message mentions the viewer (in any chat, of any size).")
+class Mentioned:
+    message: Message = strawberry.field(description="The message.")
+
+
 @strawberry.type(description="The viewer was added to a chat, or a new direct chat was opened.")
 class AddedToChat:
     chat: Chat = strawberry.field(description="The chat.")
@@ -143,7 +148,7 @@ ChatEvent = Annotated[
     strawberry.union("ChatEvent", description="Something that happened in one chat."),
 ]
 InboxEvent = Annotated[
-    MessageAdded | AddedToChat | RemovedFromChat,
+    MessageAdded | AddedToChat | RemovedFromChat | Mentioned,
     strawberry.union("InboxEvent", description="Something that happened across my chats."),
 ]
 
@@ -190,6 +195,8 @@ def message_from(data: dict[str, Any], viewer: models.User) -> models.Message:
     message.subject = user_from(data["subject"], viewer)
     message.attachment = attachment_from(data.get("attachment"))
     message.reply_to = quote_from(data.get("reply_to"), viewer)
+    if "mentions" in data:
+        message.mentioned = [user_from(u, viewer) for u in data["mentions"]]
     return message
 
 

@@ -21,6 +21,8 @@ class Loaders:
         self.reactions = DataLoader(self._reactions, cache=False)
         self.edit_history = DataLoader(self._edit_history, cache=False)
         self.pinned = DataLoader(self._pinned, cache=False)
+        self.mentions = DataLoader(self._mentions, cache=False)
+        self.unread_mentions = DataLoader(self._unread_mentions, cache=False)
         # Keyed by (message id, how many readers are wanted; 0 for only the count).
         self.readers = DataLoader(self._readers, cache=False)
 
@@ -61,3 +63,13 @@ class Loaders:
     async def _pinned(self, chat_ids: Sequence[Any]) -> list[list[Any]]:
         found = await sync_to_async(selectors.pinned_messages)(list(chat_ids))
         return [found.get(pk, []) for pk in chat_ids]
+
+    async def _mentions(self, message_ids: Sequence[Any]) -> list[list[User]]:
+        found = await sync_to_async(selectors.mentions_of)(list(message_ids))
+        return [found.get(pk, []) for pk in message_ids]
+
+    async def _unread_mentions(self, chat_ids: Sequence[Any]) -> list[int]:
+        if self.viewer is None:
+            return [0] * len(chat_ids)
+        counts = await sync_to_async(selectors.unread_mention_counts)(self.viewer, list(chat_ids))
+        return [counts.get(pk, 0) for pk in chat_ids]

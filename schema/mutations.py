@@ -57,6 +57,15 @@ class SendMessageInput:
     chat_id: strawberry.ID = strawberry.field(description="The chat to send to.")
     body: str = strawberry.field(description="The text; trimmed, 1 to 4,000 characters.")
     reply_to_id: strawberry.ID | None = _reply_to_id()
+    mentions: list[strawberry.ID] | None = strawberry.field(
+        default=None,
+        description=(
+            "Members this message @-mentions, as the client picked them (names are not "
+            "unique): at most 50, each in the chat (`mention_not_member`). They see it in "
+            "`inbox` as `Mentioned` and in `unreadMentionCount`; pushes reach them even in "
+            "a muted chat."
+        ),
+    )
     client_id: str | None = _client_id()
 
 
@@ -300,6 +309,7 @@ class Mutation(NotificationMutation, RoomMutation, ModerationMutation, Conversat
             body=input.body,
             client_id=input.client_id,
             reply_to_id=input.reply_to_id,
+            mentions=input.mentions,
         )
 
     @strawberry_django.mutation(

@@ -32,6 +32,7 @@ from schema.events import (
     ChatEvent,
     InboxEvent,
     MemberLeft,
+    Mentioned,
     MessageAdded,
     RemovedFromChat,
     change_events,
@@ -274,6 +275,8 @@ class Subscription:
                     logs.pop(data["chat"]["id"], None)
                     hub.remove(listener, events.chat_group(data["chat"]["id"]))
                     yield RemovedFromChat(chat_id=data["chat"]["id"])
+                elif event == "mentioned":
+                    yield Mentioned(message=message_from(data, viewer))
 
 
 # Chat events rendered the same way for every subscriber whatever it has seen before (new

@@ -351,6 +351,17 @@ class Message:
         description="When it was pinned to its chat (`pinMessage`); null if it is not."
     )
 
+    @strawberry_django.field(
+        description=(
+            "The members it @-mentions (`sendMessage(input: { mentions })`), by name; one "
+            "query for a page of history."
+        )
+    )
+    async def mentions(self: models.Message, info: strawberry.Info) -> list[User]:
+        if hasattr(self, "mentioned"):  # known from the send or the event
+            return self.mentioned
+        return await info.context.loaders.mentions.load(self.pk)
+
     @strawberry_django.field(only=["deleted_at"], description="True once deleted.")
     def is_deleted(self: models.Message) -> bool:
         return self.is_deleted
@@ -471,6 +482,15 @@ class Chat:
     )
     async def online_count(self: models.Chat, info: strawberry.Info) -> int:
         return await info.context.loaders.online_count.load(self.id)
+
+    @strawberry_django.field(
+        description=(
+            "Unread messages in this chat that mention the viewer (`markRead` lowers it); "
+            "one query for a whole chat list."
+        )
+    )
+    async def unread_mention_count(self: models.Chat, info: strawberry.Info) -> int:
+        return await info.context.loaders.unread_mentions.load(self.id)
 
     @strawberry_django.field(description="The viewer's unread messages in this chat.")
     def unread_count(self: models.Chat, info: strawberry.Info) -> int:

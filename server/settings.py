@@ -400,6 +400,7 @@ REACTION_RATE_PER_SECOND = env_float("REACTION_RATE_PER_SECOND", 2)
 # Distinct emoji one message may carry (each may be given by any number of members).
 REACTION_MAX_DISTINCT = env_int("REACTION_MAX_DISTINCT", 20)
 PIN_MAX = env_int("PIN_MAX", 50)  # pinned messages per chat
+MENTION_MAX = env_int("MENTION_MAX", 50)  # members one message may mention
 REPORT_RATE_BURST = env_int("REPORT_RATE_BURST", 10)  # reportMessage
 REPORT_RATE_PER_SECOND = env_float("REPORT_RATE_PER_SECOND", 0.05)
 BLOCK_RATE_BURST = env_int("BLOCK_RATE_BURST", 20)  # blockUser, unblockUser, hideChat

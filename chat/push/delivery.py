@@ -141,6 +141,7 @@ def deliver(notification: dict[str, Any], device_ids: list[str], attempt: int) -
             seq=notification["seq"],
             author_id=notification["senderId"],
             sent_at=datetime.fromisoformat(notification["sentAt"]),
+            message_id=notification["messageId"],
         ).filter(pk__in=device_ids)
     )
     counts = dict.fromkeys(Result, 0) | {"skipped": len(device_ids) - len(devices)}

@@ -19,19 +19,23 @@ _SPACE = re.compile(r"\s+")
 
 
 def recipients(
-    *, chat_id: object, seq: int, author_id: object, sent_at: datetime
+    *, chat_id: object, seq: int, author_id: object, sent_at: datetime, message_id: object
 ) -> QuerySet[Device]:
     """The active devices of the chat's members who should hear of message `seq`: everyone
     but its author who has been offline since before it was sent (`last_seen_at`: see
     `chat.presence`; anyone online since then had it on screen or replayed it on
-    connecting), has not muted the chat, has not read this far, and does not block the
-    author. One query, whatever
+    connecting), has not muted the chat (unless it mentions them), has not read this far,
+    and does not block the author. One query, whatever
     the number of members; asked again before each delivery attempt, so a member who has
     since come online, read or muted is not notified."""
     now = timezone.now()
     listening = (
         Membership.objects.filter(chat_id=chat_id, last_read_seq__lt=seq)
-        .filter(Q(muted_until__isnull=True) | Q(muted_until__lte=now))
+        .filter(
+            Q(muted_until__isnull=True)
+            | Q(muted_until__lte=now)
+            | Q(user__mentions__message_id=message_id)
+        )
         .exclude(user_id=author_id)
         # Nobody is buzzed by someone they block.
         .exclude(user__blocks__blocked_id=author_id)
@@ -99,6 +103,7 @@ def fan_out(message_id: str) -> dict[str, int]:
         seq=message.seq,
         author_id=message.author_id,
         sent_at=message.created_at,
+        message_id=message.id,
     )
     device_ids = [str(pk) for pk in devices.values_list("pk", flat=True)]
     size = settings.PUSH_BATCH_SIZE

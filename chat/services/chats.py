@@ -4,6 +4,8 @@ Every change of membership is also a SYSTEM message in the chat's timeline, writ
 the chat's row lock like any message, so history shows joins and leaves in order.
 """
 
+from collections.abc import Sequence
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -11,7 +13,7 @@ from django.db.models import F
 
 from chat import events, push, ratelimit
 from chat.error_codes import ChatErrorCode
-from chat.models import Change, Chat, Membership, Message, User
+from chat.models import Change, Chat, Membership, Mention, Message, User
 from chat.selectors import blocked_between, find_membership, is_banned, parse_id
 from chat.services.slugs import check_slug_free, clean_slug, save_claiming_slug
 
@@ -72,10 +74,12 @@ def append_message(
     system_event: str = "",
     subject: User | None = None,
     client_id: str | None = None,
+    mentions: Sequence[User] = (),
     **content: object,
 ) -> Message:
     """Write the chat's next message (and its change) and publish it on commit. `content`
-    is any further field: an attachment, a location.
+    is any further field: an attachment, a location. `mentions` (members, checked by the
+    caller) are stored and each told in their inbox.
 
     Precondition: the caller holds the chat's row lock (`lock_chat`) in this transaction.
     """
@@ -90,6 +94,9 @@ def append_message(
         client_id=client_id,
         **content,
     )
+    if mentions:
+        Mention.objects.bulk_create(Mention(message=message, user=user) for user in mentions)
+    message.mentioned = list(mentions)
     chat.last_seq = message.seq
     chat.last_message_at = message.created_at
     revision = record_change(
@@ -103,6 +110,8 @@ def append_message(
         # Sending a message means having read the chat up to it.
         Membership.objects.filter(chat=chat, user=author).update(last_read_seq=message.seq)
     events.message_added(message, revision=revision, member_count=chat.member_count)
+    if mentions:
+        events.mentioned(message, [user.pk for user in mentions])
     push.queue(message)
     return message
 

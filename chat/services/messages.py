@@ -141,6 +141,33 @@ def _reply_target(chat_id: object, reply_to_id: object | None) -> Message | None
     return target
 
 
+def _mentioned(author: User, chat_id: object, mentions: list[object] | None) -> list[User]:
+    """The members a message mentions: each must be in the chat (`mention_not_member`);
+    the author and repeats are dropped, at most `MENTION_MAX`."""
+    if not mentions:
+        return []
+    pks = list(dict.fromkeys(parse_id(value) for value in mentions))
+    if len(pks) > settings.MENTION_MAX:
+        raise _error(
+            "mentions",
+            f"A message can mention at most {settings.MENTION_MAX} members.",
+            MessageErrorCode.TOO_MANY_MENTIONS,
+        )
+    members = {
+        m.user_id: m.user
+        for m in Membership.objects.filter(
+            chat_id=parse_id(chat_id), user_id__in=[pk for pk in pks if pk]
+        ).select_related("user")
+    }
+    if None in pks or len(members) != len(pks):
+        raise _error(
+            "mentions",
+            "Only members of this chat can be mentioned.",
+            MessageErrorCode.MENTION_NOT_MEMBER,
+        )
+    return [members[pk] for pk in pks if pk != author.pk]
+
+
 def append_once(
     *, author: User, chat_id: object, client_id: str | None, kind: str, **content: object
 ) -> tuple[Message, bool]:
@@ -175,13 +202,15 @@ def send_message(
     body: str,
     client_id: str | None = None,
     reply_to_id: object | None = None,
+    mentions: list[object] | None = None,
 ) -> Message:
     """Append a text message to a chat the author is in and publish it on commit.
 
     Idempotent on `(author, client_id)`: a retry returns the original message and writes
     and publishes nothing. Raises `ValidationError` (chatId, body, clientId) and
     `RateLimited` (a burst, then a steady rate per user). `reply_to_id` quotes a message
-    of the same chat (`reply_not_found`, `cannot_reply`).
+    of the same chat (`reply_not_found`, `cannot_reply`); `mentions` are members
+    (`mention_not_member`).
     """
     _check_client_id(client_id)
     body = _clean_body(body)
@@ -189,6 +218,7 @@ def send_message(
         return earlier
     _check_member(author, chat_id)
     reply_to = _reply_target(chat_id, reply_to_id)
+    mentioned = _mentioned(author, chat_id, mentions)
     ratelimit.hit("send", author)
     message, _ = append_once(
         author=author,
@@ -197,6 +227,7 @@ def send_message(
         kind=Message.Kind.TEXT,
         body=body,
         reply_to=reply_to,
+        mentions=mentioned,
     )
     return message
 
@@ -389,6 +420,7 @@ def edit_message(*, user: User, message_id: object, body: str) -> Message:
     MessageEdit.objects.create(message=message, body=previous, edited_at=message.edited_at)
     message.save(update_fields=["body", "edited_at"])
     revision = record_change(chat, message, Change.Kind.EDITED)
+    message.mentioned = list(User.objects.filter(mentions__message=message))
     events.message_changed(message, "message_edited", revision=revision)
     return message
 

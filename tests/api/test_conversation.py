@@ -6,9 +6,10 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from chat import events, services
+from chat.models import Chat, Membership, Mention
 from tests.api.realtime import events as next_events
 from tests.api.realtime import http, joined, subscribed
-from tests.factories import token_for
+from tests.factories import UserFactory, token_for
 
 SEND = """
 mutation($c: ID!, $body: String!, $replyTo: ID) {
@@ -114,7 +115,7 @@ PAGE = """
 query($c: ID!) {
   messages(chatId: $c, last: 50) {
     edges { node { seq replyTo { seq body } reactions { emoji count reactedByMe }
-                   editHistory { body } } }
+                   editHistory { body } mentions { id } } }
   }
 }
 """
@@ -239,7 +240,7 @@ def test_edit_twice_and_read_the_history_then_delete_it_with_the_message(
 
 
 @pytest.mark.django_db
-def test_a_page_of_50_with_replies_reactions_and_edits_costs_a_fixed_number_of_queries(
+def test_a_page_of_50_with_replies_reactions_mentions_and_edits_in_a_fixed_number_of_queries(
     gql, user, token, grace, chat, django_assert_num_queries, settings
 ):
     settings.REACTION_RATE_BURST = settings.EDIT_RATE_BURST = 1000
@@ -251,6 +252,7 @@ def test_a_page_of_50_with_replies_reactions_and_edits_costs_a_fixed_number_of_q
             chat_id=chat.id,
             body=f"m{n}",
             reply_to_id=previous.id if previous and n % 3 else None,
+            mentions=[grace.id] if n % 4 == 1 else None,
         )
         services.add_reaction(user=user, message_id=previous.id, emoji="👍")
         if n % 5 == 0:
@@ -259,8 +261,9 @@ def test_a_page_of_50_with_replies_reactions_and_edits_costs_a_fixed_number_of_q
             services.edit_message(user=author, message_id=previous.id, body=f"m{n}, edited")
     gql.execute(PAGE, {"c": str(chat.id)}, token=token)  # the token's last use, recorded
 
-    # The token, the membership, the page (with every quote), reactions, edit histories.
-    with django_assert_num_queries(5):
+    # The token, the membership, the page (with every quote), reactions, edit histories,
+    # mentions: the same for a page of 5.
+    with django_assert_num_queries(6):
         page = gql.execute(PAGE, {"c": str(chat.id)}, token=token).data["messages"]["edges"]
 
     assert len(page) == 50
@@ -270,6 +273,8 @@ def test_a_page_of_50_with_replies_reactions_and_edits_costs_a_fixed_number_of_q
         {"emoji": "🎉", "count": 1, "reactedByMe": False},
     ]
     assert page[0]["node"]["editHistory"] == [{"body": "m0"}]
+    assert page[1]["node"]["mentions"] == [{"id": str(grace.id)}]
+    assert page[2]["node"]["mentions"] == []
 
 
 LIVE = """
@@ -444,3 +449,124 @@ async def test_a_pin_reaches_a_live_subscriber(asgi_app, user, grace):
         ("MESSAGE_PINNED", str(message.id)),
         ("MESSAGE_UNPINNED", str(message.id)),
     ]
+
+
+MENTION = """
+mutation($c: ID!, $body: String!, $mentions: [ID!]) {
+  sendMessage(input: { chatId: $c, body: $body, mentions: $mentions }) {
+    ... on Message { seq mentions { id } }
+    ... on OperationInfo { messages { field code } }
+  }
+}
+"""
+MENTION_COUNTS = "query { chats { edges { node { name unreadCount unreadMentionCount } } } }"
+INBOX_MENTIONS = """
+subscription {
+  inbox {
+    __typename
+    ... on Mentioned { message { chatId seq body mentions { id } author { displayName } } }
+  }
+}
+"""
+
+
+@pytest.fixture
+def big_room(user, settings):
+    settings.MEMBERSHIP_RATE_BURST = settings.SEND_RATE_BURST = 10_000
+    room = services.create_room(owner=user, name="Town hall", is_public=True)
+    members = UserFactory.create_batch(299)
+    Membership.objects.bulk_create(Membership(chat=room, user=m) for m in members)
+    Chat.objects.filter(pk=room.pk).update(member_count=300)
+    room.refresh_from_db()
+    return room, members
+
+
+@pytest.mark.django_db
+def test_a_mention_of_a_member_is_stored_and_of_anyone_else_refused(
+    gql, user, token, big_room, make_user
+):
+    room, members = big_room
+    mentioned = gql.execute(
+        MENTION,
+        {
+            "c": str(room.id),
+            "body": "@Bo @Cy",
+            "mentions": [str(members[1].id), str(members[0].id), str(members[0].id)],
+        },
+        token=token,
+    )
+    outsider = gql.execute(
+        MENTION, {"c": str(room.id), "body": "@X", "mentions": [str(make_user().id)]}, token=token
+    )
+    malformed = gql.execute(
+        MENTION, {"c": str(room.id), "body": "@X", "mentions": ["nope"]}, token=token
+    )
+
+    ids = [m["id"] for m in mentioned.data["sendMessage"]["mentions"]]
+    assert sorted(ids) == sorted([str(members[0].id), str(members[1].id)])
+    refused = [{"field": "mentions", "code": "mention_not_member"}]
+    assert outsider.data["sendMessage"]["messages"] == refused
+    assert malformed.data["sendMessage"]["messages"] == refused
+    assert Mention.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_unread_mention_count_falls_with_mark_read(gql, user, big_room):
+    room, members = big_room
+    bo = members[0]
+    bo_token = token_for(bo)
+    first = services.send_message(author=user, chat_id=room.id, body="@Bo look", mentions=[bo.id])
+    services.send_message(author=user, chat_id=room.id, body="no mention")
+    last = services.send_message(author=user, chat_id=room.id, body="@Bo again", mentions=[bo.id])
+
+    before = gql.execute(MENTION_COUNTS, token=bo_token).data["chats"]["edges"]
+    services.mark_read(user=bo, chat_id=room.id, seq=first.seq)
+    between = gql.execute(MENTION_COUNTS, token=bo_token).data["chats"]["edges"]
+    services.mark_read(user=bo, chat_id=room.id, seq=last.seq)
+    after = gql.execute(MENTION_COUNTS, token=bo_token).data["chats"]["edges"]
+
+    node = {"name": "Town hall"}
+    assert before == [{"node": {**node, "unreadCount": 4, "unreadMentionCount": 2}}]
+    assert between == [{"node": {**node, "unreadCount": 2, "unreadMentionCount": 1}}]
+    assert after == [{"node": {**node, "unreadCount": 0, "unreadMentionCount": 0}}]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_worker_connections")
+async def test_the_mentioned_members_inbox_gets_it_in_a_room_of_300(asgi_app, user, big_room):
+    room, members = big_room
+    bo, cy = members[0], members[1]
+    bo_token, cy_token = await sync_to_async(lambda: (token_for(bo), token_for(cy)))()
+    bo_socket = await subscribed(asgi_app, bo_token, INBOX_MENTIONS, {})
+    cy_socket = await subscribed(asgi_app, cy_token, INBOX_MENTIONS, {})
+    await joined(events.user_group(bo.id))
+    await joined(events.user_group(cy.id))
+    await joined(events.chat_group(room.id))
+    await asyncio.sleep(0.2)  # both inboxes past listing their chats
+
+    await sync_to_async(services.send_message)(
+        author=user, chat_id=room.id, body="@Bo see this", mentions=[bo.id]
+    )
+    received = []
+    while not received:
+        payload = (await asyncio.wait_for(bo_socket.next_payload("s"), 5))["data"]["inbox"]
+        if payload["__typename"] == "Mentioned":
+            received.append(payload)
+    others = [(await asyncio.wait_for(cy_socket.next_payload("s"), 5))["data"]["inbox"]]
+    others = [other["__typename"] for other in others]
+    await bo_socket.close()
+    await cy_socket.close()
+
+    assert received == [
+        {
+            "__typename": "Mentioned",
+            "message": {
+                "chatId": str(room.id),
+                "seq": room.last_seq + 1,
+                "body": "@Bo see this",
+                "mentions": [{"id": str(bo.id)}],
+                "author": {"displayName": user.display_name},
+            },
+        }
+    ]
+    assert others == ["MessageAdded"]  # Cy, not mentioned, hears only the message

@@ -58,6 +58,7 @@ def test_sending_publishes_once_to_the_chat_group(user, grace, direct, events_se
         "client_id": "c-1",
         "attachment": None,
         "reply_to": None,
+        "mentions": [],
         "latitude": None,
         "longitude": None,
         "location_label": "",

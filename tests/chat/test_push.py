@@ -210,6 +210,21 @@ def test_a_muted_chat_sends_nothing_until_the_mute_lapses(user, grace, direct, g
 
 
 @pytest.mark.django_db
+def test_a_mention_notifies_even_in_a_muted_chat(user, grace, web_push):
+    room = services.create_room(owner=user, name="Room", is_public=True)
+    services.join_room(user=grace, chat_id=room.id)
+    browser = _subscribe(grace, web_push)
+    services.mute_chat(user=grace, chat_id=room.id)
+
+    services.send_message(author=user, chat_id=room.id, body="chatter")
+    services.send_message(author=user, chat_id=room.id, body="@Grace you?", mentions=[grace.id])
+    run_tasks()
+
+    [received] = browser.requests()
+    assert browser.decrypt(received)["preview"] == "@Grace you?"
+
+
+@pytest.mark.django_db
 def test_muted_forever_until_unmuted(user, grace, direct, graces_browser):
     services.mute_chat(user=grace, chat_id=direct.id)
     assert Membership.objects.get(user=grace).muted_until == Membership.MUTED_FOREVER
@@ -259,7 +274,11 @@ def test_recipients_are_one_query_and_deliveries_are_queued_in_batches(
     with django_assert_num_queries(1):
         devices = list(
             notify.recipients(
-                chat_id=room.id, seq=message.seq, author_id=user.id, sent_at=message.created_at
+                chat_id=room.id,
+                seq=message.seq,
+                author_id=user.id,
+                sent_at=message.created_at,
+                message_id=message.id,
             )
         )
     assert len(devices) == 11
