@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
+from django.contrib.postgres.search import SearchVectorField
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -260,6 +261,9 @@ class Message(models.Model):
     reply_to = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # The body's words for full-text search. On PostgreSQL a trigger keeps it (migration
+    # 0013) and a GIN index serves it; the embedded SQLite default leaves it empty.
+    search_vector = SearchVectorField(null=True, editable=False)
     # Pinned to the top of its chat (`Chat.pinnedMessages`) since then, by them.
     pinned_at = models.DateTimeField(null=True, blank=True)
     pinned_by = models.ForeignKey(

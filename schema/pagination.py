@@ -55,6 +55,12 @@ def _text(value: Any) -> str:
     return value
 
 
+def _float(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(value)
+    return float(value)
+
+
 def _uuid(value: Any) -> str:
     return str(uuid.UUID(_text(value)))
 
@@ -67,7 +73,7 @@ def _datetime(value: Any) -> str:
 
 # How each kind of sort key is read back from a cursor: a value of the wrong type is the
 # client's mistake (BAD_USER_INPUT), never a database error.
-INTEGER, TEXT, UUID, DATETIME = _integer, _text, _uuid, _datetime
+INTEGER, TEXT, UUID, DATETIME, FLOAT = _integer, _text, _uuid, _datetime, _float
 
 
 @dataclass(frozen=True)
@@ -104,7 +110,7 @@ class Keyset:
 
 def _plain(value: Any) -> Any:
     """A JSON-safe form the ORM accepts back in a filter (datetimes as ISO, UUIDs as str)."""
-    if isinstance(value, int | str):
+    if isinstance(value, int | float | str):
         return value
     if hasattr(value, "isoformat"):
         return value.isoformat()

@@ -6,6 +6,7 @@ from asgiref.sync import sync_to_async
 
 from chat import models, presence, selectors
 from schema.context import Context, require_viewer
+from schema.conversation import ConversationQuery
 from schema.notifications import NotificationQuery
 from schema.pagination import DATETIME, INTEGER, TEXT, UUID, Connection, Keyset, paginate
 from schema.rooms import RoomQuery
@@ -24,7 +25,7 @@ USER_ORDER = Keyset((("display_name", False, TEXT), ("id", False, UUID)))
 
 
 @strawberry.type(description="Reads. Each raises `UNAUTHENTICATED` when it needs a user.")
-class Query(NotificationQuery, RoomQuery):
+class Query(NotificationQuery, RoomQuery, ConversationQuery):
     @strawberry_django.field(description="The signed-in user. `UNAUTHENTICATED` when signed out.")
     def me(self, info: strawberry.Info[Context]) -> User:
         return require_viewer(info)
