@@ -3,7 +3,8 @@
 On PostgreSQL: the message's tsvector (kept by a trigger, GIN-indexed), the query read by
 `websearch_to_tsquery` ("quoted phrases", OR, -word, as people type into search boxes),
 ranked by cover density plus a bonus for the words as typed, in order and adjacent (the
-exact phrase first, then words close together), and cut into
+exact phrase first, then words close together) among the newest `SEARCH_CANDIDATES`
+matches, and cut into
 a highlighted snippet by `ts_headline`. On the embedded SQLite default: every word must
 appear (case-insensitively), newest first, snippets cut here. The API is the same.
 """
@@ -11,6 +12,7 @@ appear (case-insensitively), newest first, snippets cut here. The API is the sam
 import html
 import re
 
+from django.conf import settings
 from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchRank
 from django.db import connection
 from django.db.models import F, FloatField, Q, QuerySet, TextField, Value
@@ -48,7 +50,14 @@ def search(*, viewer: User, query: str, chat_id: object | None = None) -> QueryS
         # The words in the order typed, next to each other, earn a second rank on top.
         phrase = SearchQuery(query, search_type="phrase", config=CONFIG)
         vector = F("search_vector")
-        return messages.filter(search_vector=terms).annotate(
+        # Ranking reads every candidate's tsvector: rank the newest matches only, so a
+        # word found in a hundred thousand messages costs what one in a thousand does.
+        newest = (
+            messages.filter(search_vector=terms)
+            .order_by("-created_at", "-id")
+            .values("pk")[: settings.SEARCH_CANDIDATES]
+        )
+        return Message.objects.filter(pk__in=newest).annotate(
             # As float8, so a rank read back from a cursor compares equal to itself.
             rank=Cast(
                 SearchRank(vector, terms, cover_density=True)

@@ -405,7 +405,9 @@ REPORT_RATE_BURST = env_int("REPORT_RATE_BURST", 10)  # reportMessage
 REPORT_RATE_PER_SECOND = env_float("REPORT_RATE_PER_SECOND", 0.05)
 BLOCK_RATE_BURST = env_int("BLOCK_RATE_BURST", 20)  # blockUser, unblockUser, hideChat
 BLOCK_RATE_PER_SECOND = env_float("BLOCK_RATE_PER_SECOND", 0.2)
-SEARCH_RATE_BURST = env_int("SEARCH_RATE_BURST", 30)  # users(search:)
+SEARCH_RATE_BURST = env_int("SEARCH_RATE_BURST", 30)  # users(search:), searchMessages
+# searchMessages ranks at most this many of the newest matches (PostgreSQL).
+SEARCH_CANDIDATES = env_int("SEARCH_CANDIDATES", 1000)
 SEARCH_RATE_PER_SECOND = env_float("SEARCH_RATE_PER_SECOND", 1)
 GRAPHQL_MAX_PAGE_SIZE = env_int("GRAPHQL_MAX_PAGE_SIZE", 100)
 ROOM_MAX_MEMBERS = env_int("ROOM_MAX_MEMBERS", 10000)

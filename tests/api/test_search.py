@@ -106,3 +106,18 @@ def test_ranking_puts_the_exact_phrase_first(gql, user, token, grace, chats):
     assert ranked.data["searchMessages"]["edges"][0]["node"]["snippet"] == (
         "<mark>lunch</mark> <mark>at</mark> <mark>noon</mark> tomorrow"
     )
+
+
+@pytest.mark.django_db
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="ranking is PostgreSQL's: runs in that pass"
+)
+def test_only_the_newest_candidates_are_ranked(gql, user, token, grace, chats, settings):
+    settings.SEARCH_CANDIDATES = 2
+    ours, _ = chats
+    for body in ("kiwi kiwi kiwi", "a kiwi", "another kiwi"):
+        services.send_message(author=grace, chat_id=ours.id, body=body)
+
+    found = gql.execute(SEARCH, {"q": "kiwi"}, token=token)
+
+    assert sorted(_bodies(found)) == ["a kiwi", "another kiwi"]
