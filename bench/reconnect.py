@@ -1,0 +1,261 @@
+"""A reconnect storm: every subscribed socket dropped at once, all reconnecting with `after`
+while messages keep flowing.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres REDIS_URL=redis://127.0.0.1:6379/0 \\
+        .venv/bin/python bench/reconnect.py                  # 5,000 sockets
+    ... bench/reconnect.py --sockets 1000 --rate 2          # a quicker run
+
+One daphne process (`python -m server.serve`) on a fresh database (PostgreSQL from
+DATABASE_URL, else SQLite), with Redis when REDIS_URL is set. `--sockets` sockets (20 per
+user, the per-user cap) follow one room with `chatEvents`; a sender posts `--rate`
+messages a second over HTTP throughout. Then every socket closes at once and reconnects
+with `after` set to the last revision it saw. Prints:
+
+- the time and the server's CPU (user + system, from /proc) to connect the sockets the
+  first time, and again for the storm, per socket;
+- the time from the drop until every socket is live again (has caught up with the
+  room's newest revision as it was when the storm began); clients retry a dropped or
+  refused handshake as graphql-ws does (exponential backoff with jitter), and the retries
+  are counted (daphne drops a handshake the application has not accepted within 5 s);
+- what each socket received over the whole run against the database: lost, duplicated,
+  out of order (must all be 0).
+
+Only 127.0.0.1 is contacted; the run is bounded by `--sockets` and `--timeout`.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.uploads import cpu_seconds  # noqa: E402
+from tests.system.live import LiveStack, live_database  # noqa: E402
+
+EVENTS = """subscription($c: ID!, $after: Int) {
+  chatEvents(chatId: $c, after: $after) { ... on MessageAdded { revision } }
+}"""
+SEND = (
+    "mutation($c: ID!, $b: String!) { sendMessage(input: {chatId: $c, body: $b}) { __typename } }"
+)
+PER_USER = 20
+
+
+class Socket:
+    """One client's view of the room: the revisions it received, in order."""
+
+    def __init__(self, url: str, token: str, room: str) -> None:
+        self.url, self.token, self.room = url, token, room
+        self.last = 0
+        self.duplicates = self.out_of_order = 0
+        self.received: set[int] = set()
+        self.acked = asyncio.Event()
+        self.task: asyncio.Task | None = None
+        self.retries = 0
+
+    def start(self) -> None:
+        self.acked.clear()
+        self.task = asyncio.get_running_loop().create_task(self._retrying())
+
+    async def _retrying(self) -> None:
+        """As graphql-ws retries: a refused or dropped handshake is tried again after
+        1 s, 2 s, 4 s ... (at most 30 s), plus 0.3 to 3 s of jitter."""
+        rng = random.Random(id(self))
+        attempt = 0
+        while True:
+            try:
+                await self._follow()
+                return
+            except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError, AssertionError):
+                self.retries += 1
+                await asyncio.sleep(min(30, 2**attempt) + rng.uniform(0.3, 3))
+                attempt += 1
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+    async def _follow(self) -> None:
+        async with connect(
+            self.url, subprotocols=["graphql-transport-ws"], open_timeout=120
+        ) as ws:
+            auth = {"authorization": f"Bearer {self.token}"}
+            await ws.send(json.dumps({"type": "connection_init", "payload": auth}))
+            assert json.loads(await ws.recv())["type"] == "connection_ack"
+            variables = {"c": self.room, "after": self.last}
+            payload = {"query": EVENTS, "variables": variables}
+            await ws.send(json.dumps({"type": "subscribe", "id": "1", "payload": payload}))
+            self.acked.set()
+            async for raw in ws:
+                message = json.loads(raw)
+                if message["type"] != "next":
+                    continue
+                event = message["payload"]["data"]["chatEvents"]
+                revision = event.get("revision")
+                if revision is None:
+                    continue
+                if revision <= self.last:
+                    self.duplicates += 1
+                    continue
+                if revision != self.last + 1:
+                    self.out_of_order += 1
+                self.last = revision
+                self.received.add(revision)
+
+
+def seed(database_url: str, sockets: int) -> tuple[str, list[str], str]:
+    """The room, one token per socket (20 sockets per user), and the sender's token:
+    written with the ORM in bulk."""
+    os.environ.update(DJANGO_SETTINGS_MODULE="server.settings", DATABASE_URL=database_url)
+    os.environ.setdefault("SECRET_KEY", "bench-only-not-secret")
+    import django
+
+    django.setup()
+    from chat import auth, services
+    from chat.models import Chat, Membership, User
+
+    owner = User.objects.create_user("owner@bench.example.com", None, display_name="Owner")
+    room = services.create_room(owner=owner, name="Storm", is_public=True)
+    users = User.objects.bulk_create(
+        User(email=f"{n}@storm.example.com", display_name=f"User {n}")
+        for n in range((sockets + PER_USER - 1) // PER_USER)
+    )
+    Membership.objects.bulk_create(Membership(chat=room, user=user) for user in users)
+    Chat.objects.filter(pk=room.pk).update(member_count=len(users) + 1)
+    tokens = [auth.issue_token(user=users[n // PER_USER])[0] for n in range(sockets)]
+    return str(room.id), tokens, auth.issue_token(user=owner)[0]
+
+
+async def sender(url: str, token: str, room: str, rate: float, stop: asyncio.Event) -> int:
+    sent = 0
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as client:
+        while not stop.is_set():
+            body = {"query": SEND, "variables": {"c": room, "b": f"message {sent}"}}
+            reply = (await client.post(url, json=body, timeout=30)).json()
+            assert reply["data"]["sendMessage"]["__typename"] == "Message", reply
+            sent += 1
+            await asyncio.sleep(1 / rate)
+    return sent
+
+
+async def revision(url: str, token: str, room: str) -> int:
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as client:
+        reply = await client.post(
+            url,
+            json={
+                "query": "query($c: ID!) { chat(id: $c) { revision } }",
+                "variables": {"c": room},
+            },
+        )
+        return reply.json()["data"]["chat"]["revision"]
+
+
+async def until(sockets: list[Socket], target: int, limit: float) -> float:
+    """Seconds until every socket has seen `target` (at most `limit`)."""
+    started = time.monotonic()
+    while any(s.last < target for s in sockets):
+        if time.monotonic() - started > limit:
+            behind = sum(s.last < target for s in sockets)
+            raise TimeoutError(f"{behind} sockets still behind revision {target}")
+        await asyncio.sleep(0.05)
+    return time.monotonic() - started
+
+
+async def storm(server, args, room: str, tokens: list[str], owner: str) -> None:
+    http_url = f"{server.url}/graphql/"
+    pid = server.process.pid
+    sockets = [Socket(server.ws_url, token, room) for token in tokens]
+
+    cpu, started = cpu_seconds(pid), time.monotonic()
+    for socket in sockets:
+        socket.start()
+    await asyncio.wait_for(asyncio.gather(*(s.acked.wait() for s in sockets)), args.timeout)
+    first = (time.monotonic() - started, cpu_seconds(pid) - cpu)
+
+    stop = asyncio.Event()
+    sending = asyncio.create_task(sender(http_url, owner, room, args.rate, stop))
+    await asyncio.sleep(args.settle)
+    await until(sockets, await revision(http_url, owner, room), args.timeout)
+
+    for socket in sockets:  # the drop: every socket at once
+        await socket.stop()
+    cpu, started = cpu_seconds(pid), time.monotonic()
+    target = await revision(http_url, owner, room)
+    for socket in sockets:
+        socket.start()
+    await asyncio.wait_for(asyncio.gather(*(s.acked.wait() for s in sockets)), args.timeout)
+    acked = time.monotonic() - started
+    live = acked + await until(sockets, target, args.timeout)
+    storm_cpu = cpu_seconds(pid) - cpu
+
+    await asyncio.sleep(args.settle)
+    stop.set()
+    sent = await sending
+    final = await revision(http_url, owner, room)
+    await until(sockets, final, args.timeout)
+    for socket in sockets:
+        await socket.stop()
+
+    every = set(range(1, final + 1))
+    n = len(sockets)
+    print(f"\n{n} sockets on one process, {args.rate} messages/s sent throughout ({sent} sent)\n")
+    print("| phase | wall time | server CPU | CPU per socket |")
+    print("|---|---|---|---|")
+    print(
+        f"| first connect | {first[0]:.1f} s | {first[1]:.1f} s | {first[1] / n * 1000:.1f} ms |"
+    )
+    print(
+        f"| storm: all acked again | {acked:.1f} s | | |\n"
+        f"| storm: all live again | {live:.1f} s | {storm_cpu:.1f} s | "
+        f"{storm_cpu / n * 1000:.1f} ms |"
+    )
+    print(f"\nhandshakes retried (dropped or refused): {sum(s.retries for s in sockets)}")
+    print(
+        f"lost {sum(len(every - s.received) for s in sockets)}, "
+        f"duplicated {sum(s.duplicates for s in sockets)}, "
+        f"out of order {sum(s.out_of_order for s in sockets)} "
+        f"(over {final} revisions x {n} sockets)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sockets", type=int, default=5000)
+    parser.add_argument("--rate", type=float, default=5, help="messages per second")
+    parser.add_argument("--settle", type=float, default=3, help="seconds before and after")
+    parser.add_argument("--timeout", type=float, default=600)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-reconnect-"))
+    with live_database(tmp) as database_url:
+        redis = {"REDIS_URL": os.environ["REDIS_URL"]} if os.environ.get("REDIS_URL") else {}
+        stack = LiveStack(
+            tmp,
+            database_url,
+            **redis,
+            SEND_RATE_BURST="1000000",
+            GRAPHQL_WS_MAX_SOCKETS_PER_ADDRESS="1000000",
+            GRAPHQL_COST_RATE_BURST="100000000",
+            GRAPHQL_COST_RATE_PER_SECOND="100000000",
+        )
+        room, tokens, owner = seed(database_url, args.sockets)
+        server = stack.start()
+        try:
+            asyncio.run(storm(server, args, room, tokens, owner))
+        finally:
+            stack.stop()
+
+
+if __name__ == "__main__":
+    main()
