@@ -40,6 +40,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.push import setup_django  # noqa: E402
 from bench.uploads import cpu_seconds  # noqa: E402
 from tests.system.live import LiveStack, live_database  # noqa: E402
 
@@ -118,11 +119,7 @@ class Socket:
 def seed(database_url: str, sockets: int) -> tuple[str, list[str], str]:
     """The room, one token per socket (20 sockets per user), and the sender's token:
     written with the ORM in bulk."""
-    os.environ.update(DJANGO_SETTINGS_MODULE="server.settings", DATABASE_URL=database_url)
-    os.environ.setdefault("SECRET_KEY", "bench-only-not-secret")
-    import django
-
-    django.setup()
+    setup_django(database_url)
     from chat import auth, services
     from chat.models import Chat, Membership, User
 

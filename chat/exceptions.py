@@ -4,7 +4,7 @@ Validation failures are Django `ValidationError`s with a code from `error_codes`
 exceptions here are conditions the API layer reports with a GraphQL `extensions.code`.
 """
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 
 
 class DomainError(Exception):
@@ -39,3 +39,15 @@ class Forbidden(PermissionDenied):
         super().__init__(message)
         self.msg = message
         self.code = code
+
+
+def field_error(field: str | None, message: str, code: str) -> ValidationError:
+    """A validation failure of one input field (None: of the input as a whole), with a
+    code from `chat.error_codes`: what mutations return as `OperationInfo`."""
+    error = ValidationError(message, code=code)
+    return ValidationError({field: error}) if field else error
+
+
+def not_found(field: str = "chat_id", message: str = "Chat not found.") -> ValidationError:
+    """The `not_found` field error: the same whether the object is missing or hidden."""
+    return field_error(field, message, "not_found")

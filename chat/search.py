@@ -1,12 +1,12 @@
 """Finding messages by their words, in the chats a user is in.
 
 On PostgreSQL: the message's tsvector (kept by a trigger, GIN-indexed), the query read by
-`websearch_to_tsquery` ("quoted phrases", OR, -word, as people type into search boxes),
+`websearch_to_tsquery` ("quoted phrases", or, -word, as people type into search boxes),
 ranked by cover density plus a bonus for the words as typed, in order and adjacent (the
-exact phrase first, then words close together) among the newest `SEARCH_CANDIDATES`
-matches, and cut into
-a highlighted snippet by `ts_headline`. On the embedded SQLite default: every word must
-appear (case-insensitively), newest first, snippets cut here. The API is the same.
+exact phrase first, then words close together), among the newest `SEARCH_CANDIDATES`
+matches, and cut into a highlighted snippet by `ts_headline`. On the embedded SQLite
+default: the same syntax read here, every wanted word and phrase present and no excluded
+one (case-insensitively for ASCII), newest first, snippets cut here. The API is the same.
 """
 
 import html
@@ -18,7 +18,9 @@ from django.db import connection
 from django.db.models import F, FloatField, Q, QuerySet, TextField, Value
 from django.db.models.functions import Cast, Replace
 
+from chat import ratelimit
 from chat.models import Membership, Message, User
+from chat.selectors import MESSAGE_RELATED, membership_for
 
 QUERY_MAX = 200
 CONFIG = "simple"
@@ -36,8 +38,17 @@ def _postgresql() -> bool:
 
 def search(*, viewer: User, query: str, chat_id: object | None = None) -> QuerySet[Message]:
     """The viewer's messages matching `query`, best first, each annotated `rank` and
-    `headline` (PostgreSQL; else None). Never a deleted message, never a chat the viewer
-    is not in. Precondition: `query` is cleaned (non-empty, at most QUERY_MAX)."""
+    `headline` (PostgreSQL; else None), with what rendering them reads. Never a deleted
+    message, never a chat the viewer is not in (`NotFound` for a `chat_id` they are not
+    in). Spends the viewer's search limit. Precondition: `query` is cleaned (non-empty,
+    at most QUERY_MAX)."""
+    if chat_id is not None:
+        chat_id = membership_for(user=viewer, chat_id=chat_id).chat_id
+    ratelimit.hit("search", viewer)
+    return _matching(viewer, query, chat_id).select_related(*MESSAGE_RELATED)
+
+
+def _matching(viewer: User, query: str, chat_id: object | None) -> QuerySet[Message]:
     messages = Message.objects.filter(
         chat__in=Membership.objects.filter(user=viewer).values("chat_id"),
         deleted_at__isnull=True,
@@ -74,18 +85,47 @@ def search(*, viewer: User, query: str, chat_id: object | None = None) -> QueryS
                 min_words=8,
             ),
         )
-    words = _words(query)
-    condition = Q()
-    for word in words:
-        condition &= Q(body__icontains=word)
-    return messages.filter(condition).annotate(
+    return messages.filter(_websearch(query)).annotate(
         rank=Value(0.0, output_field=FloatField()),
         headline=Value(None, output_field=TextField()),
     )
 
 
+# A "quoted phrase", a -excluded term, or a plain term (websearch_to_tsquery's syntax).
+_TERM = re.compile(r'(-?)"([^"]*)"?|(-?)(\S+)')
+
+
+def _terms(query: str) -> list[list[tuple[bool, str]]]:
+    """The query as websearch_to_tsquery reads it: alternatives separated by `or`, each a
+    list of (wanted, text) terms that must all hold."""
+    alternatives: list[list[tuple[bool, str]]] = [[]]
+    for match in _TERM.finditer(query.lower()):
+        phrase_minus, phrase, minus, word = match.groups()
+        if word == "or":
+            alternatives.append([])
+            continue
+        text = " ".join(_WORD.findall(phrase if phrase is not None else word))
+        if text:
+            alternatives[-1].append((not (phrase_minus or minus), text))
+    return [terms for terms in alternatives if terms]
+
+
+def _websearch(query: str) -> Q:
+    """The embedded default's reading of the same syntax: every wanted word or phrase
+    appears, no excluded one does (matched as text, case-insensitively for ASCII); like
+    PostgreSQL, `-word` alone finds every message without it."""
+    condition = Q(pk__in=[])  # no term at all matches nothing, as on PostgreSQL
+    for terms in _terms(query):
+        alternative = Q()
+        for wanted, text in terms:
+            alternative &= Q(body__icontains=text) if wanted else ~Q(body__icontains=text)
+        condition |= alternative
+    return condition
+
+
 def _words(query: str) -> list[str]:
-    return [w for w in _WORD.findall(query.lower()) if w] or [query.strip().lower()]
+    """The wanted words and phrases, to mark in a snippet."""
+    return [text for terms in _terms(query) for wanted, text in terms if wanted]
 
 
 def snippet(message: Message, query: str) -> str:
@@ -101,6 +141,8 @@ def snippet(message: Message, query: str) -> str:
 def _cut(body: str, words: list[str]) -> str:
     """About SNIPPET_WORDS words of `body` from just before the first match, with every
     match marked (the embedded default's ts_headline)."""
+    if not words:
+        return " ".join(body.split()[:SNIPPET_WORDS])
     lowered = body.lower()
     first = min((i for w in words if (i := lowered.find(w)) >= 0), default=0)
     tokens = body[first:].split()

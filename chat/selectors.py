@@ -73,9 +73,17 @@ def chat_for_member(*, user: User, chat_id: object) -> Chat:
 def viewer_chat(membership: Membership) -> Chat:
     """The membership's chat, with `my_last_read_seq`, `my_role` and `my_muted_until` set
     from it, so the viewer's fields resolve without querying the membership again."""
-    chat = membership.chat
-    chat.my_last_read_seq, chat.my_role = membership.last_read_seq, membership.role
-    chat.my_muted_until = membership.muted_until
+    return remember_viewer(membership.chat, membership)
+
+
+def remember_viewer(chat: Chat, membership: Membership | None) -> Chat:
+    """Keep the viewer's read marker, role and mute on the chat (`my_*`, as the chat
+    list annotates them); None, for a chat the viewer has just left, reads as all read."""
+    if membership is None:
+        chat.my_last_read_seq, chat.my_role, chat.my_muted_until = chat.last_seq, "", None
+    else:
+        chat.my_last_read_seq, chat.my_role = membership.last_read_seq, membership.role
+        chat.my_muted_until = membership.muted_until
     return chat
 
 
@@ -315,6 +323,15 @@ def blocked_between(a: object, b: object) -> bool:
     """Either of the two users blocks the other."""
     return Block.objects.filter(
         Q(blocker_id=a, blocked_id=b) | Q(blocker_id=b, blocked_id=a)
+    ).exists()
+
+
+def blocked_in_chat(*, user: User, chat_id: object) -> bool:
+    """A block either way between `user` and another member of the chat, in one query
+    (for a direct chat: between its two members)."""
+    others = Membership.objects.filter(chat_id=chat_id).exclude(user=user).values("user_id")
+    return Block.objects.filter(
+        Q(blocker=user, blocked__in=others) | Q(blocked=user, blocker__in=others)
     ).exists()
 
 

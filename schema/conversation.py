@@ -5,13 +5,13 @@ from typing import Annotated
 import strawberry
 import strawberry_django
 
-from chat import ratelimit, search, selectors, services
+from chat import search, services
+from schema.arguments import MessageId
 from schema.context import Context, require_viewer
 from schema.errors import bad_user_input
 from schema.pagination import DATETIME, FLOAT, UUID, Connection, Edge, Keyset, paginate
 from schema.types import Message
 
-MessageId = Annotated[strawberry.ID, strawberry.argument(description="The message.")]
 Emoji = Annotated[
     str,
     strawberry.argument(
@@ -108,12 +108,7 @@ class ConversationQuery:
         query = " ".join(query.split())
         if not 0 < len(query) <= search.QUERY_MAX:
             raise bad_user_input("`query` must be 1 to 200 characters.", argument="query")
-        if chat_id is not None:
-            chat_id = selectors.membership_for(user=viewer, chat_id=chat_id).chat_id
-        ratelimit.hit("search", viewer)
-        found = search.search(viewer=viewer, query=query, chat_id=chat_id).select_related(
-            *selectors.MESSAGE_RELATED
-        )
+        found = search.search(viewer=viewer, query=query, chat_id=chat_id)
         page = paginate(found, SEARCH_ORDER, first=first, after=after, default_first=20)
         page.edges = [
             Edge(

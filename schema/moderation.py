@@ -8,11 +8,9 @@ import strawberry
 import strawberry_django
 
 from chat import selectors, services
+from schema.arguments import RoomId, UserId
 from schema.context import Context, require_viewer
 from schema.types import Ban, Chat, Member, MemberRole, User
-
-ChatId = Annotated[strawberry.ID, strawberry.argument(description="The room's id.")]
-UserId = Annotated[strawberry.ID, strawberry.argument(description="The user's id.")]
 
 
 @strawberry.type(description="The report was received; staff will review it.")
@@ -31,7 +29,7 @@ class ModerationMutation:
     def set_member_role(
         self,
         info: strawberry.Info[Context],
-        chat_id: ChatId,
+        chat_id: RoomId,
         user_id: UserId,
         role: Annotated[MemberRole, strawberry.argument(description="The new role.")],
     ) -> Member:
@@ -49,7 +47,7 @@ class ModerationMutation:
     def ban_member(
         self,
         info: strawberry.Info[Context],
-        chat_id: ChatId,
+        chat_id: RoomId,
         user_id: UserId,
         until: Annotated[
             datetime | None, strawberry.argument(description="When it ends, in the future.")
@@ -68,7 +66,7 @@ class ModerationMutation:
         description="Lift a ban (`not_banned` if there is none). The owner and admins."
     )
     def unban_member(
-        self, info: strawberry.Info[Context], chat_id: ChatId, user_id: UserId
+        self, info: strawberry.Info[Context], chat_id: RoomId, user_id: UserId
     ) -> Chat:
         viewer = require_viewer(info)
         services.unban_member(actor=viewer, chat_id=chat_id, user_id=user_id)

@@ -10,6 +10,7 @@ from django.contrib.auth import update_session_auth_hash
 from django.http import HttpRequest
 
 from chat import models, selectors, services
+from schema.arguments import ChatId, MessageId
 from schema.context import Context, require_viewer
 from schema.conversation import ConversationMutation
 from schema.moderation import ModerationMutation
@@ -20,8 +21,6 @@ from schema.uploads import Upload
 
 Email = Annotated[str, strawberry.argument(description="The sign-in email address.")]
 Password = Annotated[str, strawberry.argument(description="The account password.")]
-ChatId = Annotated[strawberry.ID, strawberry.argument(description="The chat's id.")]
-MessageId = Annotated[strawberry.ID, strawberry.argument(description="The message's id.")]
 Body = Annotated[str, strawberry.argument(description="The text; trimmed, 1 to 4,000 characters.")]
 SLUG = (
     "The room's name in URLs, unique: 1 to 50 lowercase letters, digits and single hyphens "

@@ -8,10 +8,9 @@ import strawberry_django
 
 from chat import selectors, services
 from chat.push import webpush
+from schema.arguments import ChatId
 from schema.context import Context, require_viewer
 from schema.types import Chat, Device
-
-ChatId = Annotated[strawberry.ID, strawberry.argument(description="The chat's id.")]
 
 
 @strawberry.input(description="The `keys` of a browser's push subscription.")

@@ -5,6 +5,7 @@ import strawberry_django
 from asgiref.sync import sync_to_async
 
 from chat import models, presence, selectors
+from schema.arguments import After, Before, First, Last
 from schema.context import Context, require_viewer
 from schema.conversation import ConversationQuery
 from schema.notifications import NotificationQuery
@@ -12,10 +13,6 @@ from schema.pagination import DATETIME, INTEGER, TEXT, UUID, Connection, Keyset,
 from schema.rooms import RoomQuery
 from schema.types import Chat, Message, User
 
-First = Annotated[int | None, strawberry.argument(description="Page forward: this many items.")]
-After = Annotated[str | None, strawberry.argument(description="Page forward from this cursor.")]
-Last = Annotated[int | None, strawberry.argument(description="Page backward: this many items.")]
-Before = Annotated[str | None, strawberry.argument(description="Page backward from this cursor.")]
 Search = Annotated[str, strawberry.argument(description="Text to look for; empty lists all.")]
 
 CHAT_ORDER = Keyset((("activity_at", True, DATETIME), ("id", True, UUID)))

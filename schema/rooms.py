@@ -6,10 +6,9 @@ import strawberry
 import strawberry_django
 
 from chat import selectors, services
+from schema.arguments import RoomId
 from schema.context import Context, require_viewer
 from schema.types import Chat
-
-ChatId = Annotated[strawberry.ID, strawberry.argument(description="The room's id.")]
 
 
 @strawberry.type
@@ -39,7 +38,7 @@ class RoomMutation:
     def update_room(
         self,
         info: strawberry.Info[Context],
-        chat_id: ChatId,
+        chat_id: RoomId,
         name: Annotated[
             str | None, strawberry.argument(description="1 to 100 characters.")
         ] = None,
@@ -69,7 +68,7 @@ class RoomMutation:
             "`ChatUpdated`."
         )
     )
-    def archive_room(self, info: strawberry.Info[Context], chat_id: ChatId) -> Chat:
+    def archive_room(self, info: strawberry.Info[Context], chat_id: RoomId) -> Chat:
         viewer = require_viewer(info)
         services.archive_room(owner=viewer, chat_id=chat_id)
         return selectors.chat_for_member(user=viewer, chat_id=chat_id)

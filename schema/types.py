@@ -545,11 +545,7 @@ def _my_membership(chat: models.Chat, info: strawberry.Info) -> models.Membershi
     `selectors.viewer_chat` when they are there, else looked up once and kept on the chat."""
     if not hasattr(chat, "my_last_read_seq"):
         membership = models.Membership.objects.filter(chat=chat, user=info.context.user).first()
-        if membership is None:  # e.g. a room the viewer has just left
-            chat.my_last_read_seq, chat.my_role, chat.my_muted_until = chat.last_seq, "", None
-        else:
-            chat.my_last_read_seq, chat.my_role = membership.last_read_seq, membership.role
-            chat.my_muted_until = membership.muted_until
+        selectors.remember_viewer(chat, membership)
     return models.Membership(
         last_read_seq=chat.my_last_read_seq,
         role=chat.my_role or "",

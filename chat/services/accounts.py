@@ -14,7 +14,7 @@ from django.utils.http import urlencode, urlsafe_base64_decode, urlsafe_base64_e
 
 from chat import auth, events, media, ratelimit, storage
 from chat.error_codes import AccountErrorCode
-from chat.exceptions import RateLimited
+from chat.exceptions import RateLimited, field_error
 from chat.models import AuthToken, User, normalize_email
 from chat.ratelimit import FixedWindow, GrowingDelay, Remembered
 
@@ -54,16 +54,12 @@ def _reset_limits() -> tuple[FixedWindow, FixedWindow]:
     )
 
 
-def _field_error(field: str, message: str, code: str) -> ValidationError:
-    return ValidationError({field: ValidationError(message, code=code)})
-
-
 def _clean_email(email: str) -> str:
     email = normalize_email(email)
     try:
         validate_email(email)
     except ValidationError:
-        raise _field_error(
+        raise field_error(
             "email", "Enter a valid email address.", AccountErrorCode.INVALID_EMAIL
         ) from None
     return email
@@ -72,7 +68,7 @@ def _clean_email(email: str) -> str:
 def _clean_display_name(display_name: str) -> str:
     display_name = " ".join(display_name.split())
     if not display_name or len(display_name) > DISPLAY_NAME_MAX:
-        raise _field_error(
+        raise field_error(
             "display_name",
             f"Display name must be 1 to {DISPLAY_NAME_MAX} characters.",
             AccountErrorCode.INVALID_DISPLAY_NAME,
@@ -97,7 +93,7 @@ def register(
     display_name = _clean_display_name(display_name)
     user = User(email=email, display_name=display_name)
     _validate_password("password", password, user)
-    taken = _field_error(
+    taken = field_error(
         "email", "An account with this email already exists.", AccountErrorCode.EMAIL_TAKEN
     )
     if User.objects.filter(email=email).exists():
@@ -212,7 +208,7 @@ def change_password(
     Limited like profile changes: a stolen session must not guess the password."""
     ratelimit.hit("profile", user)
     if not user.check_password(current_password):
-        raise _field_error(
+        raise field_error(
             "current_password",
             "The current password is incorrect.",
             AccountErrorCode.WRONG_PASSWORD,
@@ -268,7 +264,7 @@ def reset_password(*, uid: str, token: str, new_password: str) -> User:
     The link stops working as soon as the password changes (Django's token covers the
     password hash) or after `PASSWORD_RESET_TIMEOUT`.
     """
-    invalid = _field_error(
+    invalid = field_error(
         "token",
         "This reset link is invalid or has expired.",
         AccountErrorCode.INVALID_RESET_LINK,

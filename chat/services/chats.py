@@ -13,21 +13,13 @@ from django.db.models import F
 
 from chat import events, push, ratelimit
 from chat.error_codes import ChatErrorCode
+from chat.exceptions import field_error, not_found
 from chat.models import Change, Chat, Membership, Mention, Message, User
 from chat.selectors import blocked_between, find_membership, is_banned, parse_id
 from chat.services.slugs import check_slug_free, clean_slug, save_claiming_slug
 
 NAME_MAX = 100
 TOPIC_MAX = 300
-
-
-def _error(field: str | None, message: str, code: str) -> ValidationError:
-    error = ValidationError(message, code=code)
-    return ValidationError({field: error}) if field else error
-
-
-def _not_found(field: str = "chat_id") -> ValidationError:
-    return _error(field, "Chat not found.", ChatErrorCode.NOT_FOUND)
 
 
 def lock_chat(chat_id: object, **filters: object) -> Chat:
@@ -40,14 +32,14 @@ def lock_chat(chat_id: object, **filters: object) -> Chat:
         else None
     )
     if chat is None:
-        raise _not_found()
+        raise not_found()
     return chat
 
 
 def check_writable(chat: Chat) -> None:
     """Raise `room_archived` for an archived room: its timeline is read-only."""
     if chat.archived_at is not None:
-        raise _error(
+        raise field_error(
             "chat_id", "This room is archived: it is read-only.", ChatErrorCode.ROOM_ARCHIVED
         )
 
@@ -161,13 +153,15 @@ def open_direct_chat(*, user: User, other_user_id: object) -> Chat:
     pk = parse_id(other_user_id)
     other = User.objects.filter(pk=pk, is_active=True).first() if pk else None
     if other is None:
-        raise _error("user_id", "User not found.", ChatErrorCode.NOT_FOUND)
+        raise field_error("user_id", "User not found.", ChatErrorCode.NOT_FOUND)
     if other.pk == user.pk:
-        raise _error(
+        raise field_error(
             "user_id", "You cannot chat with yourself.", ChatErrorCode.CANNOT_CHAT_WITH_SELF
         )
     if blocked_between(user.pk, other.pk):
-        raise _error("user_id", "You cannot message this user.", ChatErrorCode.CANNOT_MESSAGE_USER)
+        raise field_error(
+            "user_id", "You cannot message this user.", ChatErrorCode.CANNOT_MESSAGE_USER
+        )
     key = Chat.direct_key_for(user.pk, other.pk)
     existing = Chat.objects.filter(direct_key=key).first()
     if existing is not None:
@@ -240,7 +234,7 @@ def create_room(
 def add_member(chat: Chat, user: User, event: str, actor: User | None = None) -> None:
     """Make `user` a member, recorded by a SYSTEM message. Precondition: the chat's lock."""
     if chat.member_count >= settings.ROOM_MAX_MEMBERS:
-        raise _error(None, "This room is full.", ChatErrorCode.TOO_MANY_MEMBERS)
+        raise field_error(None, "This room is full.", ChatErrorCode.TOO_MANY_MEMBERS)
     membership = Membership.objects.create(chat=chat, user=user)
     chat.member_count += 1
     Chat.objects.filter(pk=chat.pk).update(member_count=F("member_count") + 1)
@@ -265,7 +259,7 @@ def join_room(*, user: User, chat_id: object = None, slug: str | None = None) ->
     """Join a public room, named by its id or its slug. Joining a room one is already in
     changes nothing; an archived room cannot be joined."""
     if (chat_id is None) == (slug is None):
-        raise _error("chat_id", "Give chatId or slug.", ChatErrorCode.ONE_WAY_TO_NAME_A_ROOM)
+        raise field_error("chat_id", "Give chatId or slug.", ChatErrorCode.ONE_WAY_TO_NAME_A_ROOM)
     ratelimit.hit("membership", user)
     if slug is not None:
         found = Chat.objects.filter(slug=slug.strip().lower()).values_list("pk", flat=True)
@@ -274,7 +268,7 @@ def join_room(*, user: User, chat_id: object = None, slug: str | None = None) ->
     if not Membership.objects.filter(chat=chat, user=user).exists():
         check_writable(chat)
         if is_banned(chat=chat, user=user):
-            raise _error("chat_id", "You are banned from this room.", ChatErrorCode.BANNED)
+            raise field_error("chat_id", "You are banned from this room.", ChatErrorCode.BANNED)
         add_member(chat, user, Message.SystemEvent.MEMBER_JOINED)
     return chat
 
@@ -285,9 +279,9 @@ def leave_room(*, user: User, chat_id: object) -> Chat:
     ratelimit.hit("membership", user)
     membership = find_membership(user=user, chat_id=chat_id)
     if membership is None:
-        raise _not_found()
+        raise not_found()
     if membership.chat.kind != Chat.Kind.GROUP:
-        raise _error("chat_id", "Direct chats cannot be left.", ChatErrorCode.NOT_A_ROOM)
+        raise field_error("chat_id", "Direct chats cannot be left.", ChatErrorCode.NOT_A_ROOM)
     chat = lock_chat(membership.chat_id)
     if membership.role == Membership.Role.OWNER:
         heir = (

@@ -5,13 +5,12 @@ import re
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from chat import events, media, ratelimit, storage
 from chat.error_codes import ChatErrorCode, MessageErrorCode
-from chat.exceptions import Forbidden
+from chat.exceptions import Forbidden, field_error
 from chat.models import (
     Attachment,
     Change,
@@ -22,17 +21,13 @@ from chat.models import (
     Reaction,
     User,
 )
-from chat.selectors import MESSAGE_RELATED, blocked_between, find_membership, parse_id
+from chat.selectors import MESSAGE_RELATED, blocked_in_chat, find_membership, parse_id
 from chat.services.chats import append_message, check_writable, lock_chat, record_change
 
 CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 LOCATION_LABEL_MAX = 200
 # Kinds whose text (the body, or an attachment's caption) the author may edit.
 EDITABLE = frozenset({Message.Kind.TEXT, Message.Kind.IMAGE, Message.Kind.FILE})
-
-
-def _error(field: str, message: str, code: str) -> ValidationError:
-    return ValidationError({field: ValidationError(message, code=code)})
 
 
 def _clean_text(text: str) -> str:
@@ -44,7 +39,7 @@ def _clean_caption(caption: str | None) -> str:
     caption = _clean_text(caption or "")
     limit = settings.MESSAGE_MAX_LENGTH
     if len(caption) > limit:
-        raise _error(
+        raise field_error(
             "caption",
             f"A caption can be at most {limit} characters.",
             MessageErrorCode.CAPTION_TOO_LONG,
@@ -55,10 +50,10 @@ def _clean_caption(caption: str | None) -> str:
 def _clean_body(body: str) -> str:
     body = _clean_text(body)
     if not body:
-        raise _error("body", "A message cannot be empty.", MessageErrorCode.MESSAGE_EMPTY)
+        raise field_error("body", "A message cannot be empty.", MessageErrorCode.MESSAGE_EMPTY)
     limit = settings.MESSAGE_MAX_LENGTH
     if len(body) > limit:
-        raise _error(
+        raise field_error(
             "body",
             f"A message can be at most {limit} characters.",
             MessageErrorCode.MESSAGE_TOO_LONG,
@@ -76,7 +71,7 @@ def _retried(author: User, client_id: str | None, chat_id: object) -> Message | 
         .first()
     )
     if message is not None and message.chat_id != parse_id(chat_id):
-        raise _error(
+        raise field_error(
             "client_id",
             "This clientId was already used for another chat.",
             MessageErrorCode.CLIENT_ID_REUSED,
@@ -86,7 +81,7 @@ def _retried(author: User, client_id: str | None, chat_id: object) -> Message | 
 
 def _check_client_id(client_id: str | None) -> None:
     if client_id is not None and not CLIENT_ID.match(client_id):
-        raise _error(
+        raise field_error(
             "client_id",
             "clientId must be 1 to 64 letters, digits or . _ : -",
             MessageErrorCode.INVALID_CLIENT_ID,
@@ -103,19 +98,14 @@ def _check_member(author: User, chat_id: object) -> None:
         .first()
     )
     if membership is None:
-        raise _error("chat_id", "Chat not found.", ChatErrorCode.NOT_FOUND)
+        raise field_error("chat_id", "Chat not found.", ChatErrorCode.NOT_FOUND)
     check_writable(membership.chat)
-    if membership.chat.kind == Chat.Kind.DIRECT:
-        peer = (
-            Membership.objects.filter(chat_id=membership.chat_id)
-            .exclude(user=author)
-            .values_list("user_id", flat=True)
-            .first()
+    if membership.chat.kind == Chat.Kind.DIRECT and blocked_in_chat(
+        user=author, chat_id=membership.chat_id
+    ):
+        raise field_error(
+            "chat_id", "You cannot message this user.", ChatErrorCode.CANNOT_MESSAGE_USER
         )
-        if blocked_between(author.pk, peer):
-            raise _error(
-                "chat_id", "You cannot message this user.", ChatErrorCode.CANNOT_MESSAGE_USER
-            )
 
 
 def _reply_target(chat_id: object, reply_to_id: object | None) -> Message | None:
@@ -129,11 +119,11 @@ def _reply_target(chat_id: object, reply_to_id: object | None) -> Message | None
         else None
     )
     if target is None:
-        raise _error(
+        raise field_error(
             "reply_to_id", "No such message in this chat.", MessageErrorCode.REPLY_NOT_FOUND
         )
     if target.is_deleted or target.kind == Message.Kind.SYSTEM:
-        raise _error(
+        raise field_error(
             "reply_to_id",
             "Deleted and system messages cannot be replied to.",
             MessageErrorCode.CANNOT_REPLY,
@@ -148,7 +138,7 @@ def _mentioned(author: User, chat_id: object, mentions: list[object] | None) -> 
         return []
     pks = list(dict.fromkeys(parse_id(value) for value in mentions))
     if len(pks) > settings.MENTION_MAX:
-        raise _error(
+        raise field_error(
             "mentions",
             f"A message can mention at most {settings.MENTION_MAX} members.",
             MessageErrorCode.TOO_MANY_MENTIONS,
@@ -160,7 +150,7 @@ def _mentioned(author: User, chat_id: object, mentions: list[object] | None) -> 
         ).select_related("user")
     }
     if None in pks or len(members) != len(pks):
-        raise _error(
+        raise field_error(
             "mentions",
             "Only members of this chat can be mentioned.",
             MessageErrorCode.MENTION_NOT_MEMBER,
@@ -214,6 +204,29 @@ def send_message(
     """
     _check_client_id(client_id)
     body = _clean_body(body)
+    return _send(
+        author=author,
+        chat_id=chat_id,
+        client_id=client_id,
+        reply_to_id=reply_to_id,
+        mentions=mentions,
+        kind=Message.Kind.TEXT,
+        body=body,
+    )
+
+
+def _send(
+    *,
+    author: User,
+    chat_id: object,
+    client_id: str | None,
+    reply_to_id: object | None,
+    mentions: list[object] | None = None,
+    **content: object,
+) -> Message:
+    """What every synchronous send does once its own input is clean: return the original
+    for a retry, check membership, the reply and the mentions, spend the send limit,
+    append."""
     if (earlier := _retried(author, client_id, chat_id)) is not None:
         return earlier
     _check_member(author, chat_id)
@@ -224,10 +237,9 @@ def send_message(
         author=author,
         chat_id=chat_id,
         client_id=client_id,
-        kind=Message.Kind.TEXT,
-        body=body,
         reply_to=reply_to,
         mentions=mentioned,
+        **content,
     )
     return message
 
@@ -339,38 +351,32 @@ def send_location(
     (chatId, latitude, longitude, label, clientId) and `RateLimited`."""
     _check_client_id(client_id)
     if not (math.isfinite(latitude) and -90 <= latitude <= 90):
-        raise _error(
+        raise field_error(
             "latitude", "latitude must be between -90 and 90.", MessageErrorCode.INVALID_LATITUDE
         )
     if not (math.isfinite(longitude) and -180 <= longitude <= 180):
-        raise _error(
+        raise field_error(
             "longitude",
             "longitude must be between -180 and 180.",
             MessageErrorCode.INVALID_LONGITUDE,
         )
     label = _clean_text(label)
     if len(label) > LOCATION_LABEL_MAX:
-        raise _error(
+        raise field_error(
             "label",
             f"A label can be at most {LOCATION_LABEL_MAX} characters.",
             MessageErrorCode.LABEL_TOO_LONG,
         )
-    if (earlier := _retried(author, client_id, chat_id)) is not None:
-        return earlier
-    _check_member(author, chat_id)
-    reply_to = _reply_target(chat_id, reply_to_id)
-    ratelimit.hit("send", author)
-    message, _ = append_once(
+    return _send(
         author=author,
         chat_id=chat_id,
         client_id=client_id,
+        reply_to_id=reply_to_id,
         kind=Message.Kind.LOCATION,
-        reply_to=reply_to,
         latitude=latitude,
         longitude=longitude,
         location_label=label,
     )
-    return message
 
 
 def visible_message(*, user: User, message_id: object) -> Message:
@@ -384,7 +390,7 @@ def visible_message(*, user: User, message_id: object) -> Message:
         else None
     )
     if message is None:
-        raise _error("message_id", "Message not found.", ChatErrorCode.NOT_FOUND)
+        raise field_error("message_id", "Message not found.", ChatErrorCode.NOT_FOUND)
     return message
 
 
@@ -401,11 +407,11 @@ def _own_message(*, user: User, message_id: object) -> Message:
 def edit_message(*, user: User, message_id: object, body: str) -> Message:
     message = _own_message(user=user, message_id=message_id)
     if message.is_deleted:
-        raise _error(
+        raise field_error(
             "message_id", "A deleted message cannot be edited.", MessageErrorCode.MESSAGE_DELETED
         )
     if message.kind not in EDITABLE:
-        raise _error(
+        raise field_error(
             "message_id",
             "Only text and the captions of photos and files can be edited.",
             MessageErrorCode.NOT_EDITABLE,
@@ -446,10 +452,10 @@ def mark_read(*, user: User, chat_id: object, seq: int) -> Membership:
     """Move the user's read marker forward to `seq` (capped at the newest message); it
     never moves back. Publishes `read_up_to` when it moved."""
     if seq < 0:
-        raise _error("seq", "seq cannot be negative.", MessageErrorCode.INVALID_SEQ)
+        raise field_error("seq", "seq cannot be negative.", MessageErrorCode.INVALID_SEQ)
     membership = find_membership(user=user, chat_id=chat_id)
     if membership is None:
-        raise _error("chat_id", "Chat not found.", ChatErrorCode.NOT_FOUND)
+        raise field_error("chat_id", "Chat not found.", ChatErrorCode.NOT_FOUND)
     ratelimit.hit("read", user)
     seq = min(seq, membership.chat.last_seq)
     moved = Membership.objects.filter(pk=membership.pk, last_read_seq__lt=seq).update(

@@ -6,13 +6,12 @@ an admin only on members (acting on the owner or another admin is `outranked`)."
 
 from datetime import datetime
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from chat import ratelimit
 from chat.error_codes import ChatErrorCode
-from chat.exceptions import Forbidden
+from chat.exceptions import Forbidden, field_error
 from chat.models import Ban, Chat, Membership, Message, Report, User
 from chat.selectors import is_banned, parse_id
 from chat.services.chats import add_member, check_writable, drop_member, system_message
@@ -25,12 +24,6 @@ ROLE_WORDS = {
     Membership.Role.ADMIN: "an admin",
     Membership.Role.MEMBER: "a member",
 }
-
-
-def _error(field: str | None, message: str, code: str) -> ValidationError:
-    if field is None:
-        return ValidationError(message, code=code)
-    return ValidationError({field: ValidationError(message, code=code)})
 
 
 def _role_of(chat: Chat, user: User) -> str | None:
@@ -52,7 +45,7 @@ def _target(chat: Chat, user_id: object) -> Membership:
         else None
     )
     if membership is None:
-        raise _error("user_id", "That user is not in this room.", ChatErrorCode.NOT_FOUND)
+        raise field_error("user_id", "That user is not in this room.", ChatErrorCode.NOT_FOUND)
     return membership
 
 
@@ -60,7 +53,7 @@ def _user(user_id: object) -> User:
     pk = parse_id(user_id)
     user = User.objects.filter(pk=pk, is_active=True).first() if pk else None
     if user is None:
-        raise _error("user_id", "User not found.", ChatErrorCode.NOT_FOUND)
+        raise field_error("user_id", "User not found.", ChatErrorCode.NOT_FOUND)
     return user
 
 
@@ -74,12 +67,14 @@ def add_members(*, actor: User, chat_id: object, user_ids: list[object]) -> Chat
     pks = [parse_id(value) for value in user_ids]
     users = {u.pk: u for u in User.objects.filter(pk__in=[p for p in pks if p], is_active=True)}
     if None in pks or len(users) != len(set(pks)):
-        raise _error("user_ids", "User not found.", ChatErrorCode.NOT_FOUND)
+        raise field_error("user_ids", "User not found.", ChatErrorCode.NOT_FOUND)
     present = set(
         Membership.objects.filter(chat=chat, user_id__in=users).values_list("user_id", flat=True)
     )
     if any(is_banned(chat=chat, user=users[pk]) for pk in users if pk not in present):
-        raise _error("user_ids", "A user here is banned from this room.", ChatErrorCode.BANNED)
+        raise field_error(
+            "user_ids", "A user here is banned from this room.", ChatErrorCode.BANNED
+        )
     for pk in dict.fromkeys(pks):
         if pk not in present:
             add_member(chat, users[pk], Message.SystemEvent.MEMBER_ADDED, actor=actor)
@@ -93,7 +88,9 @@ def remove_member(*, actor: User, chat_id: object, user_id: object) -> Chat:
     ratelimit.hit("membership", actor)
     chat = managed_room(user=actor, chat_id=chat_id, roles=MANAGERS)
     if parse_id(user_id) == actor.pk:
-        raise _error("user_id", "Use leaveRoom to leave a room.", ChatErrorCode.CANNOT_REMOVE_SELF)
+        raise field_error(
+            "user_id", "Use leaveRoom to leave a room.", ChatErrorCode.CANNOT_REMOVE_SELF
+        )
     target = _target(chat, user_id)
     _check_outranks(_role_of(chat, actor), target.role)
     drop_member(chat, target, Message.SystemEvent.MEMBER_REMOVED, actor=actor)
@@ -105,11 +102,11 @@ def set_member_role(*, owner: User, chat_id: object, user_id: object, role: str)
     """Make a member an ADMIN or a MEMBER, or hand them the room (OWNER: the owner becomes
     an admin). The owner only."""
     if role not in Membership.Role.values:
-        raise _error("role", "Not a role.", ChatErrorCode.INVALID_ROLE)
+        raise field_error("role", "Not a role.", ChatErrorCode.INVALID_ROLE)
     ratelimit.hit("membership", owner)
     chat = managed_room(user=owner, chat_id=chat_id, roles=frozenset({Membership.Role.OWNER}))
     if parse_id(user_id) == owner.pk:
-        raise _error(
+        raise field_error(
             "user_id",
             "Hand the room to someone else to change your own role.",
             ChatErrorCode.CANNOT_CHANGE_OWN_ROLE,
@@ -129,9 +126,9 @@ def set_member_role(*, owner: User, chat_id: object, user_id: object, role: str)
 def _clean_reason(reason: str, *, required: bool = False) -> str:
     reason = " ".join(reason.split())
     if required and not reason:
-        raise _error("reason", "Say what is wrong.", ChatErrorCode.REASON_REQUIRED)
+        raise field_error("reason", "Say what is wrong.", ChatErrorCode.REASON_REQUIRED)
     if len(reason) > REASON_MAX:
-        raise _error(
+        raise field_error(
             "reason",
             f"A reason can be at most {REASON_MAX} characters.",
             ChatErrorCode.REASON_TOO_LONG,
@@ -153,12 +150,12 @@ def ban_member(
     owner and admins (admins only members)."""
     reason = _clean_reason(reason)
     if until is not None and until <= timezone.now():
-        raise _error("until", "A ban must end in the future.", ChatErrorCode.BAN_IN_PAST)
+        raise field_error("until", "A ban must end in the future.", ChatErrorCode.BAN_IN_PAST)
     ratelimit.hit("membership", actor)
     chat = managed_room(user=actor, chat_id=chat_id, roles=MANAGERS)
     user = _user(user_id)
     if user.pk == actor.pk:
-        raise _error("user_id", "You cannot ban yourself.", ChatErrorCode.CANNOT_REMOVE_SELF)
+        raise field_error("user_id", "You cannot ban yourself.", ChatErrorCode.CANNOT_REMOVE_SELF)
     membership = Membership.objects.select_related("user").filter(chat=chat, user=user).first()
     _check_outranks(_role_of(chat, actor), membership.role if membership else None)
     ban, _ = Ban.objects.update_or_create(
@@ -181,7 +178,7 @@ def unban_member(*, actor: User, chat_id: object, user_id: object) -> Chat:
     user = _user(user_id)
     deleted, _ = Ban.objects.filter(chat=chat, user=user).delete()
     if not deleted:
-        raise _error("user_id", "That user is not banned here.", ChatErrorCode.NOT_BANNED)
+        raise field_error("user_id", "That user is not banned here.", ChatErrorCode.NOT_BANNED)
     system_message(chat, Message.SystemEvent.MEMBER_UNBANNED, user, actor)
     return chat
 
@@ -192,7 +189,7 @@ def report_message(*, reporter: User, message_id: object, reason: str) -> Report
     reason = _clean_reason(reason, required=True)
     message = visible_message(user=reporter, message_id=message_id)
     if message.author_id == reporter.pk:
-        raise _error(
+        raise field_error(
             "message_id", "You cannot report your own message.", ChatErrorCode.OWN_MESSAGE
         )
     ratelimit.hit("report", reporter)

@@ -4,13 +4,13 @@ import unicodedata
 from datetime import datetime
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from chat import ratelimit
 from chat.error_codes import ChatErrorCode, NotificationErrorCode
+from chat.exceptions import field_error
 from chat.models import AuthToken, Device, Membership, User
 from chat.push import fcm, webpush
 from chat.selectors import find_membership, parse_id
@@ -18,13 +18,9 @@ from chat.selectors import find_membership, parse_id
 DEVICE_NAME_MAX = 100
 
 
-def _error(field: str, message: str, code: str) -> ValidationError:
-    return ValidationError({field: ValidationError(message, code=code)})
-
-
 def _web_push_fields(subscription: dict[str, str]) -> dict[str, str]:
     if not settings.VAPID_PRIVATE_KEY:
-        raise _error(
+        raise field_error(
             "web_push",
             "This server does not send Web Push notifications.",
             NotificationErrorCode.PUSH_NOT_CONFIGURED,
@@ -33,7 +29,9 @@ def _web_push_fields(subscription: dict[str, str]) -> dict[str, str]:
         endpoint = webpush.check_endpoint(subscription["endpoint"])
         webpush.check_keys(subscription["p256dh"], subscription["auth"])
     except webpush.InvalidSubscription as error:
-        raise _error("web_push", str(error), NotificationErrorCode.INVALID_SUBSCRIPTION) from None
+        raise field_error(
+            "web_push", str(error), NotificationErrorCode.INVALID_SUBSCRIPTION
+        ) from None
     return {
         "kind": Device.Kind.WEB_PUSH,
         "address": endpoint,
@@ -44,7 +42,7 @@ def _web_push_fields(subscription: dict[str, str]) -> dict[str, str]:
 
 def _fcm_fields(token: str) -> dict[str, str]:
     if not settings.FCM_CREDENTIALS:
-        raise _error(
+        raise field_error(
             "fcm_token",
             "This server does not send FCM notifications.",
             NotificationErrorCode.PUSH_NOT_CONFIGURED,
@@ -52,7 +50,9 @@ def _fcm_fields(token: str) -> dict[str, str]:
     try:
         fcm.check_token(token)
     except fcm.InvalidToken as error:
-        raise _error("fcm_token", str(error), NotificationErrorCode.INVALID_FCM_TOKEN) from None
+        raise field_error(
+            "fcm_token", str(error), NotificationErrorCode.INVALID_FCM_TOKEN
+        ) from None
     return {"kind": Device.Kind.FCM, "address": token, "p256dh": "", "auth": ""}
 
 
@@ -70,7 +70,7 @@ def register_device(
     by someone else). Past `PUSH_MAX_DEVICES_PER_USER`, the least recently registered of
     the user's devices is dropped. Raises `ValidationError` and `RateLimited`."""
     if (web_push is None) == (fcm_token is None):
-        raise _error(
+        raise field_error(
             "web_push",
             "Give either webPush or fcmToken.",
             NotificationErrorCode.ONE_KIND_OF_DEVICE,
@@ -78,7 +78,7 @@ def register_device(
     # A label shown in lists: no control or format characters (bidi overrides).
     name = "".join(c for c in " ".join(name.split()) if unicodedata.category(c)[0] != "C")
     if len(name) > DEVICE_NAME_MAX:
-        raise _error(
+        raise field_error(
             "name",
             f"A device name can be at most {DEVICE_NAME_MAX} characters.",
             NotificationErrorCode.NAME_TOO_LONG,
@@ -116,7 +116,7 @@ def unregister_device(*, user: User, device_id: object) -> str:
     ratelimit.hit("notification", user)
     deleted, _ = Device.objects.filter(pk=parse_id(device_id), user=user).delete()
     if not deleted:
-        raise _error("id", "Device not found.", ChatErrorCode.NOT_FOUND)
+        raise field_error("id", "Device not found.", ChatErrorCode.NOT_FOUND)
     return str(device_id)
 
 
@@ -132,7 +132,9 @@ def mute_chat(*, user: User, chat_id: object, until: datetime | None = None) -> 
     """No push notifications from the chat until `until` (None: until unmuted). Unread
     counts and live events are unchanged."""
     if until is not None and until <= timezone.now():
-        raise _error("until", "A mute must end in the future.", NotificationErrorCode.MUTE_IN_PAST)
+        raise field_error(
+            "until", "A mute must end in the future.", NotificationErrorCode.MUTE_IN_PAST
+        )
     return _set_mute(user, chat_id, until or Membership.MUTED_FOREVER)
 
 
@@ -144,7 +146,7 @@ def unmute_chat(*, user: User, chat_id: object) -> Membership:
 def _set_mute(user: User, chat_id: object, until: datetime | None) -> Membership:
     membership = find_membership(user=user, chat_id=chat_id)
     if membership is None:
-        raise _error("chat_id", "Chat not found.", ChatErrorCode.NOT_FOUND)
+        raise field_error("chat_id", "Chat not found.", ChatErrorCode.NOT_FOUND)
     ratelimit.hit("notification", user)
     Membership.objects.filter(pk=membership.pk).update(muted_until=until)
     membership.muted_until = until

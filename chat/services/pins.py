@@ -1,21 +1,16 @@
 """Pinning messages to the top of a chat."""
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from chat import ratelimit
 from chat.error_codes import ChatErrorCode, MessageErrorCode
-from chat.exceptions import Forbidden
+from chat.exceptions import Forbidden, field_error
 from chat.models import Chat, Membership, Message, User
 from chat.services.chats import check_writable, lock_chat, system_message
 from chat.services.messages import visible_message
 from chat.services.rooms import MANAGERS
-
-
-def _error(field: str, message: str, code: str) -> ValidationError:
-    return ValidationError({field: ValidationError(message, code=code)})
 
 
 def _pinnable(user: User, message_id: object) -> tuple[Message, Chat]:
@@ -23,7 +18,7 @@ def _pinnable(user: User, message_id: object) -> tuple[Message, Chat]:
     direct chat, the owner and admins of a room (`admin_only`)."""
     message = visible_message(user=user, message_id=message_id)
     if message.is_deleted or message.kind == Message.Kind.SYSTEM:
-        raise _error(
+        raise field_error(
             "message_id",
             "Deleted and system messages cannot be pinned.",
             MessageErrorCode.CANNOT_PIN,
@@ -48,7 +43,7 @@ def pin_message(*, user: User, message_id: object) -> Message:
     if message.pinned_at is None:
         pinned = Message.objects.filter(chat=chat, pinned_at__isnull=False).count()
         if pinned >= settings.PIN_MAX:
-            raise _error(
+            raise field_error(
                 "message_id",
                 f"A chat can have at most {settings.PIN_MAX} pinned messages.",
                 MessageErrorCode.TOO_MANY_PINS,

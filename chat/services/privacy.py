@@ -1,26 +1,22 @@
 """What a user keeps away: people they block, direct chats they hide."""
 
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from chat import ratelimit
 from chat.error_codes import ChatErrorCode
+from chat.exceptions import field_error
 from chat.models import Block, Chat, Membership, User
 from chat.selectors import find_membership, parse_id
-
-
-def _error(field: str, message: str, code: str) -> ValidationError:
-    return ValidationError({field: ValidationError(message, code=code)})
 
 
 def _other(user: User, user_id: object) -> User:
     pk = parse_id(user_id)
     other = User.objects.filter(pk=pk, is_active=True).first() if pk else None
     if other is None:
-        raise _error("user_id", "User not found.", ChatErrorCode.NOT_FOUND)
+        raise field_error("user_id", "User not found.", ChatErrorCode.NOT_FOUND)
     if other.pk == user.pk:
-        raise _error("user_id", "You cannot block yourself.", ChatErrorCode.CANNOT_BLOCK_SELF)
+        raise field_error("user_id", "You cannot block yourself.", ChatErrorCode.CANNOT_BLOCK_SELF)
     return other
 
 
@@ -51,9 +47,9 @@ def hide_chat(*, user: User, chat_id: object) -> Membership:
     they open it again with `openDirectChat`). Nothing is deleted."""
     membership = find_membership(user=user, chat_id=chat_id)
     if membership is None:
-        raise _error("chat_id", "Chat not found.", ChatErrorCode.NOT_FOUND)
+        raise field_error("chat_id", "Chat not found.", ChatErrorCode.NOT_FOUND)
     if membership.chat.kind != Chat.Kind.DIRECT:
-        raise _error("chat_id", "Only direct chats can be hidden.", ChatErrorCode.NOT_DIRECT)
+        raise field_error("chat_id", "Only direct chats can be hidden.", ChatErrorCode.NOT_DIRECT)
     ratelimit.hit("block", user)
     membership.hidden_at = timezone.now()
     Membership.objects.filter(pk=membership.pk).update(hidden_at=membership.hidden_at)

@@ -1,28 +1,26 @@
 """Emoji reactions on messages."""
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from chat import events, ratelimit
 from chat.emoji import clean_emoji
 from chat.error_codes import MessageErrorCode
+from chat.exceptions import field_error
 from chat.models import Message, Reaction, User
 from chat.services.chats import check_writable, lock_chat
 from chat.services.messages import visible_message
 
 
-def _error(field: str, message: str, code: str) -> ValidationError:
-    return ValidationError({field: ValidationError(message, code=code)})
-
-
 def _target(user: User, message_id: object, emoji: str) -> tuple[Message, str]:
     cleaned = clean_emoji(emoji)
     if cleaned is None:
-        raise _error("emoji", "Give one emoji, or a :shortcode:.", MessageErrorCode.INVALID_EMOJI)
+        raise field_error(
+            "emoji", "Give one emoji, or a :shortcode:.", MessageErrorCode.INVALID_EMOJI
+        )
     message = visible_message(user=user, message_id=message_id)
     if message.is_deleted or message.kind == Message.Kind.SYSTEM:
-        raise _error(
+        raise field_error(
             "message_id",
             "Deleted and system messages take no reactions.",
             MessageErrorCode.CANNOT_REACT,
@@ -41,7 +39,7 @@ def add_reaction(*, user: User, message_id: object, emoji: str) -> Message:
     check_writable(lock_chat(message.chat_id))
     present = set(Reaction.objects.filter(message=message).values_list("emoji", flat=True))
     if emoji not in present and len(present) >= settings.REACTION_MAX_DISTINCT:
-        raise _error(
+        raise field_error(
             "emoji",
             f"A message can carry at most {settings.REACTION_MAX_DISTINCT} different emoji.",
             MessageErrorCode.TOO_MANY_REACTIONS,

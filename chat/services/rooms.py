@@ -1,22 +1,17 @@
 """Managing a room: its name, topic, visibility and slug, and archiving it."""
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from chat import events, ratelimit
 from chat.error_codes import ChatErrorCode
-from chat.exceptions import Forbidden
+from chat.exceptions import Forbidden, field_error, not_found
 from chat.models import Chat, Membership, User
 from chat.selectors import parse_id
 from chat.services.chats import check_writable, clean_room, lock_chat
 from chat.services.slugs import check_slug_free, clean_slug, save_claiming_slug
 
 MANAGERS = frozenset({Membership.Role.OWNER, Membership.Role.ADMIN})
-
-
-def _not_found() -> ValidationError:
-    return ValidationError({"chat_id": ValidationError("Chat not found.", code="not_found")})
 
 
 def managed_room(*, user: User, chat_id: object, roles: frozenset[str]) -> Chat:
@@ -26,16 +21,10 @@ def managed_room(*, user: User, chat_id: object, roles: frozenset[str]) -> Chat:
     pk = parse_id(chat_id)
     membership = Membership.objects.filter(chat_id=pk, user=user).first() if pk else None
     if membership is None:
-        raise _not_found()
+        raise not_found()
     chat = lock_chat(pk)
     if chat.kind != Chat.Kind.GROUP:
-        raise ValidationError(
-            {
-                "chat_id": ValidationError(
-                    "Direct chats have no settings.", code=ChatErrorCode.NOT_A_ROOM
-                )
-            }
-        )
+        raise field_error("chat_id", "Direct chats have no settings.", ChatErrorCode.NOT_A_ROOM)
     if membership.role not in roles:
         if roles == {Membership.Role.OWNER}:
             raise Forbidden("Only the room's owner can do this.", code=ChatErrorCode.OWNER_ONLY)
@@ -60,8 +49,8 @@ def update_room(
     staff in the admin. Raises `ValidationError` (name, topic, slug), `Forbidden` and
     `RateLimited`."""
     if name is None and topic is None and is_public is None and slug is None:
-        raise ValidationError(
-            "Give at least one setting to change.", code=ChatErrorCode.NOTHING_TO_UPDATE
+        raise field_error(
+            None, "Give at least one setting to change.", ChatErrorCode.NOTHING_TO_UPDATE
         )
     if actor is None:
         chat = lock_chat(chat_id, kind=Chat.Kind.GROUP)

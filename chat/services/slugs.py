@@ -6,14 +6,11 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from chat.error_codes import ChatErrorCode
+from chat.exceptions import field_error
 from chat.models import Chat
 
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 SLUG_MAX = 50
-
-
-def _error(message: str, code: str) -> ValidationError:
-    return ValidationError({"slug": ValidationError(message, code=code)})
 
 
 def clean_slug(slug: str) -> str | None:
@@ -23,7 +20,8 @@ def clean_slug(slug: str) -> str | None:
     if not slug:
         return None
     if len(slug) > SLUG_MAX or not SLUG.match(slug):
-        raise _error(
+        raise field_error(
+            "slug",
             f"A slug is 1 to {SLUG_MAX} lowercase letters, digits and single hyphens "
             "between them.",
             ChatErrorCode.INVALID_SLUG,
@@ -32,7 +30,7 @@ def clean_slug(slug: str) -> str | None:
 
 
 def _taken() -> ValidationError:
-    return _error("Another room has this slug.", ChatErrorCode.SLUG_TAKEN)
+    return field_error("slug", "Another room has this slug.", ChatErrorCode.SLUG_TAKEN)
 
 
 def check_slug_free(slug: str | None, *, chat: Chat | None = None) -> None:

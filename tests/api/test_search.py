@@ -121,3 +121,20 @@ def test_only_the_newest_candidates_are_ranked(gql, user, token, grace, chats, s
     found = gql.execute(SEARCH, {"q": "kiwi"}, token=token)
 
     assert sorted(_bodies(found)) == ["a kiwi", "another kiwi"]
+
+
+@pytest.mark.django_db
+def test_phrases_exclusions_and_or_mean_the_same_on_every_database(gql, user, token, grace, chats):
+    # Before the embedded default read this syntax, `-tomorrow` was a word it required.
+    ours, _ = chats
+    for body in ("lunch at noon tomorrow", "lunch first, then at noon a call", "mango smoothie"):
+        services.send_message(author=grace, chat_id=ours.id, body=body)
+
+    def found(query):
+        return sorted(_bodies(gql.execute(SEARCH, {"q": query}, token=token)))
+
+    assert found("lunch -tomorrow") == ["lunch first, then at noon a call"]
+    assert found('"lunch at noon"') == ["lunch at noon tomorrow"]
+    assert found("kiwi or mango") == ["mango smoothie"]
+    assert found("-lunch") == ["mango smoothie"]
+    assert found("!!!") == found('"') == found("or") == []
