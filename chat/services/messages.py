@@ -16,6 +16,7 @@ from chat.models import (
     Change,
     Chat,
     Membership,
+    Mention,
     Message,
     MessageEdit,
     Reaction,
@@ -509,9 +510,12 @@ def _soft_delete(message: Message) -> Message:
                 "pinned_by",
             ]
         )
-        # A deleted message takes what it said before, and its reactions, with it.
+        # A deleted message takes what it said before, its reactions and whom it
+        # mentioned with it.
         MessageEdit.objects.filter(message=message).delete()
         Reaction.objects.filter(message=message).delete()
+        Mention.objects.filter(message=message).delete()
+        message.mentioned = []
         if attachment is not None:
             # A deleted photo must not stay downloadable, nor its name readable.
             attachment.delete()

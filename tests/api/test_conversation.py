@@ -508,6 +508,15 @@ def test_a_mention_of_a_member_is_stored_and_of_anyone_else_refused(
     assert outsider.data["sendMessage"]["messages"] == refused
     assert malformed.data["sendMessage"]["messages"] == refused
     assert Mention.objects.count() == 2
+    # A deleted message no longer says whom it mentioned.
+    seq = mentioned.data["sendMessage"]["seq"]
+    services.delete_message(user=user, message_id=room.messages.get(seq=seq).id)
+    history = gql.execute(
+        "query($c: ID!) { messages(chatId: $c, last: 1) { edges { node { mentions { id } } } } }",
+        {"c": str(room.id)},
+        token=token,
+    )
+    assert history.data["messages"]["edges"] == [{"node": {"mentions": []}}]
 
 
 @pytest.mark.django_db
