@@ -12,7 +12,8 @@ messages a second over HTTP throughout. Then every socket closes at once and rec
 with `after` set to the last revision it saw. Prints:
 
 - the time and the server's CPU (user + system, from /proc) to connect the sockets the
-  first time, and again for the storm, per socket;
+  first time, `--concurrency` handshakes at a time (what a socket costs when nothing is
+  dropped), and again for the storm (all at once), per socket;
 - the time from the drop until every socket is live again (has caught up with the
   room's newest revision as it was when the storm began); clients retry a dropped or
   refused handshake as graphql-ws does (exponential backoff with jitter), and the retries
@@ -40,6 +41,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.fanout import rss_bytes  # noqa: E402
 from bench.push import setup_django  # noqa: E402
 from bench.uploads import cpu_seconds  # noqa: E402
 from tests.system.live import LiveStack, live_database  # noqa: E402
@@ -175,11 +177,27 @@ async def storm(server, args, room: str, tokens: list[str], owner: str) -> None:
     pid = server.process.pid
     sockets = [Socket(server.ws_url, token, room) for token in tokens]
 
+    # First, what a socket costs without a storm: at most --concurrency handshakes in
+    # flight, so none waits long enough to be dropped and retried.
+    gate = asyncio.Semaphore(args.concurrency)
+
+    async def paced(socket: Socket) -> None:
+        async with gate:
+            socket.start()
+            await socket.acked.wait()
+
+    rss = rss_bytes(pid)
     cpu, started = cpu_seconds(pid), time.monotonic()
-    for socket in sockets:
-        socket.start()
-    await asyncio.wait_for(asyncio.gather(*(s.acked.wait() for s in sockets)), args.timeout)
+    await asyncio.wait_for(asyncio.gather(*(paced(s) for s in sockets)), args.timeout)
+    await asyncio.sleep(1)  # the last subscriptions start
     first = (time.monotonic() - started, cpu_seconds(pid) - cpu)
+    first_retries = sum(s.retries for s in sockets)
+    # Idle: every socket subscribed, nothing sent; what presence and keep-alives cost.
+    await asyncio.sleep(args.settle)
+    cpu = cpu_seconds(pid)
+    await asyncio.sleep(args.idle)
+    idle_core = (cpu_seconds(pid) - cpu) / args.idle
+    per_socket_kb = (rss_bytes(pid) - rss) / len(sockets) / 1024
 
     stop = asyncio.Event()
     sending = asyncio.create_task(sender(http_url, owner, room, args.rate, stop))
@@ -211,14 +229,24 @@ async def storm(server, args, room: str, tokens: list[str], owner: str) -> None:
     print("| phase | wall time | server CPU | CPU per socket |")
     print("|---|---|---|---|")
     print(
-        f"| first connect | {first[0]:.1f} s | {first[1]:.1f} s | {first[1] / n * 1000:.1f} ms |"
+        f"| first connect, {args.concurrency} at a time | {first[0]:.1f} s | {first[1]:.1f} s | "
+        f"{first[1] / n * 1000:.2f} ms |"
     )
     print(
         f"| storm: all acked again | {acked:.1f} s | | |\n"
         f"| storm: all live again | {live:.1f} s | {storm_cpu:.1f} s | "
-        f"{storm_cpu / n * 1000:.1f} ms |"
+        f"{storm_cpu / n * 1000:.2f} ms |"
     )
-    print(f"\nhandshakes retried (dropped or refused): {sum(s.retries for s in sockets)}")
+    print(
+        f"\nidle, {n} subscribed sockets: {idle_core * 100:.1f}% of a core over "
+        f"{args.idle:.0f} s; memory {per_socket_kb:.1f} KB per socket "
+        "(RSS growth over the first connect)"
+    )
+    retried = sum(s.retries for s in sockets)
+    print(
+        f"\nhandshakes retried (dropped or refused): {first_retries} on first connect, "
+        f"{retried - first_retries} in the storm"
+    )
     print(
         f"lost {sum(len(every - s.received) for s in sockets)}, "
         f"duplicated {sum(s.duplicates for s in sockets)}, "
@@ -233,6 +261,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=5, help="messages per second")
     parser.add_argument("--settle", type=float, default=3, help="seconds before and after")
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument(
+        "--idle", type=float, default=30, help="seconds of idle measured after connecting"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=20, help="handshakes in flight on first connect"
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-reconnect-"))
     with live_database(tmp) as database_url:

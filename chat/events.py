@@ -16,6 +16,7 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 from redis.exceptions import RedisError
 
+from chat import metrics
 from chat.models import Attachment, Chat, Message, User
 
 logger = logging.getLogger(__name__)
@@ -191,6 +192,7 @@ def _send(group: str, message: dict[str, Any]) -> None:
     try:
         async_to_sync(layer.group_send)(group, message)
     except (RedisError, OSError) as error:
+        metrics.LAYER_ERRORS.labels("publish").inc()
         # The write has committed; subscribers replay it from the database (a revision
         # gap, or their process's resync once the layer is back). An outage, not a bug.
         logger.warning(

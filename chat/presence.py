@@ -1,9 +1,10 @@
 """Who is online: a user is online while at least one of their sockets holds a live lease.
 
-Each socket takes a lease when it connects and renews it every `PRESENCE_HEARTBEAT`
-seconds; a lease not renewed for `PRESENCE_TTL` seconds has expired. Closing a socket drops
-its lease at once, but nothing relies on that: a process killed with `kill -9` runs no
-disconnect code, so every process also sweeps expired leases every
+Each socket takes a lease when it connects; the process renews all of its sockets' leases
+together every `PRESENCE_HEARTBEAT` seconds (`renew`, one round trip per 500 sockets); a
+lease not renewed for `PRESENCE_TTL` seconds has expired. Closing a socket drops its lease
+at once, but nothing relies on that: a process killed with `kill -9` runs no disconnect
+code and renews nothing, so every process also sweeps expired leases every
 `PRESENCE_SWEEP_INTERVAL` seconds and reports those users offline. Several tabs are several
 leases of one user: online on the first, offline after the last.
 
@@ -14,14 +15,19 @@ in this process's memory, which is all the embedded default has.
 
 The database mirrors the outcome: `User.last_seen_at` is null while a user is online and
 the time they went offline otherwise, so other processes (the push worker) can tell who is
-online from one query, whatever the lease store. `reconcile` repairs the mirror after a
-crash that left users marked online with no lease.
+online from one query, whatever the lease store. Transitions are written, and announced to
+the users' chats, in batches (`PRESENCE_FLUSH_DELAY`): after a deploy thousands of users
+come online within seconds, and one UPDATE and one membership query per batch is what
+keeps reconnecting cheap. `reconcile` repairs the mirror after a crash that left users
+marked online with no lease.
 """
 
 import asyncio
 import logging
 import time
 import weakref
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Protocol
 
 from django.conf import settings
@@ -32,10 +38,19 @@ from chat.models import Membership, User
 
 logger = logging.getLogger(__name__)
 
+# A lease refused because the user already holds `cap` of them (`hold`).
+OVER_CAP = -1
+RENEW_BATCH = 500
+
 
 class Leases(Protocol):
-    async def hold(self, user_id: str, connection: str) -> bool:
-        """Take or renew a lease; True when the user thereby came online."""
+    async def hold(self, user_id: str, connection: str, cap: int | None = None) -> int:
+        """Take or renew a lease: 1 when the user thereby came online, 0 when they were
+        online already, `OVER_CAP` (and nothing taken) when they hold `cap` already."""
+
+    async def renew(self, held: list[tuple[str, str]]) -> list[str]:
+        """Renew many (user, connection) leases; the users who thereby came online again
+        (their leases had expired meanwhile: a stalled process)."""
 
     async def release(self, user_id: str, connection: str) -> bool:
         """Drop a lease; True when the user thereby went offline."""
@@ -57,11 +72,20 @@ class MemoryLeases:
         leases = self._leases.get(user_id, {})
         return {c: exp for c, exp in leases.items() if exp > now}
 
-    async def hold(self, user_id: str, connection: str) -> bool:
+    async def hold(self, user_id: str, connection: str, cap: int | None = None) -> int:
         now = time.time()
-        was_online = bool(self._live(user_id, now))
+        live = self._live(user_id, now)
+        if cap is not None and len(live) >= cap and connection not in live:
+            return OVER_CAP
         self._leases.setdefault(user_id, {})[connection] = now + settings.PRESENCE_TTL
-        return not was_online
+        return 0 if live else 1
+
+    async def renew(self, held: list[tuple[str, str]]) -> list[str]:
+        came = []
+        for user_id, connection in held:
+            if await self.hold(user_id, connection) == 1:
+                came.append(user_id)
+        return came
 
     async def release(self, user_id: str, connection: str) -> bool:
         leases = self._leases.get(user_id, {})
@@ -91,15 +115,35 @@ class MemoryLeases:
         return len(self._live(user_id, time.time()))
 
 
-# KEYS: user's leases, the expiry index. ARGV: now, expiry, connection, index member.
+# KEYS: user's leases, the expiry index. ARGV: now, expiry, connection, index member, cap
+# (0: none).
 _HOLD = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-local was_online = redis.call('ZCARD', KEYS[1]) > 0
+local held = redis.call('ZCARD', KEYS[1])
+local cap = tonumber(ARGV[5])
+if cap > 0 and held >= cap and not redis.call('ZSCORE', KEYS[1], ARGV[3]) then
+  return -1
+end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
 redis.call('PEXPIREAT', KEYS[1], math.ceil(ARGV[2] * 1000))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
-if was_online then return 0 end
+if held > 0 then return 0 end
 return 1
+"""
+# KEYS: the expiry index. ARGV: now, expiry, key prefix for users' leases, then user and
+# connection pairs.
+_RENEW = """
+local came = {}
+local at = math.ceil(ARGV[2] * 1000)
+for i = 4, #ARGV, 2 do
+  local key = ARGV[3] .. ARGV[i]
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[1])
+  if redis.call('ZCARD', key) == 0 then table.insert(came, ARGV[i]) end
+  redis.call('ZADD', key, ARGV[2], ARGV[i + 1])
+  redis.call('PEXPIREAT', key, at)
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[i] .. '|' .. ARGV[i + 1])
+end
+return came
 """
 _RELEASE = """
 local removed = redis.call('ZREM', KEYS[1], ARGV[2])
@@ -132,8 +176,8 @@ class RedisLeases:
     def __init__(self, url: str, prefix: str) -> None:
         import redis.asyncio as redis
 
-        # A bounded pool that waits for a free connection: thousands of sockets renewing
-        # their leases must queue, not fail with "Too many connections".
+        # A bounded pool that waits for a free connection: thousands of sockets connecting
+        # at once must queue, not fail with "Too many connections".
         pool = redis.BlockingConnectionPool.from_url(
             url,
             decode_responses=True,
@@ -142,39 +186,39 @@ class RedisLeases:
             socket_connect_timeout=settings.REDIS_TIMEOUT,
         )
         self._redis = redis.Redis(connection_pool=pool)
+        self._scripts = {
+            name: self._redis.register_script(source)
+            for name, source in (
+                ("hold", _HOLD),
+                ("renew", _RENEW),
+                ("release", _RELEASE),
+                ("sweep", _SWEEP),
+            )
+        }
         self._user_prefix = f"{prefix}:presence:user:"
         self._index = f"{prefix}:presence:expiry"
 
-    async def hold(self, user_id: str, connection: str) -> bool:
+    async def hold(self, user_id: str, connection: str, cap: int | None = None) -> int:
         now = time.time()
-        came_online = await self._redis.eval(
-            _HOLD,
-            2,
-            self._user_prefix + user_id,
-            self._index,
-            now,
-            now + settings.PRESENCE_TTL,
-            connection,
-            f"{user_id}|{connection}",
-        )
-        return bool(came_online)
+        keys = [self._user_prefix + user_id, self._index]
+        args = [now, now + settings.PRESENCE_TTL, connection, f"{user_id}|{connection}", cap or 0]
+        return int(await self._scripts["hold"](keys, args))
+
+    async def renew(self, held: list[tuple[str, str]]) -> list[str]:
+        now = time.time()
+        args: list[object] = [now, now + settings.PRESENCE_TTL, self._user_prefix]
+        for pair in held:
+            args.extend(pair)
+        return list(await self._scripts["renew"]([self._index], args))
 
     async def release(self, user_id: str, connection: str) -> bool:
-        went_offline = await self._redis.eval(
-            _RELEASE,
-            2,
-            self._user_prefix + user_id,
-            self._index,
-            time.time(),
-            connection,
-            f"{user_id}|{connection}",
-        )
-        return bool(went_offline)
+        keys = [self._user_prefix + user_id, self._index]
+        args = [time.time(), connection, f"{user_id}|{connection}"]
+        return bool(await self._scripts["release"](keys, args))
 
     async def sweep(self) -> list[str]:
-        return list(
-            await self._redis.eval(_SWEEP, 1, self._index, time.time(), self._user_prefix, 500)
-        )
+        args = [time.time(), self._user_prefix, 500]
+        return list(await self._scripts["sweep"]([self._index], args))
 
     async def online(self, user_ids: list[str]) -> set[str]:
         now = time.time()
@@ -205,21 +249,41 @@ def leases() -> Leases:
     return _redis_leases[loop]
 
 
-async def socket_opened(user: User, connection: str) -> None:
-    if await leases().hold(str(user.id), connection):
-        await User.objects.filter(pk=user.pk).aupdate(last_seen_at=None)
-        await _announce(user, online=True)
+# This process's leases (connection -> user), renewed together by `renew`.
+_held: dict[str, User] = {}
 
 
-async def socket_alive(user: User, connection: str) -> None:
-    """Renew the socket's lease (a heartbeat). Announces the user online again if their
-    lease had been swept meanwhile (a stalled process)."""
-    await socket_opened(user, connection)
+async def socket_opened(user: User, connection: str, *, cap: int | None = None) -> bool:
+    """Take the socket's lease; False (and no lease) when the user already holds `cap`.
+    The lease is this process's to renew from now on, even when taking it failed (Redis
+    down): the next `renew` takes it then."""
+    _held[connection] = user
+    taken = await leases().hold(str(user.id), connection, cap)
+    if taken == OVER_CAP:
+        _held.pop(connection, None)
+        return False
+    if taken == 1:
+        _changed(user, online=True)
+    return True
 
 
 async def socket_closed(user: User, connection: str) -> None:
+    _held.pop(connection, None)
     if await leases().release(str(user.id), connection):
-        await _went_offline(user)
+        _changed(user, online=False)
+
+
+async def renew() -> int:
+    """Renew every lease this process holds (the heartbeat), in batches of `RENEW_BATCH`;
+    users whose leases had expired meanwhile (a stalled process) are online again."""
+    held = list(_held.items())
+    for start in range(0, len(held), RENEW_BATCH):
+        batch = held[start : start + RENEW_BATCH]
+        users = {str(user.id): user for _, user in batch}
+        came = await leases().renew([(str(user.id), connection) for connection, user in batch])
+        for user_id in came:
+            _changed(users[user_id], online=True)
+    return len(held)
 
 
 async def sweep() -> None:
@@ -227,12 +291,13 @@ async def sweep() -> None:
     gone = await leases().sweep()
     if gone:
         async for user in User.objects.filter(pk__in=gone):
-            await _went_offline(user)
+            _changed(user, online=False)
 
 
 async def reconcile(batch: int = 500) -> int:
     """Mark offline the users the database has online but no lease holds (their process
     died, or in the embedded default this process restarted); returns how many."""
+    await flush()
     fixed, after = 0, None
     while True:
         page = User.objects.filter(last_seen_at__isnull=True).order_by("pk")
@@ -258,18 +323,84 @@ async def online_user_ids(user_ids: list) -> set[str]:
     return await leases().online([str(u) for u in user_ids])
 
 
-async def _went_offline(user: User) -> None:
-    await User.objects.filter(pk=user.pk).aupdate(last_seen_at=timezone.now())
-    await _announce(user, online=False)
+# Transitions waiting to be written: user id -> (user, when they went offline, or None
+# for online). A later transition of the same user replaces an earlier one: only where
+# they ended up is written.
+_pending: dict[str, tuple[User, datetime | None]] = {}
+# Transitions waiting to be announced: user id -> (user, online).
+_unannounced: dict[str, tuple[User, bool]] = {}
+# Users gone offline whose going is announced only if they are still offline when
+# `PRESENCE_OFFLINE_GRACE` is over: user id -> (user, when it is over).
+_leaving: dict[str, tuple[User, float]] = {}
+_flushes: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.TimerHandle]" = (
+    weakref.WeakKeyDictionary()
+)
+_flushing: set[asyncio.Task] = set()
 
 
-async def _announce(user: User, *, online: bool) -> None:
+def _changed(user: User, *, online: bool) -> None:
+    user_id = str(user.id)
+    _pending[user_id] = (user, None if online else timezone.now())
+    loop = asyncio.get_running_loop()
+    if online:
+        # Back within the grace (a reconnect, a page reload): nobody saw them go.
+        if _leaving.pop(user_id, None) is None:
+            _unannounced[user_id] = (user, True)
+    elif _unannounced.pop(user_id, None) is None:
+        grace = settings.PRESENCE_OFFLINE_GRACE
+        _leaving[user_id] = (user, time.monotonic() + grace)
+        if grace > 0:
+            loop.call_later(grace, _start_flush, loop)
+    if loop not in _flushes:
+        delay = settings.PRESENCE_FLUSH_DELAY
+        _flushes[loop] = loop.call_later(delay, _start_flush, loop, True)
+
+
+def _start_flush(loop: asyncio.AbstractEventLoop, scheduled: bool = False) -> None:
+    if scheduled:
+        _flushes.pop(loop, None)
+    task = loop.create_task(flush())
+    _flushing.add(task)
+    task.add_done_callback(_flushing.discard)
+
+
+async def flush() -> None:
+    """Write and announce what is pending now: one UPDATE for those who came online, one
+    for those who went offline (each at the time they did), one membership query for the
+    announcements. A user is announced offline once their grace is over, if no lease
+    (on any process) holds them by then."""
+    batch = list(_pending.values())
+    _pending.clear()
+    announce = list(_unannounced.values())
+    _unannounced.clear()
+    now = time.monotonic()
+    left = {user_id: user for user_id, (user, over) in _leaving.items() if over <= now}
+    for user_id in left:
+        del _leaving[user_id]
+    try:
+        online = [user.pk for user, gone_at in batch if gone_at is None]
+        offline = [User(pk=user.pk, last_seen_at=gone_at) for user, gone_at in batch if gone_at]
+        if online:
+            await User.objects.filter(pk__in=online).aupdate(last_seen_at=None)
+        if offline:
+            await User.objects.abulk_update(offline, ["last_seen_at"])
+        if left:
+            back = await leases().online(list(left))
+            announce += [(user, False) for user_id, user in left.items() if user_id not in back]
+        if announce:
+            await _announce(announce)
+    except Exception:
+        logger.exception("Could not record %d presence changes", len(batch) + len(announce))
+
+
+async def _announce(batch: Iterable[tuple[User, bool]]) -> None:
     # Only to chats small enough: in a room of N members, N people connecting would
     # otherwise cost N * N deliveries. Bigger rooms ask `onlineUsers` instead.
-    chat_ids = [
-        chat_id
-        async for chat_id in Membership.objects.filter(
-            user=user, chat__member_count__lte=settings.PRESENCE_ROOM_LIMIT
-        ).values_list("chat_id", flat=True)
-    ]
-    await events.presence_changed(user, online=online, chat_ids=chat_ids)
+    users = {user.pk: (user, online) for user, online in batch}
+    chats: dict[object, list] = {}
+    async for user_id, chat_id in Membership.objects.filter(
+        user__in=list(users), chat__member_count__lte=settings.PRESENCE_ROOM_LIMIT
+    ).values_list("user_id", "chat_id"):
+        chats.setdefault(user_id, []).append(chat_id)
+    for user_id, (user, online) in users.items():
+        await events.presence_changed(user, online=online, chat_ids=chats.get(user_id, []))

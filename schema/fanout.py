@@ -36,9 +36,11 @@ from typing import Any, Protocol
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 
-from chat import events
+from chat import events, metrics
 from schema.execution import event_selection
 
+_DIRECT = metrics.DELIVERIES.labels("direct")
+_QUEUED = metrics.DELIVERIES.labels("queued")
 logger = logging.getLogger(__name__)
 
 MESSAGE_ADDED = "message_added"
@@ -314,11 +316,13 @@ class Hub:
     @contextlib.asynccontextmanager
     async def listening(self, listener: Listener, groups: Iterable[str]) -> AsyncIterator[None]:
         """In `groups` (and any the listener is `add`ed to meanwhile) until the block ends."""
+        metrics.SUBSCRIPTIONS.inc()
         try:
             for group in groups:
                 await self.add(listener, group)
             yield
         finally:
+            metrics.SUBSCRIPTIONS.dec()
             for group in list(listener.groups):
                 self.remove(listener, group)
 
@@ -345,9 +349,11 @@ class Hub:
                 if payload is None or not listener.takes_directly(message):
                     listener.put(message)
                     self.queued += 1
+                    _QUEUED.inc()
                     continue
                 listener.advance(message)
                 self.written += 1
+                _DIRECT.inc()
                 try:
                     await sink.send_text(f"{sink.prefix}{payload}}}")
                 except Exception:
@@ -378,6 +384,7 @@ class Hub:
                 ok = True
             except Exception as error:
                 ok = False
+                metrics.LAYER_ERRORS.labels("probe").inc()
                 if self.layer_ok:
                     self.outages += 1
                     logger.warning("Channel layer lost (%r): subscriptions poll", error)

@@ -21,7 +21,8 @@ from typing import Annotated, Any
 import strawberry
 from asgiref.sync import sync_to_async
 
-from chat import events, models, selectors
+from chat import events, metrics, models, selectors
+from chat.exceptions import NotFound
 from schema import fanout
 from schema.context import Context, require_viewer
 from schema.errors import bad_user_input
@@ -163,24 +164,31 @@ class Subscription:
         viewer = require_viewer(info)
         if after is not None and after < 0:
             raise bad_user_input("`after` cannot be negative.", argument="after")
-        chat = await sync_to_async(selectors.chat_for_member)(user=viewer, chat_id=chat_id)
+        if after is not None:
+            metrics.RESUMES.inc()
+        chat_pk = selectors.parse_id(chat_id)
+        if chat_pk is None:
+            raise NotFound(selectors.CHAT_NOT_FOUND)
         listener = fanout.Listener(
             render=lambda message: _rendered_directly(message, viewer),
             direct=_writes_directly,
             order=_revision,
-            # Typists are not told about their own typing.
+            # Typists are not told about their own typing, nor anyone that they came
+            # online (announced a moment after their socket opened: chat.presence).
             wants=lambda message: (
                 not (
-                    message["event"] == "typing_changed"
+                    message["event"] in ("typing_changed", "presence_changed")
                     and message["data"]["user"]["id"] == str(viewer.id)
                 )
             ),
         )
-        rows = models.Chat.objects.filter(pk=chat.pk).values_list("revision", "member_count")
-        async with fanout.hub().listening(listener, [events.chat_group(chat.id)]):
+        rows = models.Chat.objects.filter(pk=chat_pk).values_list("revision", "member_count")
+        async with fanout.hub().listening(listener, [events.chat_group(chat_pk)]):
             # In the group before reading the database: nothing committed from here on
-            # can fall between the replay and the live stream.
-            newest, members = await rows.aget()
+            # can fall between the replay and the live stream. The membership check reads
+            # the chat's newest revision too: one query for both.
+            chat = await sync_to_async(selectors.chat_for_member)(user=viewer, chat_id=chat_pk)
+            newest, members = chat.revision, chat.member_count
             # Without `after`, from now. Past the newest change (a stale or foreign
             # cursor) also from now: otherwise every live change up to it would be
             # dropped as already seen.
@@ -192,7 +200,8 @@ class Subscription:
 
             log = _Log(chat.id, after, _changes, replayed, lambda change: change.revision)
             listener.positions[str(chat.id)] = log
-            changes = log.catch_up()
+            # A socket that is up to date (most of a reconnect storm) reads nothing more.
+            changes = log.catch_up() if after < newest else _nothing()
             while True:
                 async for event in changes:
                     yield event
@@ -313,6 +322,11 @@ def _rendered_directly(message: dict[str, Any], viewer: models.User) -> Any:
         )
         return typed
     return chat_event(event, data, viewer)
+
+
+async def _nothing() -> AsyncIterator[Any]:
+    return
+    yield
 
 
 def _viewer_left(event: Any, viewer: models.User) -> bool:

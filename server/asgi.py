@@ -13,8 +13,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "server.settings")
 django_application = get_asgi_application()
 
 # Imported after Django is set up: they load models.
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.sessions import SessionMiddlewareStack  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.urls import re_path  # noqa: E402
@@ -39,6 +39,11 @@ application = ProtocolTypeRouter(
             if settings.SERVE_STATIC
             else django_application
         ),
-        "websocket": AuthMiddlewareStack(URLRouter([re_path(r"^graphql/?$", graphql_consumer)])),
+        # The session only, not Channels' AuthMiddleware: that looks the user up (and
+        # reopens a database connection) on every handshake, where most sockets sign in
+        # with a token; the consumer reads the session only for sockets that send none.
+        "websocket": SessionMiddlewareStack(
+            URLRouter([re_path(r"^graphql/?$", graphql_consumer)])
+        ),
     }
 )

@@ -3,11 +3,15 @@ import contextlib
 import itertools
 import json
 import logging
-import random
+import time
+import weakref
 from collections import Counter
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from channels.auth import get_user
+from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY
 from django.utils import timezone
@@ -26,8 +30,9 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.types.unset import UNSET, UnsetType
 
-from chat import events, presence
-from chat.auth import aauthenticate_token, parse_authorization
+from chat import events, metrics, presence
+from chat.auth import authenticate_token, parse_authorization
+from chat.connections import drop_broken
 from chat.models import AuthToken, User
 from schema import fanout
 from schema.context import Context
@@ -283,7 +288,6 @@ class GraphQLConsumer(GraphQLWSConsumer):
     refused = False
     viewer: User | None = None
     token: AuthToken | None = None
-    _heartbeat: asyncio.Task | None = None
     _expiry: asyncio.TimerHandle | None = None
     _expiring: asyncio.Task | None = None
 
@@ -320,82 +324,65 @@ class GraphQLConsumer(GraphQLWSConsumer):
         return decode_json(data)
 
     async def get_context(self, request: Any, response: Any) -> Context:  # type: ignore[override]
-        user = self.scope.get("user")
-        return Context(request=self, user=user if user and user.is_authenticated else None)
+        return Context(request=self, user=None)  # signed in at connection_init
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         """Every socket must be signed in: by a token in the payload, or by the cookie
         session its handshake carried. Refusals close 4403; a database outage 1013."""
         sent, raw = token_from_params(context.connection_params or {})
+        started = time.perf_counter()
         try:
             if sent:
-                token = await aauthenticate_token(raw) if raw else None
+                token = await sync_to_async(_authenticate)(raw) if raw else None
                 if token is None:
                     self._refuse("Invalid or expired token.")
                 context.user, context.token = token.user, token
+            else:
+                context.user = await _session_user(self.scope)
             if context.user is None:
                 self._refuse("Sign in first: send your token in the connection_init payload.")
             await self._signed_in(context.user, context.token)
         except OUTAGES as error:
             logger.warning("Refused a socket: a backing service is unavailable: %s", error)
+            metrics.REFUSED_SOCKETS.labels("unavailable").inc()
             raise CloseSocket(TRY_AGAIN_LATER, "Service unavailable") from None
+        metrics.CONNECT_SECONDS.observe(time.perf_counter() - started)
         return UNSET
 
     def _refuse(self, message: str) -> None:
+        metrics.REFUSED_SOCKETS.labels("unauthenticated").inc()
         self.refused = True
         raise ConnectionRejectionError({"message": message, "code": "UNAUTHENTICATED"})
 
     async def _signed_in(self, user: User, token: AuthToken | None) -> None:
         try:
-            open_sockets = await presence.socket_count(user)
+            admitted = await presence.socket_opened(
+                user, self.channel_name, cap=settings.GRAPHQL_WS_MAX_SOCKETS_PER_USER
+            )
         except Exception:
-            logger.exception("Could not count the user's sockets")  # best effort, as below
-            open_sockets = 0
-        if open_sockets >= settings.GRAPHQL_WS_MAX_SOCKETS_PER_USER:
+            # Presence is best effort: the process's heartbeat takes the lease later; the
+            # socket works regardless.
+            logger.exception("Could not take a presence lease")
+            admitted = True
+        if not admitted:
+            metrics.REFUSED_SOCKETS.labels("too_many_sockets").inc()
             raise CloseSocket(TOO_MANY_SOCKETS, "Too many connections")
         self.viewer, self.token = user, token
+        _live_sockets.add(self)
+        metrics.OPEN_SOCKETS.inc()
         if token is not None:
             # A token is checked once, at connection_init: close the socket when it expires,
             # as a request with it would be refused from then on.
             left = (token.expires_at - timezone.now()).total_seconds()
             self._expiry = asyncio.get_running_loop().call_later(max(0.0, left), self._expired)
         await self.channel_layer.group_add(events.session_group(user.id), self.channel_name)
-        try:
-            await presence.socket_opened(user, self.channel_name)
-        except Exception:
-            # Presence is best effort: the heartbeat retries; the socket works regardless.
-            logger.exception("Could not take a presence lease")
-        self._heartbeat = asyncio.create_task(self._keep_lease())
-        _ensure_sweeper()
+        _ensure_background_tasks()
 
-    async def _keep_lease(self) -> None:
-        outages_seen, missed = fanout.hub().outages, False
-        while True:
-            # Jittered, so thousands of sockets opened together do not renew in lockstep.
-            await asyncio.sleep(settings.PRESENCE_HEARTBEAT * random.uniform(0.8, 1.0))  # noqa: S311
-            try:
-                await presence.socket_alive(self.viewer, self.channel_name)
-                # On layers whose groups expire (channels-redis lists, in-memory), renew
-                # them so a socket open for days keeps hearing its session and chats.
-                # Pub/sub groups do not expire (and refuse a second add).
-                if getattr(self.channel_layer, "group_expiry", None):
-                    for group in {events.session_group(self.viewer.id), *self._group_refs}:
-                        await self.channel_layer.group_add(group, self.channel_name)
-            except Exception as error:
-                missed = True
-                logger.warning("Presence heartbeat failed: %s", error)
-                continue
-            # A revocation published while Redis was down never arrived: once it is back,
-            # ask the database instead (one query per socket per outage).
-            if missed or fanout.hub().outages != outages_seen:
-                outages_seen, missed = fanout.hub().outages, False
-                try:
-                    if not await self._session_still_valid():
-                        await self.close(code=4403, reason="Session revoked")
-                        return
-                except Exception as error:
-                    missed = True
-                    logger.warning("Could not re-check a session: %s", error)
+    async def _renew_groups(self) -> None:
+        """On layers whose groups expire (channels-redis lists, in-memory), renew this
+        socket's so a socket open for days keeps hearing its session and chats."""
+        for group in {events.session_group(self.viewer.id), *self._group_refs}:
+            await self.channel_layer.group_add(group, self.channel_name)
 
     async def _session_still_valid(self) -> bool:
         if self.token is not None:
@@ -416,10 +403,25 @@ class GraphQLConsumer(GraphQLWSConsumer):
         self._expiring = asyncio.create_task(self.close(code=4403, reason="Session expired"))
 
     async def dispatch(self, message: dict[str, Any]) -> None:
-        if message.get("type") == events.SESSION_MESSAGE_TYPE:
+        """Strawberry's and Channels' dispatch, without the `close_old_connections` hop
+        Channels makes before every frame: with `CONN_MAX_AGE=0` that closed the database
+        connection each time, so the next query opened a new one (`chat.connections`
+        keeps it healthy instead)."""
+        kind = message.get("type", "")
+        if kind == events.SESSION_MESSAGE_TYPE:
             await self._session_event(message)
-            return
-        await super().dispatch(message)
+        elif kind and not kind.startswith(("http.", "websocket.")):
+            for queue in self.listen_queues[kind]:
+                queue.put_nowait(message)
+        elif (handler := getattr(self, get_handler_name(message), None)) is not None:
+            await handler(message)
+        else:
+            raise ValueError(f"No handler for message type {kind}")
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        """Channels' own, without its `close_old_connections` (see `dispatch`)."""
+        await self.disconnect(message["code"])
+        raise StopConsumer
 
     async def _session_event(self, message: dict[str, Any]) -> None:
         """Close this socket if the token it signed in with was revoked."""
@@ -444,8 +446,8 @@ class GraphQLConsumer(GraphQLWSConsumer):
             if self._expiry is not None:
                 self._expiry.cancel()
             if self.viewer is not None:
-                if self._heartbeat is not None:
-                    self._heartbeat.cancel()
+                _live_sockets.discard(self)
+                metrics.OPEN_SOCKETS.dec()
                 with contextlib.suppress(Exception):
                     await self.channel_layer.group_discard(
                         events.session_group(self.viewer.id), self.channel_name
@@ -454,6 +456,21 @@ class GraphQLConsumer(GraphQLWSConsumer):
                     await presence.socket_closed(self.viewer, self.channel_name)
                 except Exception:
                     logger.exception("Could not release the presence lease")
+
+
+def _authenticate(raw: str) -> AuthToken | None:
+    """The token check, and a check of the connection it runs on, in one thread hop."""
+    drop_broken()
+    return authenticate_token(raw)
+
+
+async def _session_user(scope: dict[str, Any]) -> User | None:
+    """The user of the cookie session the handshake carried (GraphiQL), looked up only
+    for sockets that send no token."""
+    if scope.get("session") is None:
+        return None
+    user = await get_user(scope)
+    return user if user.is_authenticated else None
 
 
 # Open sockets of this process by client address.
@@ -465,16 +482,51 @@ def _client_address(scope: dict[str, Any]) -> str:
     return client[0] if client else "unknown"
 
 
-_sweepers: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
+# This process's signed-in sockets, which its heartbeat looks after.
+_live_sockets: "weakref.WeakSet[GraphQLConsumer]" = weakref.WeakSet()
+_background: dict[asyncio.AbstractEventLoop, list[asyncio.Task]] = {}
 
 
-def _ensure_sweeper() -> None:
-    """One task per process (per event loop) that reports dead processes' users offline."""
+def _ensure_background_tasks() -> None:
+    """One heartbeat and one sweeper per process (per event loop: tests run one per
+    test), started by the first signed-in socket."""
     loop = asyncio.get_running_loop()
-    task = _sweepers.get(loop)
-    if task is None or task.done():
-        _sweepers.clear()  # a loop that is gone (tests run one per test) keeps no task
-        _sweepers[loop] = loop.create_task(_sweep_forever())
+    tasks = _background.get(loop)
+    if tasks is None or any(task.done() for task in tasks):
+        for task in tasks or ():
+            task.cancel()
+        _background.clear()  # a loop that is gone keeps no tasks
+        _background[loop] = [loop.create_task(_beat_forever()), loop.create_task(_sweep_forever())]
+
+
+async def _beat_forever() -> None:
+    """The heartbeat: renew every lease this process holds at once, rather than one task
+    and one Redis call per socket (at 5,000 idle sockets that was a fifth of a core)."""
+    outages_seen, missed = fanout.hub().outages, False
+    while True:
+        await asyncio.sleep(settings.PRESENCE_HEARTBEAT)
+        sockets = list(_live_sockets)
+        try:
+            await presence.renew()
+            if sockets and getattr(sockets[0].channel_layer, "group_expiry", None):
+                # Pub/sub groups do not expire (and refuse a second add).
+                for socket in sockets:
+                    await socket._renew_groups()
+        except Exception as error:
+            missed = True
+            logger.warning("Presence heartbeat failed: %s", error)
+            continue
+        # A revocation published while Redis was down never arrived: once it is back,
+        # ask the database instead (one query per socket per outage).
+        if missed or fanout.hub().outages != outages_seen:
+            outages_seen, missed = fanout.hub().outages, False
+            for socket in sockets:
+                try:
+                    if not await socket._session_still_valid():
+                        await socket.close(code=4403, reason="Session revoked")
+                except Exception as error:
+                    missed = True
+                    logger.warning("Could not re-check a session: %s", error)
 
 
 async def _sweep_forever() -> None:
@@ -486,6 +538,7 @@ async def _sweep_forever() -> None:
     for sweeps in itertools.count():
         await asyncio.sleep(interval)
         try:
+            await sync_to_async(drop_broken)()
             if sweeps % every == 0:
                 await presence.reconcile()
             await presence.sweep()

@@ -2,7 +2,7 @@
 
     python -m server.serve [daphne's options] server.asgi:application
 
-Daphne's command line, with three differences:
+Daphne's command line, with four differences:
 
 - **Request bodies are bounded before they are held.** Daphne reads a whole body, then
   queues all of it for the application at once, in memory: a 1 GiB POST grew a process by
@@ -14,6 +14,10 @@ Daphne's command line, with three differences:
   write buffer, which grows without limit for a client that does not read. Past
   `WEBSOCKET_MAX_BUFFERED_BYTES` the socket is closed 1013 (try again later); the client
   resubscribes with `after` and loses nothing.
+- **Handshakes wait longer.** Daphne drops a WebSocket handshake the application has not
+  accepted within `--websocket_connect_timeout`; its default here is
+  `WEBSOCKET_CONNECT_TIMEOUT` (30 s) instead of 5, so that a reconnect storm drains
+  instead of feeding itself with retries.
 - **SIGTERM drains.** The process stops accepting connections, closes every WebSocket
   with 1012 (service restart) so clients reconnect to another process and resume with
   `after`, lets requests in flight finish for up to `SHUTDOWN_TIMEOUT` seconds, and
@@ -25,6 +29,7 @@ server starts; nothing else in the process is affected.
 """
 
 import logging
+import os
 import signal
 import sys
 import time
@@ -208,11 +213,26 @@ class GracefulServer(daphne.server.Server):
 class ServeCommand(CommandLineInterface):
     server_class = GracefulServer
 
+    def __init__(self) -> None:
+        super().__init__()
+        # Daphne drops a handshake the application has not accepted within 5 s. In a
+        # reconnect storm the queue is longer than that: every dropped handshake came
+        # back as a retry, which kept the queue full (bench/reconnect.py). Wait longer.
+        self.parser.set_defaults(websocket_connect_timeout=_settings().WEBSOCKET_CONNECT_TIMEOUT)
+
 
 def main(argv: list[str] | None = None) -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "server.settings")
     daphne.server.HTTPFactory = BoundedHTTPFactory
     daphne.server.WebSocketFactory = BoundedWebSocketFactory
-    ServeCommand().run(sys.argv[1:] if argv is None else argv)
+    try:
+        ServeCommand().run(sys.argv[1:] if argv is None else argv)
+    finally:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            # This process's open sockets and subscriptions leave the machine's totals.
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(os.getpid())
 
 
 if __name__ == "__main__":

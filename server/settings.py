@@ -262,6 +262,8 @@ APQ_TTL = env_int("APQ_TTL", 7 * 86400)
 # A manifest of the documents the clients were built with (Apollo's persisted-query
 # manifest, or {sha256: document}): when set, only those run (schema.persisted).
 GRAPHQL_TRUSTED_DOCUMENTS = env_str("GRAPHQL_TRUSTED_DOCUMENTS")
+# Seconds daphne (`python -m server.serve`) lets a WebSocket handshake wait to be accepted.
+WEBSOCKET_CONNECT_TIMEOUT = env_int("WEBSOCKET_CONNECT_TIMEOUT", 30)
 GRAPHQL_WS_CONNECTION_INIT_TIMEOUT = env_int("GRAPHQL_WS_CONNECTION_INIT_TIMEOUT", 10)
 GRAPHQL_WS_MAX_SUBSCRIPTIONS = env_int("GRAPHQL_WS_MAX_SUBSCRIPTIONS", 50)
 # Open sockets per signed-in user (across processes) and per client address (per
@@ -276,6 +278,8 @@ STRAWBERRY_DJANGO = {
 }
 
 HEALTHZ_TIMEOUT = env_int("HEALTHZ_TIMEOUT", 3)
+# `/metrics` (Prometheus) answers only requests bearing this token; empty turns it off.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 1024 * 1024)
 
@@ -423,6 +427,13 @@ PRESENCE_RECONCILE_INTERVAL = env_int("PRESENCE_RECONCILE_INTERVAL", 300)
 # in a room of N, N people connecting would cost N * N deliveries.
 PRESENCE_ROOM_LIMIT = env_int("PRESENCE_ROOM_LIMIT", 200)
 PRESENCE_REDIS_CONNECTIONS = env_int("PRESENCE_REDIS_CONNECTIONS", 32)
+# Users coming online or going offline are written to the database and announced in
+# batches gathered over this many seconds (one UPDATE per batch, not per user).
+PRESENCE_FLUSH_DELAY = env_float("PRESENCE_FLUSH_DELAY", 0.1)
+# A user whose last socket closed is announced offline only if no socket of theirs is
+# back after this many seconds: a reconnect (a deploy, a network blip, a page reload)
+# announces nothing, where it cost every member of every small chat two deliveries.
+PRESENCE_OFFLINE_GRACE = env_float("PRESENCE_OFFLINE_GRACE", 10)
 # Typing: an indicator lasts TYPING_TTL seconds unless refreshed; a user's "typing" calls
 # are accepted at most once per TYPING_THROTTLE seconds per chat ("stopped" always is).
 TYPING_TTL = env_int("TYPING_TTL", 6)

@@ -5,6 +5,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from schema import schema
 from server import media
+from server.metrics import metrics
 from server.views import HTTP_SUBSCRIPTION_PROTOCOLS, GraphQLView, healthz
 
 urlpatterns = [
@@ -26,6 +27,7 @@ urlpatterns = [
         ),
     ),
     path("healthz", healthz),
+    path("metrics", metrics),
     # Uploaded files, by signed URL only (chat.storage); on S3 the bucket serves them.
     path("media/<path:name>", media.serve, name="media"),
     path("admin/", admin.site.urls),

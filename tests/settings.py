@@ -16,6 +16,8 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 GRAPHQL_INTROSPECTION = True
 GRAPHIQL = True
+# Offline is announced at once, as most tests expect; the grace has tests of its own.
+PRESENCE_OFFLINE_GRACE = 0
 LOGGING["loggers"]["httpx"] = {"level": "WARNING"}  # noqa: F405
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405

@@ -6,6 +6,8 @@ from typing import Any
 
 from channels.testing import WebsocketCommunicator
 
+from chat import presence
+
 TRANSPORT_WS = "graphql-transport-ws"
 LEGACY_WS = "graphql-ws"
 
@@ -41,7 +43,11 @@ class GraphQLSocket:
 
     async def init(self, payload: dict[str, Any] | None = None) -> dict[str, Any]:
         await self.send({"type": "connection_init", "payload": payload or {}})
-        return await self.receive()
+        reply = await self.receive()
+        # Presence changes are announced in batches (chat.presence): announce this one
+        # now, so that it reaches no subscription the test opens next.
+        await presence.flush()
+        return reply
 
     async def subscribe(self, op_id: str, query: str, variables: dict | None = None) -> None:
         kind = "subscribe" if self.protocol == TRANSPORT_WS else "start"

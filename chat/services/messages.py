@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from chat import events, media, ratelimit, storage
+from chat import events, media, metrics, ratelimit, storage
 from chat.error_codes import ChatErrorCode, MessageErrorCode
 from chat.exceptions import Forbidden, field_error
 from chat.models import (
@@ -228,6 +228,26 @@ def _send(
     """What every synchronous send does once its own input is clean: return the original
     for a retry, check membership, the reply and the mentions, spend the send limit,
     append."""
+    with metrics.SEND_SECONDS.time():
+        return _checked_send(
+            author=author,
+            chat_id=chat_id,
+            client_id=client_id,
+            reply_to_id=reply_to_id,
+            mentions=mentions,
+            **content,
+        )
+
+
+def _checked_send(
+    *,
+    author: User,
+    chat_id: object,
+    client_id: str | None,
+    reply_to_id: object | None,
+    mentions: list[object] | None,
+    **content: object,
+) -> Message:
     if (earlier := _retried(author, client_id, chat_id)) is not None:
         return earlier
     _check_member(author, chat_id)

@@ -4,7 +4,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
-from chat import services
+from chat import presence, services
 from chat.models import Membership, User
 from tests.api.realtime import http
 from tests.factories import UserFactory, token_for
@@ -200,10 +200,13 @@ async def test_two_sockets_count_once_and_the_last_to_close_sets_last_seen(
         await socket.connect()
         await socket.init({"authorization": f"Bearer {grace_token}"})
         sockets.append(socket)
+    await presence.flush()  # the database learns of presence changes in batches
     both_open = await seen()
     await sockets[0].close()
+    await presence.flush()
     one_open = await seen()
     await sockets[1].close()
+    await presence.flush()
     closed = await seen()
     to_stranger = await http(asgi_app, USER, {"id": str(grace.id)}, stranger_token)
 

@@ -418,6 +418,69 @@ async def test_presence_counts_tabs_once_and_reaches_the_chat(asgi_app, people):
     assert after == {"data": {"onlineUsers": [{"displayName": "Ada"}]}}
 
 
+async def test_nobody_is_told_that_they_came_online(asgi_app, people):
+    chat = people["chat"]
+    watcher = await subscribed(
+        asgi_app, people["ada_token"], CHAT_EVENTS, {"chatId": str(chat.id)}
+    )
+    await asyncio.sleep(0.05)
+    # Grace subscribes before her coming online is announced (it is, in a batch, a moment
+    # after her socket opens).
+    grace = GraphQLSocket(asgi_app)
+    await grace.connect()
+    await grace.send(
+        {
+            "type": "connection_init",
+            "payload": {"authorization": f"Bearer {people['grace_token']}"},
+        }
+    )
+    assert (await grace.receive())["type"] == "connection_ack"
+    await grace.subscribe("s", CHAT_EVENTS, {"chatId": str(chat.id)})
+
+    [online] = await events(watcher, 1, presence=True)
+    told_herself = not await grace.communicator.receive_nothing(timeout=0.3)
+    for socket in (watcher, grace):
+        await socket.close()
+
+    assert online["chatEvents"]["user"] == {"displayName": "Grace"}
+    assert told_herself is False
+
+
+async def test_a_reconnect_within_the_grace_announces_nothing(asgi_app, people, settings):
+    settings.PRESENCE_OFFLINE_GRACE = 0.5
+    chat = people["chat"]
+    watcher = await subscribed(
+        asgi_app, people["ada_token"], CHAT_EVENTS, {"chatId": str(chat.id)}
+    )
+    await asyncio.sleep(0.05)
+
+    async def tab() -> GraphQLSocket:
+        socket = GraphQLSocket(asgi_app)
+        await socket.connect()
+        await socket.init({"authorization": f"Bearer {people['grace_token']}"})
+        return socket
+
+    first = await tab()
+    [online] = await events(watcher, 1, presence=True)
+    await first.close()
+    second = await tab()  # a page reload: back before the grace is over
+    quiet = await watcher.communicator.receive_nothing(timeout=0.8)
+    await second.close()
+    started = asyncio.get_running_loop().time()
+    [offline] = await events(watcher, 1, presence=True)
+    waited = asyncio.get_running_loop().time() - started
+    await watcher.close()
+
+    assert online["chatEvents"]["online"] is True
+    assert quiet is True
+    assert offline["chatEvents"] == {
+        "__typename": "PresenceChanged",
+        "online": False,
+        "user": {"displayName": "Grace"},
+    }
+    assert waited >= 0.4
+
+
 async def test_pings_are_answered(asgi_app, people):
     socket = GraphQLSocket(asgi_app)
     await socket.connect()
@@ -482,7 +545,7 @@ async def test_presence_is_not_broadcast_to_rooms_above_the_limit(asgi_app, peop
 async def test_a_presence_store_failure_does_not_break_the_socket(asgi_app, people, monkeypatch):
     from chat import presence
 
-    async def unavailable(user, connection):
+    async def unavailable(user, connection, **kwargs):
         raise ConnectionError("presence store unavailable")
 
     monkeypatch.setattr(presence, "socket_opened", unavailable)

@@ -226,3 +226,49 @@ async def test_the_me_subscription_ignores_other_users_changes(asgi_app, ada):
 
     assert await socket.communicator.receive_nothing(timeout=0.3)
     await socket.close()
+
+
+async def test_sockets_share_one_database_connection_and_survive_its_loss(asgi_app, ada):
+    """Channels closes the database connection before every frame; with the default
+    `CONN_MAX_AGE=0` each socket then opened a new one (a tenth of a connect's CPU). The
+    WebSocket thread keeps one, and replaces it when it breaks."""
+    from django.db.backends.signals import connection_created
+
+    _, token = ada
+    opened = []
+
+    def count(sender, connection, **kwargs) -> None:
+        opened.append(connection.alias)
+
+    async def sign_in_and_ask() -> None:
+        socket = GraphQLSocket(asgi_app, TRANSPORT_WS)
+        await socket.connect()
+        assert (await socket.init({"authorization": f"Bearer {token}"}))["type"] == (
+            "connection_ack"
+        )
+        await socket.subscribe("1", ME)
+        assert (await socket.next_payload("1"))["data"]["me"]["displayName"] == "Ada"
+        await socket.close()
+
+    connection_created.connect(count)
+    try:
+        await sign_in_and_ask()  # may open the thread's connection
+        opened.clear()
+        for _ in range(3):
+            await sign_in_and_ask()
+        assert opened == []
+
+        # The connection breaks (the database restarted): the next socket gets a new one.
+        def break_connection() -> None:
+            connection = connections["default"]
+            connection.close()
+            connection.connect()
+            connection.errors_occurred = True
+            connection.is_usable = lambda: False
+
+        await sync_to_async(break_connection)()
+        opened.clear()
+        await sign_in_and_ask()
+        assert len(opened) == 1
+    finally:
+        connection_created.disconnect(count)

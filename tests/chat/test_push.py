@@ -409,10 +409,12 @@ async def test_presence_is_mirrored_in_the_database_and_repaired(
     user, grace, close_worker_connections
 ):
     await presence.socket_opened(user, "socket-1")
+    await presence.flush()  # the database learns of presence changes in batches
     await user.arefresh_from_db()
     assert user.last_seen_at is None
 
     await presence.socket_closed(user, "socket-1")
+    await presence.flush()
     await user.arefresh_from_db()
     assert user.last_seen_at is not None
 

@@ -11,7 +11,11 @@ import uuid
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.system.conftest import PRESENCE_SWEEP_INTERVAL, PRESENCE_TTL
+from tests.system.conftest import (
+    PRESENCE_OFFLINE_GRACE,
+    PRESENCE_SWEEP_INTERVAL,
+    PRESENCE_TTL,
+)
 
 pytestmark = pytest.mark.system
 
@@ -136,6 +140,10 @@ async def test_every_subscriber_on_every_process_gets_every_message_once(two_ser
         assert listener.messages() == expected
 
 
+def _named(event: dict, name: str) -> bool:
+    return event.get("user", {}).get("displayName") == name
+
+
 async def test_presence_holds_across_processes_and_survives_kill_9(live_stack, two_servers):
     a, b = two_servers
     doomed = live_stack.start()
@@ -154,14 +162,16 @@ async def test_presence_holds_across_processes_and_survives_kill_9(live_stack, t
                 )
             )
             assert json.loads(await walker.recv()) == {"type": "connection_ack"}
-            await watcher.collect(lambda r: any(e.get("online") for e in r), timeout=5)
+            await watcher.collect(
+                lambda r: any(e.get("online") and _named(e, "Walker") for e in r), timeout=5
+            )
             online_elsewhere = a.graphql(ONLINE, {"c": room}, token=watcher_token)
 
             doomed.kill()  # no disconnect code runs
             killed_at = time.monotonic()
             await watcher.collect(
                 lambda r: any(e.get("online") is False for e in r),
-                timeout=PRESENCE_TTL + PRESENCE_SWEEP_INTERVAL + 10,
+                timeout=PRESENCE_TTL + PRESENCE_SWEEP_INTERVAL + PRESENCE_OFFLINE_GRACE + 10,
             )
             offline_after = time.monotonic() - killed_at
         after = a.graphql(ONLINE, {"c": room}, token=watcher_token)
@@ -173,7 +183,7 @@ async def test_presence_holds_across_processes_and_survives_kill_9(live_stack, t
     ]
     assert ("Walker", True) in presence
     assert presence[-1] == ("Walker", False)
-    assert offline_after <= PRESENCE_TTL + PRESENCE_SWEEP_INTERVAL + 3
+    assert offline_after <= PRESENCE_TTL + PRESENCE_SWEEP_INTERVAL + PRESENCE_OFFLINE_GRACE + 3
     assert {u["displayName"] for u in online_elsewhere["data"]["onlineUsers"]} == {
         "Watcher",
         "Walker",
