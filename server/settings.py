@@ -99,17 +99,18 @@ INSTALLED_APPS = [
     "chat",
 ]
 
+# Django's own, run on the event loop rather than a thread hop per method (server.middleware).
 MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
+    "server.middleware.SecurityMiddleware",
     # Before anything that may answer: a preflight is answered here, and every answer to a
     # listed origin (errors included) carries its CORS headers.
     "corsheaders.middleware.CorsMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "server.middleware.SessionMiddleware",
+    "server.middleware.CommonMiddleware",
+    "server.middleware.CsrfViewMiddleware",
+    "server.middleware.AuthenticationMiddleware",
+    "server.middleware.MessageMiddleware",
+    "server.middleware.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "server.urls"

@@ -1,0 +1,34 @@
+"""Thread hops per HTTP request: each is a thread switch and two event-loop wake-ups, and
+under ASGI they were most of a request's overhead (issue 14)."""
+
+import pytest
+from asgiref.sync import SyncToAsync, sync_to_async
+
+from tests.api.realtime import http
+from tests.factories import UserFactory, token_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def test_django_middleware_runs_without_thread_hops(
+    asgi_app, monkeypatch, close_worker_connections
+):
+    user = await sync_to_async(UserFactory)(display_name="Ada")
+    token = await sync_to_async(token_for)(user)
+    await http(asgi_app, "query { me { displayName } }", {}, token)  # warm up
+    hops: list[str] = []
+    call = SyncToAsync.__call__
+
+    async def counted(self, *args, **kwargs):
+        hops.append(getattr(self.func, "__qualname__", type(self.func).__name__))
+        return await call(self, *args, **kwargs)
+
+    monkeypatch.setattr(SyncToAsync, "__call__", counted)
+
+    reply = await http(asgi_app, "query { me { displayName } }", {}, token)
+
+    assert reply == {"data": {"me": {"displayName": "Ada"}}}
+    assert not [hop for hop in hops if "process_request" in hop or "process_response" in hop]
+    # What is left: request_started and request_finished (closing the request's database
+    # connection), the token check, the view's CSRF check and the resolver.
+    assert len(hops) <= 6, hops
