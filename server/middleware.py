@@ -1,7 +1,7 @@
 """Django's middleware, run on the event loop instead of one thread hop per method.
 
 Under ASGI, Django runs each method of a sync middleware in a worker thread
-(`MiddlewareMixin.__acall__`): the seven below cost eleven hops per request, each a thread
+(`MiddlewareMixin.__acall__`): the seven below cost twelve hops per request, each a thread
 switch and two event-loop wake-ups (about a sixth of `sendMessage`'s CPU). None of these
 methods blocks, except where a session or a message store must be written, which still
 goes to a thread.

@@ -4,6 +4,7 @@ subscriptions share a payload."""
 import asyncio
 import json
 import os
+import time
 import uuid
 from types import SimpleNamespace
 
@@ -362,3 +363,35 @@ async def test_the_hub_resyncs_its_listeners_while_the_layer_fails_and_once_it_i
     assert resyncs.count(True) >= 2
     assert resyncs[-1] is False
     assert resyncs.count(False) == 1
+
+
+class SilentLayer(InMemoryChannelLayer):
+    """A layer that never answers (a partitioned Redis: no error, only silence)."""
+
+    async def send(self, channel, message):
+        await asyncio.sleep(3600)
+
+
+@pytest.mark.parametrize("saturated", [False, True])
+async def test_a_probe_timeout_is_an_outage_unless_the_process_itself_is_saturated(
+    settings, saturated
+):
+    """Under a reconnect storm the event loop, not Redis, made the probe time out: every
+    subscription then polled the database at once, which made the storm worse."""
+    settings.CHANNEL_LAYER_PROBE_INTERVAL = 0.2
+    hub = fanout.Hub(SilentLayer())
+
+    async def hog() -> None:
+        while True:
+            time.sleep(0.1)  # noqa: ASYNC251 - a loop kept busy 100 ms at a time
+            await asyncio.sleep(0)
+
+    hogging = asyncio.create_task(hog()) if saturated else None
+    try:
+        outcome = await hub._probe(0.2)
+    finally:
+        if hogging is not None:
+            hogging.cancel()
+
+    assert outcome is (None if saturated else False)
+    assert hub.outages == (0 if saturated else 1)
