@@ -216,6 +216,8 @@ class Subscription:
                     if newest > log.last:
                         changes = log.catch_up()
                 elif event in CHANGE_EVENTS:
+                    if await listener.write_through(message):
+                        continue
                     happened = change_events(
                         CHANGE_EVENTS[event],
                         message_from(data, viewer),
@@ -262,6 +264,8 @@ class Subscription:
                 if message["group"] != own:
                     log = logs.get(data.get("chat_id", ""))
                     if event == "message_added" and isinstance(log, _Log):
+                        if await listener.write_through(message):
+                            continue
                         added = [_inbox_added(data, viewer)]
                         async for typed in log.live(data["seq"], added):
                             yield typed

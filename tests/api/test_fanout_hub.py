@@ -395,3 +395,35 @@ async def test_a_probe_timeout_is_an_outage_unless_the_process_itself_is_saturat
 
     assert outcome is (None if saturated else False)
     assert hub.outages == (0 if saturated else 1)
+
+
+async def test_a_busy_generator_writes_an_in_order_event_through_with_the_shared_payload(
+    hub, monkeypatch
+):
+    """After a reconnect storm most subscriptions are busy when a message arrives: their
+    generators write it as the hub would, executing it once for all of them."""
+    executions = []
+    payload = fanout._payload
+
+    async def counted(sink, root):
+        executions.append(sink.operation_id)
+        return await payload(sink, root)
+
+    monkeypatch.setattr(fanout, "_payload", counted)
+    busy = [Subscription(last_seq=4, op_id=str(n)) for n in range(3)]
+    behind = Subscription(last_seq=3, op_id="behind")
+    message = added(5)
+    await hub.deliver(
+        SimpleNamespace(listeners={s.listener for s in [*busy, behind]}, group="g"), message
+    )
+    queued = [s.listener.queue.get_nowait() for s in busy]
+
+    written = [await s.listener.write_through(m) for s, m in zip(busy, queued, strict=True)]
+    not_in_order = await behind.listener.write_through(behind.listener.queue.get_nowait())
+
+    assert written == [True, True, True]
+    assert [s.frames for s in busy] == [[frame(5, op_id=str(n))] for n in range(3)]
+    assert [s.listener.positions[CHAT].last for s in busy] == [5, 5, 5]
+    assert len(executions) == 1  # one execution for the three
+    assert not_in_order is False
+    assert behind.frames == []
