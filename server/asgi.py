@@ -7,10 +7,15 @@ skips Django's middleware (sessions, CSRF, body-size limits).
 import os
 from datetime import timedelta
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "server.settings")
-django_application = get_asgi_application()
+django.setup(set_prefix=False)
+
+from server.handler import PooledASGIHandler  # noqa: E402
+
+# Django's handler, with requests' sync work on a bounded set of threads (server.handler).
+django_application = PooledASGIHandler()
 
 # Imported after Django is set up: they load models.
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

@@ -133,6 +133,9 @@ TEMPLATES = [
 
 # --- Database -------------------------------------------------------------------------
 
+# Requests run their sync work (ORM, resolvers) on at most this many threads per process,
+# each keeping its own database connection for DATABASE_CONN_MAX_AGE seconds (server.handler).
+HTTP_SYNC_THREADS = env_int("HTTP_SYNC_THREADS", 8)
 DATABASES = {
     "default": dj_database_url.parse(
         env_str("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",

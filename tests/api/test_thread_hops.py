@@ -32,3 +32,39 @@ async def test_django_middleware_runs_without_thread_hops(
     # What is left: request_started and request_finished (closing the request's database
     # connection), the token check, the view's CSRF check and the resolver.
     assert len(hops) <= 6, hops
+
+
+async def test_requests_share_a_bounded_set_of_threads_and_reuse_their_connections(
+    asgi_app, settings, close_worker_connections
+):
+    """Django gives each request a thread of its own: with persistent connections each one
+    left a connection open, until PostgreSQL refused more ("too many clients")."""
+    import threading
+
+    from django.db import connections
+    from django.db.backends.signals import connection_created
+
+    from server.asgi import django_application
+
+    user = await sync_to_async(UserFactory)(display_name="Ada")
+    token = await sync_to_async(token_for)(user)
+    me = "query { me { displayName } }"
+    opened, threads = [], set()
+
+    def count(sender, connection, **kwargs) -> None:
+        opened.append(connection.alias)
+        threads.add(threading.current_thread().name)
+
+    default = connections.settings["default"]
+    max_age, default["CONN_MAX_AGE"] = default["CONN_MAX_AGE"], 60
+    connection_created.connect(count)
+    try:
+        replies = [await http(asgi_app, me, {}, token) for _ in range(30)]
+    finally:
+        connection_created.disconnect(count)
+        default["CONN_MAX_AGE"] = max_age
+        await sync_to_async(django_application.close_connections, thread_sensitive=False)()
+
+    assert replies == [{"data": {"me": {"displayName": "Ada"}}}] * 30
+    assert len(opened) <= settings.HTTP_SYNC_THREADS
+    assert all(name.startswith("django-sync-") for name in threads)
