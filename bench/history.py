@@ -1,6 +1,7 @@
 """History and chat-list cost against history length, on PostgreSQL.
 
     .venv/bin/python bench/history.py            # fills once (about a minute), then times
+    .venv/bin/python bench/history.py --http     # the same operations over HTTP too
 
 Fills a database of its own (BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/
 chat_bench) with one chat of 1,000,000 messages, one of 1,000, and a user in 5,000 chats;
@@ -10,7 +11,10 @@ then times GraphQL operations through the project's schema and resolvers (no HTT
 - the newest page and a page deep in the past (`before` seq 500,000) of the 1M chat;
 - `chats(first: 50)` for a user in 50 chats (baseline) and for a user in 5,000 chats.
 
-Prints median and p99 per operation and the ratios to the baselines in the same run.
+Prints median and p99 per operation and the ratios to the baselines in the same run. With
+`--http`, each operation is then also timed as clients call it: POSTed to one daphne process
+(`python -m server.serve`) on the same database, with the server's CPU per operation (user
++ system time from /proc), beside the in-process figure.
 """
 
 import os
@@ -26,6 +30,8 @@ os.environ["DATABASE_URL"] = os.environ.get(
     "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/chat_bench"
 )
 os.environ.setdefault("SECRET_KEY", "bench")
+# Timing, not pricing: the query budget would refuse most of the runs.
+os.environ.update(GRAPHQL_COST_RATE_BURST="100000000", GRAPHQL_COST_RATE_PER_SECOND="100000000")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "server.settings")
 
 import django  # noqa: E402
@@ -78,9 +84,9 @@ def fill() -> dict[str, uuid.UUID]:
         for key, size in (("big", BIG), ("small", SMALL)):
             cursor.execute(
                 "INSERT INTO chat_chat (id, kind, name, topic, is_public, created_at, last_seq,"
-                " last_message_at, member_count) VALUES (%s, 'GROUP', %s, '', true, now(), %s,"
-                " now(), 1)",
-                [ids[key], f"bench {key}", size],
+                " revision, last_message_at, member_count) VALUES (%s, 'GROUP', %s, '', true,"
+                " now(), %s, %s, now(), 1)",
+                [ids[key], f"bench {key}", size, size],
             )
             cursor.execute(
                 "INSERT INTO chat_membership (chat_id, user_id, role, joined_at, last_read_seq)"
@@ -89,8 +95,8 @@ def fill() -> dict[str, uuid.UUID]:
             )
             cursor.execute(
                 "INSERT INTO chat_message (id, chat_id, seq, author_id, kind, body, system_event,"
-                " created_at) SELECT gen_random_uuid(), %s, s, %s, 'TEXT',"
-                " 'message number ' || s, '', now() - (%s - s) * interval '1 second'"
+                " location_label, created_at) SELECT gen_random_uuid(), %s, s, %s, 'TEXT',"
+                " 'message number ' || s, '', '', now() - (%s - s) * interval '1 second'"
                 " FROM generate_series(1, %s) AS s",
                 [ids[key], reader.id, size, size],
             )
@@ -98,14 +104,15 @@ def fill() -> dict[str, uuid.UUID]:
         for user, count in ((busy, MANY_CHATS), (reader, FEW_CHATS)):
             cursor.execute(
                 "WITH c AS (INSERT INTO chat_chat (id, kind, name, topic, is_public, created_at,"
-                " last_seq, last_message_at, member_count) SELECT gen_random_uuid(), 'GROUP',"
-                " 'room ' || s, '', false, now(), 1, now() - s * interval '1 minute', 1"
+                " last_seq, revision, last_message_at, member_count) SELECT gen_random_uuid(),"
+                " 'GROUP', 'room ' || s, '', false, now(), 1, 1,"
+                " now() - s * interval '1 minute', 1"
                 " FROM generate_series(1, %s) s RETURNING id, last_message_at),"
                 " m AS (INSERT INTO chat_membership (chat_id, user_id, role, joined_at,"
                 " last_read_seq) SELECT id, %s, 'OWNER', now(), 0 FROM c)"
                 " INSERT INTO chat_message (id, chat_id, seq, author_id, kind, body, system_event,"
-                " created_at) SELECT gen_random_uuid(), id, 1, %s, 'TEXT', 'hello', '',"
-                " last_message_at FROM c",
+                " location_label, created_at) SELECT gen_random_uuid(), id, 1, %s, 'TEXT',"
+                " 'hello', '', '', last_message_at FROM c",
                 [count, user.id, user.id],
             )
         cursor.execute("ANALYZE")
@@ -113,10 +120,14 @@ def fill() -> dict[str, uuid.UUID]:
     return ids
 
 
-def measure(label: str, run) -> dict[str, float]:
+def measure(label: str, run, pid: int | None = None) -> dict[str, float]:
+    """Median and p99 of `run`; with `pid`, also that process's CPU per run."""
+    from bench.uploads import cpu_seconds
+
     for _ in range(WARMUP):
         run()
     samples = []
+    cpu = cpu_seconds(pid) if pid else 0.0
     for _ in range(RUNS):
         started = time.perf_counter()
         run()
@@ -126,14 +137,60 @@ def measure(label: str, run) -> dict[str, float]:
         "median": statistics.median(samples),
         "p99": samples[int(len(samples) * 0.99) - 1],
     }
-    print(
-        f"{label:<44} median {figures['median']:7.2f} ms   p99 {figures['p99']:7.2f} ms",
-        flush=True,
-    )
+    line = f"{label:<44} median {figures['median']:7.2f} ms   p99 {figures['p99']:7.2f} ms"
+    if pid:
+        figures["cpu"] = (cpu_seconds(pid) - cpu) / RUNS * 1000
+        line += f"   server CPU {figures['cpu']:6.2f} ms"
+    print(line, flush=True)
     return figures
 
 
+def over_http(ids: dict[str, uuid.UUID], operations: list[tuple[str, str, str, dict]]) -> None:
+    """The same operations POSTed to a live daphne process on the same database."""
+    import logging
+    import tempfile
+
+    import httpx
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+    from chat import auth
+    from chat.models import User
+    from tests.system.live import LiveServer
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-history-"))
+    env = {
+        **os.environ,
+        "DEBUG": "false",
+        "GRAPHQL_COST_RATE_BURST": "100000000",
+        "GRAPHQL_COST_RATE_PER_SECOND": "100000000",
+    }
+    env.pop("REDIS_URL", None)
+    server = LiveServer(env, tmp / "daphne.log")
+    tokens = {
+        name: auth.issue_token(user=User.objects.get(pk=ids[name]))[0]
+        for name in ("reader", "busy")
+    }
+    try:
+        print(f"\nover HTTP, one daphne process: {RUNS} runs after {WARMUP} warm-up", flush=True)
+        for label, query, user, variables in operations:
+            client = httpx.Client(headers={"Authorization": f"Bearer {tokens[user]}"}, timeout=30)
+
+            def run(client=client, query=query, variables=variables) -> None:
+                reply = client.post(
+                    f"{server.url}/graphql/", json={"query": query, "variables": variables}
+                )
+                assert reply.status_code == 200, reply.text
+                assert "errors" not in reply.json(), reply.text
+
+            measure(label, run, server.process.pid)
+            client.close()
+    finally:
+        server.stop()
+
+
 def main() -> None:
+    http = "--http" in sys.argv[1:]
     ensure_database(os.environ["DATABASE_URL"])
     django.setup()
     from django.core.management import call_command
@@ -201,6 +258,22 @@ def main() -> None:
         f"ratio chats in {MANY_CHATS} / in {FEW_CHATS}: "
         f"median {many['median'] / few['median']:.2f}, p99 {many['p99'] / few['p99']:.2f}"
     )
+    if http:
+        over_http(
+            ids,
+            [
+                ("newest page, 1k-message chat", history, "reader", {"chatId": str(ids["small"])}),
+                ("newest page, 1M-message chat", history, "reader", {"chatId": str(ids["big"])}),
+                (
+                    "page before seq 500,000, 1M-message chat",
+                    history,
+                    "reader",
+                    {"chatId": str(ids["big"]), "before": deep},
+                ),
+                (f"chats(first: 50), user in {FEW_CHATS} chats", chats, "reader", {}),
+                (f"chats(first: 50), user in {MANY_CHATS} chats", chats, "busy", {}),
+            ],
+        )
 
 
 if __name__ == "__main__":
