@@ -335,6 +335,10 @@ _leaving: dict[str, tuple[User, float]] = {}
 _flushes: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.TimerHandle]" = (
     weakref.WeakKeyDictionary()
 )
+# One timer per loop, for the first grace to end (graces end in the order they began).
+_graces: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.TimerHandle]" = (
+    weakref.WeakKeyDictionary()
+)
 _flushing: set[asyncio.Task] = set()
 
 
@@ -349,11 +353,24 @@ def _changed(user: User, *, online: bool) -> None:
     elif _unannounced.pop(user_id, None) is None:
         grace = settings.PRESENCE_OFFLINE_GRACE
         _leaving[user_id] = (user, time.monotonic() + grace)
-        if grace > 0:
-            loop.call_later(grace, _start_flush, loop)
+        _watch_grace(loop)
     if loop not in _flushes:
         delay = settings.PRESENCE_FLUSH_DELAY
         _flushes[loop] = loop.call_later(delay, _start_flush, loop, True)
+
+
+def _watch_grace(loop: asyncio.AbstractEventLoop) -> None:
+    """Flush when the first pending grace is over; a timer per leaving user was a flush
+    per user, each reading every pending one (quadratic in a storm)."""
+    if loop in _graces or not _leaving:
+        return
+    _, over = next(iter(_leaving.values()))
+    _graces[loop] = loop.call_later(max(0.0, over - time.monotonic()), _grace_over, loop)
+
+
+def _grace_over(loop: asyncio.AbstractEventLoop) -> None:
+    _graces.pop(loop, None)
+    _start_flush(loop)
 
 
 def _start_flush(loop: asyncio.AbstractEventLoop, scheduled: bool = False) -> None:
@@ -373,10 +390,14 @@ async def flush() -> None:
     _pending.clear()
     announce = list(_unannounced.values())
     _unannounced.clear()
-    now = time.monotonic()
-    left = {user_id: user for user_id, (user, over) in _leaving.items() if over <= now}
+    now, left = time.monotonic(), {}
+    for user_id, (user, over) in _leaving.items():
+        if over > now:
+            break  # the rest began later
+        left[user_id] = user
     for user_id in left:
         del _leaving[user_id]
+    _watch_grace(asyncio.get_running_loop())
     try:
         online = [user.pk for user, gone_at in batch if gone_at is None]
         offline = [User(pk=user.pk, last_seen_at=gone_at) for user, gone_at in batch if gone_at]

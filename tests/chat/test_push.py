@@ -1,6 +1,7 @@
 """Push notifications, from a committed message to a push service's door: who is notified,
 what they get, and what each answer from the push service does."""
 
+import asyncio
 import json
 import time
 from datetime import timedelta
@@ -444,3 +445,31 @@ def test_retry_after_in_seconds_or_as_a_date_and_the_delay_is_capped(settings):
     assert delivery.retry_delay(1, 7200) == 60
     assert 10 <= delivery.retry_delay(1, None) <= 12.5
     assert 40 <= delivery.retry_delay(3, None) <= 50
+
+
+async def test_users_leaving_together_wait_on_one_grace_timer(settings, monkeypatch):
+    """A reconnect storm takes thousands of users offline at once: a timer (and a flush
+    reading every pending departure) per user made it quadratic."""
+    from types import SimpleNamespace
+
+    settings.PRESENCE_OFFLINE_GRACE, settings.PRESENCE_FLUSH_DELAY = 60, 60
+    loop = asyncio.get_running_loop()
+    timers = []
+    call_later = loop.call_later
+
+    def counted(delay, callback, *args):
+        timers.append(callback.__name__)
+        return call_later(delay, callback, *args)
+
+    monkeypatch.setattr(loop, "call_later", counted)
+    try:
+        for n in range(200):
+            presence._changed(SimpleNamespace(id=f"user-{n}"), online=False)
+        assert timers.count("_grace_over") == 1
+        assert len(presence._leaving) == 200
+    finally:
+        for timer in (presence._graces.pop(loop, None), presence._flushes.pop(loop, None)):
+            if timer is not None:
+                timer.cancel()
+        presence._leaving.clear()
+        presence._pending.clear()
