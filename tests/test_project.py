@@ -142,3 +142,17 @@ def test_requests_share_one_redis_connection_pool():
     asyncio.run(three_requests())
 
     assert len({id(pool) for pool in pools}) == 1
+
+
+def test_server_serve_waits_for_handshakes_as_long_as_configured(settings):
+    """Daphne drops a handshake not accepted within 5 s; in a reconnect storm every dropped
+    one came back as a retry (bench/reconnect.py)."""
+    from server.serve import ServeCommand
+
+    settings.WEBSOCKET_CONNECT_TIMEOUT = 45
+    default = ServeCommand().parser.parse_args(["server.asgi:application"])
+    given = ServeCommand().parser.parse_args(
+        ["--websocket_connect_timeout", "7", "server.asgi:application"]
+    )
+
+    assert (default.websocket_connect_timeout, given.websocket_connect_timeout) == (45, 7)

@@ -4,6 +4,7 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from chat import services
+from schema import fanout
 from tests.api.realtime import (
     CHAT_EVENTS,
     INBOX,
@@ -233,6 +234,22 @@ async def test_a_non_member_cannot_subscribe(asgi_app, people):
     assert [(e["message"], e["extensions"]["code"]) for e in payload["errors"]] == [
         ("Chat not found.", "NOT_FOUND")
     ]
+
+
+@pytest.mark.parametrize("chat_id", ["not-a-uuid", "", "00000000-0000-0000-0000-000000000000"])
+async def test_a_malformed_or_unknown_chat_id_is_not_found_and_joins_no_group(
+    asgi_app, people, chat_id
+):
+    """chatEvents joins the chat's group before it checks membership (one query for both):
+    an id that is no chat must neither fail differently nor leave the hub in a group."""
+    before = set(fanout.hub().feeds)
+    socket = await subscribed(asgi_app, people["ada_token"], CHAT_EVENTS, {"chatId": chat_id})
+    payload = await socket.next_payload("s")
+    await socket.close()
+
+    assert payload["data"] is None
+    assert [e["extensions"]["code"] for e in payload["errors"]] == ["NOT_FOUND"]
+    assert set(fanout.hub().feeds) <= before
 
 
 @pytest.mark.parametrize("how", ["logout", "change_password", "reset_password"])
