@@ -216,25 +216,22 @@ class Listener:
         sink = self.sink
         if sink is None or not self._in_order(message):
             return False
-        key = self.group_key(sink)
-        rendered = message.setdefault(RENDERED, {})
-        if key not in rendered:
-            try:
-                rendered[key] = await _payload(sink, self.render(message))
-            except Exception:
-                logger.exception("Could not execute a shared event")
-                rendered[key] = None
-        payload = rendered[key]
+        payload = await _render_once(message, self.group_key(sink), sink, self.render)
         # Checked again: rendering may have let the subscription move on.
         if payload is None or not self._in_order(message):
             return False
+        await self.write(sink, payload, message)
+        return True
+
+    async def write(self, sink: Sink, payload: str, message: dict[str, Any]) -> None:
+        """Write `payload` as this subscription's frame for `message`, and move on."""
         self.advance(message)
         _DIRECT.inc()
         try:
             await sink.send_text(f"{sink.prefix}{payload}}}")
         except Exception:
+            # The socket is going away; its subscription ends with it.
             logger.debug("Could not write to %s", sink.operation_id, exc_info=True)
-        return True
 
 
 class _Feed:
@@ -303,7 +300,9 @@ class _Feed:
     def _lapse(self, started: dict[str, Any]) -> None:
         """A typing indicator was not renewed in time: tell everyone it stopped."""
         self.typing.pop(started["data"]["user"]["id"], None)
-        stopped = {**started, "data": {**started["data"], "typing": False, "expires_in": 0}}
+        # A new event: not the started one's payloads (`RENDERED`).
+        stopped = {k: v for k, v in started.items() if k != RENDERED}
+        stopped["data"] = {**started["data"], "typing": False, "expires_in": 0}
         task = asyncio.create_task(self._deliver(stopped))
         self._lapses.add(task)
         task.add_done_callback(self._lapses.discard)
@@ -373,16 +372,9 @@ class Hub:
             else:
                 listener.put(message)
                 self.queued += 1
-        rendered = message.setdefault(RENDERED, {})
         for key, group in direct.items():
             first, first_sink = group[0]
-            try:
-                payload = await _payload(first_sink, first.render(message))
-            except Exception:
-                # Each subscription's generator then runs (and reports) it for itself.
-                logger.exception("Could not execute a shared event for %s", feed.group)
-                payload = None
-            rendered[key] = payload
+            payload = await _render_once(message, key, first_sink, first.render)
             for listener, sink in group:
                 # Checked again: the execution may have let the subscription move on.
                 if payload is None or not listener.takes_directly(message):
@@ -390,14 +382,8 @@ class Hub:
                     self.queued += 1
                     _QUEUED.inc()
                     continue
-                listener.advance(message)
                 self.written += 1
-                _DIRECT.inc()
-                try:
-                    await sink.send_text(f"{sink.prefix}{payload}}}")
-                except Exception:
-                    # The socket is going away; its subscription ends with it.
-                    logger.debug("Could not write to %s", sink.operation_id, exc_info=True)
+                await listener.write(sink, payload, message)
                 if self.written % WRITES_PER_TURN == 0:
                     await asyncio.sleep(0)
 
@@ -474,6 +460,21 @@ class Hub:
                 if feed.channel is not None and feed.joined.done():
                     with contextlib.suppress(Exception):
                         await self.layer.group_add(feed.group, feed.channel)
+
+
+async def _render_once(
+    message: dict[str, Any], key: tuple, sink: Sink, render: Callable[[dict[str, Any]], Any]
+) -> str | None:
+    """The payload of `message` for subscriptions with group `key`, executed once and kept
+    on the message; None when it failed (each generator then runs and reports it)."""
+    rendered = message.setdefault(RENDERED, {})
+    if key not in rendered:
+        try:
+            rendered[key] = await _payload(sink, render(message))
+        except Exception:
+            logger.exception("Could not execute a shared %s event", message.get("event"))
+            rendered[key] = None
+    return rendered[key]
 
 
 async def _payload(sink: Sink, root: Any) -> str | None:
