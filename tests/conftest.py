@@ -138,3 +138,17 @@ def fcm(settings, push_service):
     settings.PUSH_RETRY_DELAY = 0
     settings.PUSH_MAX_ATTEMPTS = 3
     return public_key
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_long_lived_thread_connections(django_db_setup, django_db_blocker):
+    """WebSocket work keeps its thread's connection from socket to socket, and requests'
+    threads keep theirs (server.handler): close them before the test database is dropped."""
+    yield
+    from asgiref.sync import SyncToAsync
+
+    from server.asgi import django_application
+
+    with django_db_blocker.unblock():
+        SyncToAsync.single_thread_executor.submit(connections.close_all).result()
+        django_application.close_connections()
