@@ -3,14 +3,17 @@
     .venv/bin/python bench/fanout.py                        # N = 100, 1000; in-memory layer
     .venv/bin/python bench/fanout.py --subscribers 5000 --layer redis
     .venv/bin/python bench/fanout.py --event typing --layer pubsub
+    .venv/bin/python bench/fanout.py --subscribers 1000 --servers daphne uvicorn granian
 
 For each N, one daphne process on 127.0.0.1 serves N subscriber sockets opened by this
 process in one room; messages are sent at a steady rate, each carrying its send time. The
 server's CPU time (utime + stime from /proc) over the run, divided by the deliveries, is
 its cost per delivered event; latency is receive time minus send time at the subscriber.
-Then the same load runs against the Channels tutorial consumer (bench/baseline_asgi.py):
-the baseline. Memory per idle subscribed socket is the server's RSS growth from 0 to N
-subscribed sockets, divided by N.
+Then the same load runs against the Channels tutorial consumer (bench/baseline_asgi.py),
+the baseline, and against the Node peer (bench/node_peer.mjs: graphql-js and graphql-ws with
+an in-process pub/sub, the same operations and client), and the ratios are printed. Memory
+per idle subscribed socket is the server's RSS growth from 0 to N subscribed sockets,
+divided by N. `--servers` runs the project under uvicorn or granian too, in the same run.
 
 GraphQL subscribers run `chatEvents(chatId)` selecting a message's seq, body, time and
 author; messages are sent with `sendMessage` over HTTP (so the GraphQL figure includes
@@ -41,8 +44,9 @@ from websockets.asyncio.client import connect
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
+
+from bench.proc import cpu_seconds, rss_bytes  # noqa: E402
+from tests.system.live import SERVERS, free_port, server_command  # noqa: E402
 
 SUBSCRIPTION = """subscription($chatId: ID!) {
   chatEvents(chatId: $chatId) {
@@ -58,21 +62,6 @@ TYPING_SUBSCRIPTION = """subscription($chatId: ID!) {
 TYPING = """mutation($chatId: ID!) { setTyping(chatId: $chatId, typing: true) { __typename } }"""
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def rss_bytes(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def layer_env(layer: str) -> dict[str, str]:
     if layer == "memory":
         return {"REDIS_URL": ""}
@@ -86,13 +75,22 @@ def layer_env(layer: str) -> dict[str, str]:
 
 
 class Server:
-    def __init__(self, app: str, env: dict[str, str]) -> None:
+    """`server` (daphne) serving `app`, or with `node=True` the Node peer (bench/node_peer.mjs)."""
+
+    def __init__(
+        self, app: str, env: dict[str, str], *, node: bool = False, server: str = "daphne"
+    ) -> None:
         self.port = free_port()
-        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - open while daphne runs
-            prefix="fanout-daphne-", suffix=".log", delete=False
+        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - open while the server runs
+            prefix="fanout-server-", suffix=".log", delete=False
+        )
+        command = (
+            ["node", str(ROOT / "bench" / "node_peer.mjs"), str(self.port)]
+            if node
+            else server_command(server, self.port, app)
         )
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), app],
+            command,
             cwd=ROOT,
             env=env,
             stdout=self.log,
@@ -105,7 +103,7 @@ class Server:
                     return
             except OSError:
                 time.sleep(0.2)
-        raise RuntimeError(f"daphne did not start; see {self.log.name}")
+        raise RuntimeError(f"the server did not start; see {self.log.name}")
 
     def stop(self) -> None:
         self.process.terminate()
@@ -243,8 +241,10 @@ def prepare_graphql(n: int) -> tuple[str, list[str], str]:
     return str(chat.id), tokens[:n], tokens[n]
 
 
-async def bench_graphql(env, n, messages, rate, chat_id, tokens, sender, event) -> Result:
-    server = Server("server.asgi:application", env)
+async def bench_graphql(
+    env, n, messages, rate, chat_id, tokens, sender, event, *, node=False, server="daphne"
+) -> Result:
+    server = Server("server.asgi:application", env, node=node, server=server)
     sent_at: dict[int, float] = {}
     try:
         http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=30)
@@ -311,8 +311,8 @@ async def bench_graphql(env, n, messages, rate, chat_id, tokens, sender, event) 
         server.stop()
 
 
-async def bench_baseline(env, n, messages, rate) -> Result:
-    server = Server("bench.baseline_asgi:application", env)
+async def bench_baseline(env, n, messages, rate, server="daphne") -> Result:
+    server = Server("bench.baseline_asgi:application", env, server=server)
     try:
         url = f"ws://127.0.0.1:{server.port}/ws/room/bench/"
         async with connect(url) as sender:
@@ -354,6 +354,13 @@ def main() -> None:
         default="message",
         help="what the GraphQL side sends: sendMessage, or setTyping by a new user each time",
     )
+    parser.add_argument(
+        "--servers",
+        nargs="+",
+        choices=sorted(SERVERS),
+        default=["daphne"],
+        help="ASGI servers to run the project under, each in the same run (default daphne)",
+    )
     args = parser.parse_args()
     logging.getLogger("httpx").setLevel(logging.WARNING)
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -364,7 +371,7 @@ def main() -> None:
         flush=True,
     )
     print(
-        f"{'N':>6} {'target':<9} {'delivered':>15} {'CPU us/delivery':>16} "
+        f"{'N':>6} {'target':<16} {'delivered':>15} {'CPU us/delivery':>16} "
         f"{'p50 ms':>8} {'p99 ms':>8} {'KB/socket':>10}",
         flush=True,
     )
@@ -378,6 +385,10 @@ def main() -> None:
             "DEBUG": "false",
             "ALLOWED_HOSTS": "127.0.0.1",
             "SEND_RATE_BURST": "100000",
+            # One client address opens every socket, and each subscribe is priced.
+            "GRAPHQL_WS_MAX_SOCKETS_PER_ADDRESS": "1000000",
+            "GRAPHQL_COST_RATE_BURST": "100000000",
+            "GRAPHQL_COST_RATE_PER_SECOND": "100000000",
             # No typing indicator lapses during a run: each event is delivered once.
             "TYPING_TTL": "600",
             "LOG_LEVEL": "WARNING",
@@ -391,31 +402,35 @@ def main() -> None:
             }
         )
         chat_id, tokens, sender = prepare_graphql(n)
+        graphql_args = (env, n, args.messages, args.rate, chat_id, tokens, sender, args.event)
         runs = {
-            "graphql": partial(
-                bench_graphql,
-                *(env, n, args.messages, args.rate, chat_id, tokens, sender, args.event),
-            ),
+            **{
+                f"graphql-{name}": partial(bench_graphql, *graphql_args, server=name)
+                for name in args.servers
+            },
             "baseline": partial(bench_baseline, env, n, args.messages, args.rate),
+            "node": partial(bench_graphql, *graphql_args, node=True),
         }
         results: dict[str, Result] = {}
         for target, run in runs.items():
             try:
                 r = results[target] = asyncio.run(run())
             except Exception as error:  # reported; the other target still runs
-                print(f"{n:>6} {target:<9} failed: {error!r}", flush=True)
+                print(f"{n:>6} {target:<16} failed: {error!r}", flush=True)
                 continue
             print(
-                f"{n:>6} {target:<9} {r.deliveries:>7}/{r.expected:<7} "
+                f"{n:>6} {target:<16} {r.deliveries:>7}/{r.expected:<7} "
                 f"{r.cpu_us_per_delivery:>16.1f} {r.p50_ms:>8.1f} {r.p99_ms:>8.1f} "
                 f"{r.rss_per_socket_kb:>10.1f}",
                 flush=True,
             )
-        if len(results) == len(runs):
-            ratio = results["graphql"].cpu_us_per_delivery / max(
-                results["baseline"].cpu_us_per_delivery, 1e-9
-            )
-            print(f"{n:>6} ratio graphql/baseline CPU per delivery: {ratio:.2f}", flush=True)
+        for ours in (f"graphql-{name}" for name in args.servers):
+            for peer in ("baseline", "node"):
+                if ours in results and peer in results:
+                    ratio = results[ours].cpu_us_per_delivery / max(
+                        results[peer].cpu_us_per_delivery, 1e-9
+                    )
+                    print(f"{n:>6} ratio {ours}/{peer} CPU per delivery: {ratio:.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -122,7 +122,7 @@ def fill() -> dict[str, uuid.UUID]:
 
 def measure(label: str, run, pid: int | None = None) -> dict[str, float]:
     """Median and p99 of `run`; with `pid`, also that process's CPU per run."""
-    from bench.uploads import cpu_seconds
+    from bench.proc import cpu_seconds
 
     for _ in range(WARMUP):
         run()

@@ -4,12 +4,13 @@ while messages keep flowing.
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres REDIS_URL=redis://127.0.0.1:6379/0 \\
         .venv/bin/python bench/reconnect.py                  # 5,000 sockets
     ... bench/reconnect.py --sockets 1000 --rate 2          # a quicker run
+    ... bench/reconnect.py --sockets 1000 --server uvicorn  # or granian
 
-One daphne process (`python -m server.serve`) on a fresh database (PostgreSQL from
-DATABASE_URL, else SQLite), with Redis when REDIS_URL is set. `--sockets` sockets (20 per
-user, the per-user cap) follow one room with `chatEvents`; a sender posts `--rate`
-messages a second over HTTP throughout. Then every socket closes at once and reconnects
-with `after` set to the last revision it saw. Prints:
+One daphne process (`python -m server.serve`; `--server` picks another) on a fresh
+database (PostgreSQL from DATABASE_URL, else SQLite), with Redis when REDIS_URL is set.
+`--sockets` sockets (20 per user, the per-user cap) follow one room with `chatEvents`; a
+sender posts `--rate` messages a second over HTTP throughout. Then every socket closes at
+once and reconnects with `after` set to the last revision it saw. Prints:
 
 - the time and the server's CPU (user + system, from /proc) to connect the sockets the
   first time, `--concurrency` handshakes at a time (what a socket costs when nothing is
@@ -41,10 +42,9 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.fanout import rss_bytes  # noqa: E402
+from bench.proc import cpu_seconds, rss_bytes  # noqa: E402
 from bench.push import setup_django  # noqa: E402
-from bench.uploads import cpu_seconds  # noqa: E402
-from tests.system.live import LiveStack, live_database  # noqa: E402
+from tests.system.live import SERVERS, LiveStack, live_database  # noqa: E402
 
 EVENTS = """subscription($c: ID!, $after: Int) {
   chatEvents(chatId: $c, after: $after) { ... on MessageAdded { revision } }
@@ -225,7 +225,10 @@ async def storm(server, args, room: str, tokens: list[str], owner: str) -> None:
 
     every = set(range(1, final + 1))
     n = len(sockets)
-    print(f"\n{n} sockets on one process, {args.rate} messages/s sent throughout ({sent} sent)\n")
+    print(
+        f"\n{n} sockets on one {args.server} process, {args.rate} messages/s sent "
+        f"throughout ({sent} sent)\n"
+    )
     print("| phase | wall time | server CPU | CPU per socket |")
     print("|---|---|---|---|")
     print(
@@ -269,6 +272,9 @@ def main() -> None:
     parser.add_argument(
         "--concurrency", type=int, default=20, help="handshakes in flight on first connect"
     )
+    parser.add_argument(
+        "--server", choices=SERVERS, default="daphne", help="the ASGI server (default daphne)"
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-reconnect-"))
     with live_database(tmp) as database_url:
@@ -283,7 +289,7 @@ def main() -> None:
             GRAPHQL_COST_RATE_PER_SECOND="100000000",
         )
         room, tokens, owner = seed(database_url, args.sockets)
-        server = stack.start()
+        server = stack.start(args.server)
         try:
             asyncio.run(storm(server, args, room, tokens, owner))
         finally:

@@ -30,7 +30,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.uploads import cpu_seconds  # noqa: E402
+from bench.proc import cpu_seconds  # noqa: E402
 from tests.system.live import LiveStack, live_database  # noqa: E402
 
 SEND = (

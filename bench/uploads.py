@@ -27,6 +27,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.proc import cpu_seconds  # noqa: E402
 from tests.media_files import GPS, GPS_IFD, ORIENTATION  # noqa: E402
 from tests.system.live import LiveStack, live_database  # noqa: E402
 
@@ -37,7 +38,6 @@ SEND_ATTACHMENT = """mutation($input: SendAttachmentInput!) {
   sendAttachment(input: $input) { __typename ... on Message { kind attachment { size } } }
 }"""
 OPEN = "mutation($u: ID!) { openDirectChat(userId: $u) { ... on Chat { id } } }"
-CLOCK_TICKS = 100  # os.sysconf("SC_CLK_TCK") on Linux
 MB = 1024 * 1024
 
 
@@ -52,11 +52,6 @@ def phone_photo(width: int, height: int) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=92, exif=exif)
     return buffer.getvalue()
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def peak_rss(pid: int) -> int:

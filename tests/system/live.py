@@ -56,24 +56,42 @@ def live_database(tmp_dir: Path) -> Iterator[str]:
         admin.close()
 
 
+def server_command(server: str, port: int, app: str = "server.asgi:application") -> list[str]:
+    """The command serving `app` on 127.0.0.1:`port` under one of the ASGI servers.
+
+    daphne, through `server.serve`, is the product's; uvicorn and granian are measured by
+    the benches (`--server`), and granian serves from a worker process of its own.
+    """
+    address = ("127.0.0.1", str(port))
+    return {
+        "daphne": [sys.executable, "-m", "server.serve", "-b", address[0], "-p", address[1], app],
+        "uvicorn": [
+            *(sys.executable, "-m", "uvicorn", "--host", address[0], "--port", address[1]),
+            *("--loop", "uvloop", "--http", "httptools", "--ws", "websockets"),
+            *("--backlog", "4096", "--log-level", "warning", app),
+        ],
+        "granian": [
+            *(sys.executable, "-m", "granian", "--interface", "asgi", "--loop", "uvloop"),
+            *("--host", address[0], "--port", address[1], "--backlog", "4096"),
+            *("--backpressure", "100000", "--log-level", "warning", app),
+        ],
+    }[server]
+
+
+SERVERS = ("daphne", "uvicorn", "granian")
+
+
 class LiveServer:
-    def __init__(self, env: dict[str, str], log: Path, *, healthy: bool = True) -> None:
+    def __init__(
+        self, env: dict[str, str], log: Path, *, healthy: bool = True, server: str = "daphne"
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}/graphql/"
         self.log = log
         self._log_file = log.open("wb")
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "server.serve",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "server.asgi:application",
-            ],
+            server_command(server, self.port),
             cwd=ROOT,
             env=env,
             stdout=self._log_file,
@@ -170,11 +188,11 @@ class LiveStack:
         )
         self.servers: list[LiveServer] = []
 
-    def start(self, **settings: str) -> LiveServer:
-        log = self.tmp_dir / f"daphne-{len(self.servers)}.log"
-        server = LiveServer({**self.env, **settings}, log)
-        self.servers.append(server)
-        return server
+    def start(self, server: str = "daphne", **settings: str) -> LiveServer:
+        log = self.tmp_dir / f"{server}-{len(self.servers)}.log"
+        live = LiveServer({**self.env, **settings}, log, server=server)
+        self.servers.append(live)
+        return live
 
     def stop(self) -> None:
         for server in self.servers:
