@@ -1,7 +1,8 @@
 """GraphQL object types. Python names mirror the SDL names."""
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
 import strawberry_django
@@ -11,7 +12,38 @@ from django.utils import timezone
 from chat import models, selectors, storage
 from schema.context import require_viewer
 from schema.errors import bad_user_input
+from schema.hops import fields_loaded, unless_loaded
 from schema.pagination import INTEGER, TEXT, UUID, Connection, Keyset, paginate
+
+
+def _files_loaded(*names: str) -> Callable[[Any], bool]:
+    """The file columns are loaded and signing their URLs is local (S3 presigning may look
+    up credentials over the network, so it keeps its thread)."""
+    loaded = fields_loaded(*names)
+    return lambda row: loaded(row) and not storage.is_s3()
+
+
+def _quote_loaded(message: models.Message) -> bool:
+    """No reply, or the quoted message and its author came with it (select_related)."""
+    if "reply_to_id" not in message.__dict__:
+        return False
+    if message.reply_to_id is None:
+        return True
+    field = models.Message.reply_to.field
+    if not field.is_cached(message):
+        return False
+    quoted = field.get_cached_value(message)
+    if not fields_loaded("seq", "kind", "body", "deleted_at", "author_id")(quoted):
+        return False
+    return quoted.author_id is None or models.Message.author.field.is_cached(quoted)
+
+
+def _member_user_loaded(membership: models.Membership) -> bool:
+    field = models.Membership.user.field
+    return (
+        field.is_cached(membership)
+        and "last_seen_at" in field.get_cached_value(membership).__dict__
+    )
 
 
 @strawberry_django.type(models.User, name="User", description="A person using the chat.")
@@ -26,6 +58,7 @@ class User:
         only=["email"],
         description="Sign-in address. Only the user themself can read it; null for others.",
     )
+    @unless_loaded(fields_loaded("email"))
     def email(self: models.User, info: strawberry.Info) -> str | None:
         viewer = info.context.user
         return self.email if viewer is not None and viewer.pk == self.pk else None
@@ -37,6 +70,7 @@ class User:
             "src>` can use without credentials; it expires (see `Attachment.url`)."
         ),
     )
+    @unless_loaded(_files_loaded("avatar"))
     def avatar_url(self: models.User, info: strawberry.Info) -> str | None:
         return media_url(info, self.avatar.name)
 
@@ -44,6 +78,7 @@ class User:
         only=["avatar_thumbnail"],
         description="The profile photo at 96 px, for lists, or null. Signed like `avatarUrl`.",
     )
+    @unless_loaded(_files_loaded("avatar_thumbnail"))
     def avatar_thumbnail_url(self: models.User, info: strawberry.Info) -> str | None:
         return media_url(info, self.avatar_thumbnail.name)
 
@@ -154,6 +189,7 @@ class Attachment:
             "everything else as a download (`Content-Disposition: attachment`)."
         ),
     )
+    @unless_loaded(_files_loaded("file", "name"))
     def url(self: models.Attachment, info: strawberry.Info) -> str:
         return storage.url(self.file.name, label=self.name, base=info.context.media_base)
 
@@ -161,6 +197,7 @@ class Attachment:
         only=["thumbnail"],
         description="For images, a copy at most 320 px on the long side; null for files.",
     )
+    @unless_loaded(_files_loaded("thumbnail"))
     def thumbnail_url(self: models.Attachment, info: strawberry.Info) -> str | None:
         return media_url(info, self.thumbnail.name)
 
@@ -284,6 +321,7 @@ class Message:
         only=["latitude", "longitude", "location_label"],
         description="The point of a LOCATION message; null otherwise or once deleted.",
     )
+    @unless_loaded(fields_loaded("latitude", "longitude", "location_label"))
     def location(self: models.Message) -> Location | None:
         if self.latitude is None or self.longitude is None:
             return None
@@ -321,6 +359,7 @@ class Message:
         select_related=["reply_to", "reply_to__author"],
         description="The message this one answers (`replyToId`), or null.",
     )
+    @unless_loaded(_quote_loaded)
     def reply_to(self: models.Message) -> QuotedMessage | None:
         return QuotedMessage.of(self.reply_to) if self.reply_to is not None else None
 
@@ -363,12 +402,14 @@ class Message:
         return await info.context.loaders.mentions.load(self.pk)
 
     @strawberry_django.field(only=["deleted_at"], description="True once deleted.")
+    @unless_loaded(fields_loaded("deleted_at"))
     def is_deleted(self: models.Message) -> bool:
         return self.is_deleted
 
     @strawberry_django.field(
         only=["system_event"], description="For SYSTEM messages: what happened."
     )
+    @unless_loaded(fields_loaded("system_event"))
     def system_event(self: models.Message) -> SystemEvent | None:
         return models.Message.SystemEvent(self.system_event) if self.system_event else None
 
@@ -387,6 +428,7 @@ class Member:
     )
 
     @strawberry_django.field(description="At least one of their sockets is open now.")
+    @unless_loaded(_member_user_loaded)
     def online(self: models.Membership) -> bool:
         return self.user.last_seen_at is None
 
@@ -401,6 +443,11 @@ class Ban:
 
 
 MEMBER_ORDER = Keyset((("rank", False, INTEGER), ("name", False, TEXT), ("user_id", False, UUID)))
+
+
+def _viewer_loaded(chat: models.Chat) -> bool:
+    """The viewer's membership came with the chat (the chat list, `selectors.viewer_chat`)."""
+    return hasattr(chat, "my_last_read_seq")
 
 
 @strawberry_django.type(
@@ -493,10 +540,12 @@ class Chat:
         return await info.context.loaders.unread_mentions.load(self.id)
 
     @strawberry_django.field(description="The viewer's unread messages in this chat.")
+    @unless_loaded(_viewer_loaded)
     def unread_count(self: models.Chat, info: strawberry.Info) -> int:
         return self.last_seq - _my_membership(self, info).last_read_seq
 
     @strawberry_django.field(description="The `seq` the viewer has read up to.")
+    @unless_loaded(_viewer_loaded)
     def last_read_seq(self: models.Chat, info: strawberry.Info) -> int:
         return _my_membership(self, info).last_read_seq
 
@@ -506,6 +555,7 @@ class Chat:
             "counts and live events are unchanged."
         )
     )
+    @unless_loaded(_viewer_loaded)
     def is_muted(self: models.Chat, info: strawberry.Info) -> bool:
         until = _my_membership(self, info).muted_until
         return until is not None and until > timezone.now()
@@ -516,6 +566,7 @@ class Chat:
             "(then `isMuted` is true)."
         )
     )
+    @unless_loaded(_viewer_loaded)
     def muted_until(self: models.Chat, info: strawberry.Info) -> datetime | None:
         until = _my_membership(self, info).muted_until
         if until is None or until <= timezone.now() or until == models.Membership.MUTED_FOREVER:
@@ -523,17 +574,20 @@ class Chat:
         return until
 
     @strawberry_django.field(description="The viewer's role; null if not a member.")
+    @unless_loaded(_viewer_loaded)
     def my_role(self: models.Chat, info: strawberry.Info) -> MemberRole | None:
         role = _my_membership(self, info).role
         return models.Membership.Role(role) if role else None
 
     @strawberry_django.field(description="The newest message, if any.")
+    @unless_loaded(lambda chat: hasattr(chat, "prefetched_last_message"))
     def last_message(self: models.Chat) -> Message | None:
         if hasattr(self, "prefetched_last_message"):
             return self.prefetched_last_message
         return selectors.last_messages([self]).get(self.id)
 
     @strawberry_django.field(description="For a direct chat, the other member; null for rooms.")
+    @unless_loaded(lambda chat: hasattr(chat, "prefetched_peer"))
     def peer(self: models.Chat, info: strawberry.Info) -> User | None:
         if hasattr(self, "prefetched_peer"):
             return self.prefetched_peer
