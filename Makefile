@@ -11,7 +11,7 @@ RUN_ENV ?= DEBUG=$${DEBUG:-true}
 STAMPS := .make
 
 .PHONY: run worker test lint check-migrations check-schema schema pytest pytest-embedded \
-	pytest-services browser vendor-graphiql web web-serve clean
+	pytest-services browser pgbouncer psycopg3 vendor-graphiql web web-serve clean
 
 # The server, and beside it the worker that delivers push notifications (db_worker); Ctrl-C
 # stops both. Notifications queued while the worker is down wait in the database for it.
@@ -56,7 +56,7 @@ pytest: pytest-embedded pytest-services
 pytest-embedded: $(STAMPS)/venv $(STAMPS)/js browser
 	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest $(PYTEST_ARGS)
 
-pytest-services: $(STAMPS)/venv $(STAMPS)/js browser
+pytest-services: $(STAMPS)/venv $(STAMPS)/js browser pgbouncer $(STAMPS)/psycopg3
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres} \
 	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/0} \
 	$(PY) tests/run_on_services.py $(PYTEST_ARGS)
@@ -67,6 +67,18 @@ $(STAMPS)/js: package.json package-lock.json
 	mkdir -p $(STAMPS) && touch $@
 
 # Debian's chromium for the GraphiQL browser test (Playwright drives it; no download).
+# PgBouncer (transaction mode) and psycopg 3's pool: the services pass runs the server
+# through each (tests/system/test_database_pools.py). psycopg 3 goes to a directory of its
+# own, outside the virtualenv, where only the processes that ask for it import it.
+pgbouncer:
+	@command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer || { \
+		echo "Installing Debian's pgbouncer for the pooling tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer; }
+
+psycopg3: $(STAMPS)/psycopg3
+$(STAMPS)/psycopg3: requirements-pool.txt $(STAMPS)/venv
+	rm -rf $@ && $(PY) -m pip install --quiet --no-deps --target $@ -r requirements-pool.txt
+
 browser:
 	@command -v chromium >/dev/null || { \
 		echo "Installing Debian's chromium for the browser test"; \

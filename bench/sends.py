@@ -2,6 +2,9 @@
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/sends.py
     ... bench/sends.py --senders 20 --count 50 --conn-max-age 60
+    ... bench/sends.py --pool 10                  # Django's pool on psycopg 3 (make psycopg3)
+    ... bench/sends.py --pgbouncer 10 --conn-max-age 60   # through PgBouncer, transaction mode
+    ... bench/sends.py --server uvicorn           # or granian
 
 One daphne process (`python -m server.serve`) on a fresh database (PostgreSQL from
 DATABASE_URL, else SQLite). `--senders` users, each in a room of their own, send `--count`
@@ -31,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.proc import cpu_seconds  # noqa: E402
-from tests.system.live import LiveStack, live_database  # noqa: E402
+from tests.system.live import SERVERS, LiveStack, PgBouncer, live_database  # noqa: E402
 
 SEND = (
     "mutation($c: ID!, $b: String!) { sendMessage(input: {chatId: $c, body: $b}) { __typename } }"
@@ -105,16 +108,36 @@ def main() -> None:
     parser.add_argument(
         "--conn-max-age", type=int, default=None, help="the server's DATABASE_CONN_MAX_AGE"
     )
+    parser.add_argument(
+        "--pool", type=int, default=0, help="DATABASE_POOL_SIZE: Django's pool, psycopg 3"
+    )
+    parser.add_argument(
+        "--pgbouncer",
+        type=int,
+        default=0,
+        help="serve through a PgBouncer (transaction mode) with this many server connections",
+    )
+    parser.add_argument("--server", choices=SERVERS, default="daphne")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-sends-"))
     with live_database(tmp) as database_url:
         extra = {}
         if args.conn_max_age is not None:
             extra["DATABASE_CONN_MAX_AGE"] = str(args.conn_max_age)
+        if args.pool:
+            extra["DATABASE_POOL_SIZE"] = str(args.pool)
+        bouncer = PgBouncer(database_url, pool_size=args.pgbouncer) if args.pgbouncer else None
+        if bouncer:
+            extra["DATABASE_PGBOUNCER"] = "true"
         stack = LiveStack(
-            tmp, database_url, SEND_RATE_BURST="1000000", SEND_RATE_PER_SECOND="100000", **extra
+            tmp,
+            bouncer.url if bouncer else database_url,
+            psycopg3=bool(args.pool),
+            SEND_RATE_BURST="1000000",
+            SEND_RATE_PER_SECOND="100000",
+            **extra,
         )
-        server = stack.start()
+        server = stack.start(args.server)
         try:
             people = []
             for n in range(args.senders):
@@ -124,11 +147,23 @@ def main() -> None:
             figures = asyncio.run(load(server, people, args.count))
         finally:
             stack.stop()
+            if bouncer:
+                bouncer.stop()
         sql = (
             floor(database_url, figures["sends"]) if database_url.startswith("postgres") else None
         )
 
-    print(f"\n{args.senders} senders x {args.count} sendMessage over HTTP, one daphne process\n")
+    how = (
+        f"Django's pool of {args.pool} (psycopg 3)"
+        if args.pool
+        else f"PgBouncer, {args.pgbouncer} server connections"
+        if args.pgbouncer
+        else "psycopg2"
+    )
+    print(
+        f"\n{args.senders} senders x {args.count} sendMessage over HTTP, one {args.server} "
+        f"process, {how}, DATABASE_CONN_MAX_AGE={args.conn_max_age or 0}\n"
+    )
     print("| path | sends/s | CPU per send | p50 | p99 | failed |")
     print("|---|---|---|---|---|---|")
     print(

@@ -149,6 +149,25 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int(
         "DATABASE_CONNECT_TIMEOUT", 5
     )
+    # PgBouncer in transaction mode gives each transaction whichever server connection is
+    # free, so a named server-side cursor (QuerySet.iterator()) would not outlive it.
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = env_bool("DATABASE_PGBOUNCER")
+    # Django's own connection pool, per process; psycopg 3 only (psycopg2-binary, the
+    # default driver, has none: use DATABASE_CONN_MAX_AGE or PgBouncer with it).
+    if pool_size := env_int("DATABASE_POOL_SIZE", 0):
+        try:
+            import psycopg_pool  # noqa: F401 - the pool Django uses
+            from psycopg import __version__  # noqa: F401 - Django prefers psycopg 3 when present
+        except ImportError as error:
+            raise ImproperlyConfigured(
+                "DATABASE_POOL_SIZE needs psycopg 3 with its pool: "
+                "pip install 'psycopg[binary,pool]' (see the README)"
+            ) from error
+        if DATABASES["default"]["CONN_MAX_AGE"]:
+            raise ImproperlyConfigured(
+                "DATABASE_POOL_SIZE and DATABASE_CONN_MAX_AGE exclude each other"
+            )
+        DATABASES["default"]["OPTIONS"]["pool"] = {"min_size": 1, "max_size": pool_size}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers run beside the one writer; IMMEDIATE takes the write lock at BEGIN,
     # so concurrent writers queue on `timeout` instead of failing with "database is locked".

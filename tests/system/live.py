@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -164,7 +165,9 @@ class LiveServer:
 class LiveStack:
     """One database, one channel layer, and as many daphne processes as asked for."""
 
-    def __init__(self, tmp_dir: Path, database_url: str, **settings: str) -> None:
+    def __init__(
+        self, tmp_dir: Path, database_url: str, *, psycopg3: bool = False, **settings: str
+    ) -> None:
         self.tmp_dir = tmp_dir
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("PYTEST")},
@@ -180,6 +183,8 @@ class LiveStack:
             "PYTHONUNBUFFERED": "1",
             **settings,
         }
+        if psycopg3:
+            self.env = with_psycopg3(self.env)
         subprocess.run(
             [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
             cwd=ROOT,
@@ -270,3 +275,94 @@ class PrivateRedis:
             self.process.kill()
             self.process.wait(10)
         self.process = None
+
+
+# psycopg 3 and its pool live outside the virtualenv (`make psycopg3`): installed in it,
+# Django would prefer psycopg 3 over psycopg2-binary, the default driver, everywhere.
+PSYCOPG3 = ROOT / ".make" / "psycopg3"
+
+
+def with_psycopg3(env: dict[str, str]) -> dict[str, str]:
+    """`env` for a process that imports psycopg 3 (for DATABASE_POOL_SIZE)."""
+    if not (PSYCOPG3 / "psycopg_pool").is_dir():
+        raise RuntimeError(f"psycopg 3 is not in {PSYCOPG3}: run `make psycopg3`")
+    path = os.pathsep.join(p for p in (str(PSYCOPG3), env.get("PYTHONPATH", "")) if p)
+    return {**env, "PYTHONPATH": path}
+
+
+class PgBouncer:
+    """A real PgBouncer in transaction mode in front of DATABASE_URL's server.
+
+    It refuses to run as root, so as root it switches to the `postgres` user and its
+    files sit in a directory that user can read.
+    """
+
+    def __init__(self, database_url: str, *, pool_size: int = 10) -> None:
+        binary = next(
+            (p for p in ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer") if Path(p).exists()), None
+        )
+        if binary is None:
+            raise RuntimeError("pgbouncer is not installed: run `make pgbouncer`")
+        config = dj_database_url.parse(database_url)
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="pgbouncer-"))
+        self.dir.chmod(0o777)
+        user = config["USER"] or "postgres"
+        (self.dir / "users.txt").write_text(f'"{user}" ""\n')
+        (self.dir / "pgbouncer.ini").write_text(
+            "[databases]\n"
+            f"* = host={config['HOST'] or '127.0.0.1'} port={config['PORT'] or 5432}\n"
+            "[pgbouncer]\n"
+            f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\nunix_socket_dir =\n"
+            f"auth_type = trust\nauth_file = {self.dir / 'users.txt'}\nadmin_users = {user}\n"
+            f"pool_mode = transaction\ndefault_pool_size = {pool_size}\n"
+            "max_client_conn = 2000\nignore_startup_parameters = extra_float_digits,options\n"
+            f"logfile = {self.dir / 'pgbouncer.log'}\n"
+        )
+        for path in self.dir.iterdir():
+            path.chmod(0o644)
+        command = [binary, str(self.dir / "pgbouncer.ini")]
+        if os.geteuid() == 0:
+            command[1:1] = ["-u", "postgres"]
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+        )
+        self.url = f"postgres://{user}@127.0.0.1:{self.port}/{config['NAME']}"
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                psycopg2.connect(self.url, connect_timeout=2).close()
+                return
+            except psycopg2.OperationalError:
+                if self.process.poll() is not None:
+                    break
+                time.sleep(0.1)
+        self.stop()
+        log = self.dir / "pgbouncer.log"
+        raise RuntimeError(f"pgbouncer did not start: {log.read_text() if log.exists() else ''}")
+
+    def server_connections(self) -> int:
+        """Connections PgBouncer holds open to PostgreSQL (SHOW POOLS on its console)."""
+        console = psycopg2.connect(self.url.rsplit("/", 1)[0] + "/pgbouncer")
+        console.autocommit = True
+        try:
+            with console.cursor() as cursor:
+                cursor.execute("SHOW POOLS")
+                names = [c.name for c in cursor.description]
+                rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        finally:
+            console.close()
+        return sum(
+            row["sv_active"] + row["sv_idle"] + row["sv_used"] + row["sv_tested"] + row["sv_login"]
+            for row in rows
+            if row["database"] != "pgbouncer"
+        )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
