@@ -193,7 +193,9 @@ class LiveStack:
         )
         self.servers: list[LiveServer] = []
 
-    def start(self, server: str = "daphne", **settings: str) -> LiveServer:
+    def start(self, server: str | None = None, **settings: str) -> LiveServer:
+        """A server process; LIVE_SERVER=uvicorn (or granian) runs the tier under another."""
+        server = server or os.environ.get("LIVE_SERVER", "daphne")
         log = self.tmp_dir / f"{server}-{len(self.servers)}.log"
         live = LiveServer({**self.env, **settings}, log, server=server)
         self.servers.append(live)

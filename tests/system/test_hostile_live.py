@@ -128,7 +128,7 @@ def test_an_oversized_body_is_refused_from_its_length_without_being_held(daphne_
     growth = daphne_server.rss() - before
 
     for answer in answers:
-        assert answer.startswith(b"HTTP/1.1 413 Payload Too Large\r\n"), answer[:200]
+        assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]  # any reason phrase
         assert b'"code": "PAYLOAD_TOO_LARGE"' in answer
     assert growth < 30 * MB, f"grew {growth / MB:.0f} MB"
     assert health.failures == 0
@@ -138,7 +138,7 @@ def test_a_chunked_body_is_cut_off_as_it_streams(daphne_server):
     before = daphne_server.rss()
     answer = post_chunked(daphne_server.port, "application/json", 32 * MB)
 
-    assert answer.startswith(b"HTTP/1.1 413 Payload Too Large\r\n"), answer[:200]
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]  # any reason phrase
     assert daphne_server.rss() - before < 30 * MB
 
 

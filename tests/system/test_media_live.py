@@ -117,7 +117,7 @@ def test_an_oversized_upload_is_refused_from_its_length_before_it_is_read(daphne
 
     answer = post_declared(daphne_server.port, UPLOAD_TYPE, 200 * MB, 64 * MB)
 
-    assert answer.startswith(b"HTTP/1.1 413 Payload Too Large\r\n"), answer[:200]
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]  # any reason phrase
     assert b'"code": "PAYLOAD_TOO_LARGE"' in answer
     assert daphne_server.rss() - before < 30 * MB
 
@@ -127,7 +127,7 @@ def test_a_streamed_upload_is_cut_off_at_the_cap(daphne_server):
 
     answer = post_chunked(daphne_server.port, UPLOAD_TYPE, 64 * MB)
 
-    assert answer.startswith(b"HTTP/1.1 413 Payload Too Large\r\n"), answer[:200]
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]  # any reason phrase
     assert daphne_server.rss() - before < 30 * MB
 
 
