@@ -156,3 +156,16 @@ def test_server_serve_waits_for_handshakes_as_long_as_configured(settings):
     )
 
     assert (default.websocket_connect_timeout, given.websocket_connect_timeout) == (45, 7)
+
+
+def test_the_server_freezes_what_it_imported_out_of_the_garbage_collectors_way():
+    """Full collections walking the startup heap were a chat list's slowest requests."""
+    result = subprocess.run(
+        [sys.executable, "-c", "import gc, server.asgi; print(gc.get_freeze_count())"],
+        cwd=ROOT,
+        env={**os.environ, "SECRET_KEY": "x", "DATABASE_URL": "", "REDIS_URL": ""},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert int(result.stdout) > 100_000
