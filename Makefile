@@ -56,7 +56,7 @@ pytest: pytest-embedded pytest-services
 pytest-embedded: $(STAMPS)/venv $(STAMPS)/js browser
 	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest $(PYTEST_ARGS)
 
-pytest-services: $(STAMPS)/venv $(STAMPS)/js browser pgbouncer $(STAMPS)/psycopg3
+pytest-services: $(STAMPS)/venv $(STAMPS)/js browser pgbouncer psycopg3
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres} \
 	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/0} \
 	$(PY) tests/run_on_services.py $(PYTEST_ARGS)
@@ -75,9 +75,11 @@ pgbouncer:
 		echo "Installing Debian's pgbouncer for the pooling tests"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer; }
 
-psycopg3: $(STAMPS)/psycopg3
-$(STAMPS)/psycopg3: requirements-pool.txt $(STAMPS)/venv
-	rm -rf $@ && $(PY) -m pip install --quiet --no-deps --target $@ -r requirements-pool.txt
+psycopg3: $(STAMPS)/psycopg3.done
+$(STAMPS)/psycopg3.done: requirements-pool.txt $(STAMPS)/venv
+	rm -rf $(STAMPS)/psycopg3
+	$(PY) -m pip install --quiet --no-deps --target $(STAMPS)/psycopg3 -r requirements-pool.txt
+	touch $@
 
 browser:
 	@command -v chromium >/dev/null || { \
