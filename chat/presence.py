@@ -381,6 +381,20 @@ def _start_flush(loop: asyncio.AbstractEventLoop, scheduled: bool = False) -> No
     task.add_done_callback(_flushing.discard)
 
 
+async def drain() -> None:
+    """Write and announce everything pending now, graces cut short, and wait for flushes
+    already running: nothing of this loop's presence touches the database afterwards (a
+    test's teardown truncating the tables deadlocked with a flush in flight)."""
+    loop = asyncio.get_running_loop()
+    for timers in (_flushes, _graces):
+        if (handle := timers.pop(loop, None)) is not None:
+            handle.cancel()
+    for user_id, (user, _) in list(_leaving.items()):
+        _leaving[user_id] = (user, 0.0)
+    await asyncio.gather(*(t for t in _flushing if t.get_loop() is loop), return_exceptions=True)
+    await flush()
+
+
 async def flush() -> None:
     """Write and announce what is pending now: one UPDATE for those who came online, one
     for those who went offline (each at the time they did), one membership query for the

@@ -601,3 +601,33 @@ async def test_a_negative_after_is_bad_user_input(asgi_app, people):
 
     assert payload["data"] is None
     assert [e["extensions"]["code"] for e in payload["errors"]] == ["BAD_USER_INPUT"]
+
+
+async def test_draining_presence_writes_what_is_pending_and_leaves_nothing_running(
+    asgi_app, people, settings
+):
+    """A flush still running when a test's teardown truncated the tables deadlocked with
+    it: after `drain`, nothing of presence is scheduled or touching the database."""
+    from chat import presence
+    from chat.models import User
+
+    settings.PRESENCE_OFFLINE_GRACE = 60
+    settings.PRESENCE_FLUSH_DELAY = 60
+    socket = GraphQLSocket(asgi_app)
+    await socket.connect()
+    await socket.init({"authorization": f"Bearer {people['grace_token']}"})
+    await socket.close()
+    grace_id = people["grace"].pk
+    pending_before = str(grace_id) in presence._pending
+
+    await presence.drain()
+
+    loop = asyncio.get_running_loop()
+    gone = await User.objects.filter(pk=grace_id).values_list("last_seen_at", flat=True).aget()
+    assert pending_before is True
+    assert gone is not None
+    assert not presence._pending
+    assert not presence._leaving
+    assert loop not in presence._flushes
+    assert loop not in presence._graces
+    assert not [task for task in presence._flushing if task.get_loop() is loop]
