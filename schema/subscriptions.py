@@ -182,13 +182,13 @@ class Subscription:
                 )
             ),
         )
-        rows = models.Chat.objects.filter(pk=chat_pk).values_list("revision", "member_count")
         async with fanout.hub().listening(listener, [events.chat_group(chat_pk)]):
             # In the group before reading the database: nothing committed from here on
             # can fall between the replay and the live stream. The membership check reads
             # the chat's newest revision too: one query for both.
             chat = await sync_to_async(selectors.chat_for_member)(user=viewer, chat_id=chat_pk)
             newest, members = chat.revision, chat.member_count
+            del chat  # an idle subscription keeps only what it uses
             # Without `after`, from now. Past the newest change (a stale or foreign
             # cursor) also from now: otherwise every live change up to it would be
             # dropped as already seen.
@@ -198,8 +198,8 @@ class Subscription:
             def replayed(change: models.Change) -> list[Any]:
                 return change_events(change.kind, change.message, change.revision, members)
 
-            log = _Log(chat.id, after, _changes, replayed, lambda change: change.revision)
-            listener.positions[str(chat.id)] = log
+            log = _Log(chat_pk, after, _changes, replayed, lambda change: change.revision)
+            listener.positions[str(chat_pk)] = log
             # A socket that is up to date (most of a reconnect storm) reads nothing more.
             changes = log.catch_up() if after < newest else _nothing()
             while True:
@@ -212,7 +212,11 @@ class Subscription:
                 event, data = message["event"], message["data"]
                 if event == fanout.RESYNC:
                     # One query when nothing changed (a resync while Redis is down polls).
-                    newest, members = await rows.aget()
+                    newest, members = (
+                        await models.Chat.objects.filter(pk=chat_pk)
+                        .values_list("revision", "member_count")
+                        .aget()
+                    )
                     if newest > log.last:
                         changes = log.catch_up()
                 elif event in CHANGE_EVENTS:
