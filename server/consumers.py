@@ -293,6 +293,12 @@ class GraphQLConsumer(GraphQLWSConsumer):
 
     _address: str | None = None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Strawberry's queue of incoming frames, without the four deques (3 KB) an
+        # asyncio.Queue allocates up front for every socket (bench/socket_memory.py).
+        self.message_queue = fanout.Mailbox()  # type: ignore[assignment]
+
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
             await super().__call__(scope, receive, send)
