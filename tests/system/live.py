@@ -57,6 +57,17 @@ def live_database(tmp_dir: Path) -> Iterator[str]:
         admin.close()
 
 
+def stop_process(process: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within 10 s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
 def server_command(server: str, port: int, app: str = "server.asgi:application") -> list[str]:
     """The command serving `app` on 127.0.0.1:`port` under one of the ASGI servers.
 
@@ -152,13 +163,7 @@ class LiveServer:
         self._log_file.close()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process)
         self._log_file.close()
 
 
@@ -361,10 +366,4 @@ class PgBouncer:
         )
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process)

@@ -16,6 +16,8 @@ from tests.system.test_scale_out import CREATE_ROOM, JOIN, SEND, Listener
 pytestmark = pytest.mark.system
 
 SENDERS, EACH, POOL = 10, 4, 4
+# Everyone signs up and sends from 127.0.0.1 at once.
+LIMITS = {"SEND_RATE_BURST": "1000", "REGISTER_RATE_LIMIT_PER_ADDRESS": "100000"}
 HISTORY = "query($c: ID!) { messages(chatId: $c, last: 100) { edges { node { seq body } } } }"
 
 
@@ -86,13 +88,10 @@ async def test_the_server_works_through_pgbouncer_in_transaction_mode(tmp_path, 
         bouncer.url,
         DATABASE_PGBOUNCER="true",
         DATABASE_CONN_MAX_AGE="60",
-        SEND_RATE_BURST="1000",
-        REGISTER_RATE_LIMIT_PER_ADDRESS="100000",
+        **LIMITS,
     )
     try:
-        server = stack.start()
-        heard, seqs = await _exercise(server)
-        _check(heard, seqs)
+        _check(*await _exercise(stack.start()))
         assert bouncer.server_connections() <= POOL
         assert _connections(postgres_url) <= POOL
     finally:
@@ -106,15 +105,12 @@ async def test_the_server_works_on_djangos_pool_with_psycopg3(tmp_path, postgres
         postgres_url,
         psycopg3=True,
         DATABASE_POOL_SIZE=str(POOL),
-        SEND_RATE_BURST="1000",
-        REGISTER_RATE_LIMIT_PER_ADDRESS="100000",
+        **LIMITS,
     )
     try:
         # The server would refuse DATABASE_POOL_SIZE on psycopg2: it starting is the proof
         # that it runs on psycopg 3.
-        server = stack.start()
-        heard, seqs = await _exercise(server)
-        _check(heard, seqs)
+        _check(*await _exercise(stack.start()))
         assert _connections(postgres_url) <= POOL
     finally:
         stack.stop()
