@@ -174,10 +174,14 @@ def _when(value: str | None) -> datetime | None:
     return parse_datetime(value) if value else None
 
 
+# Ids become UUIDs, as a row read from the database has them: batched lookups (reactions,
+# readers, a chat's newest message) are keyed by UUID and missed a string.
+
+
 def message_from(data: dict[str, Any], viewer: models.User) -> models.Message:
     message = models.Message(
-        id=data["id"],
-        chat_id=data["chat_id"],
+        id=uuid.UUID(data["id"]),
+        chat_id=uuid.UUID(data["chat_id"]),
         seq=data["seq"],
         kind=data["kind"],
         body=data["body"],
@@ -204,7 +208,10 @@ def quote_from(data: dict[str, Any] | None, viewer: models.User) -> models.Messa
     if data is None:
         return None
     quoted = models.Message(
-        id=data["id"], seq=data["seq"], body=data["body"], kind=data.get("kind", "TEXT")
+        id=uuid.UUID(data["id"]),
+        seq=data["seq"],
+        body=data["body"],
+        kind=data.get("kind", "TEXT"),
     )
     quoted.author = user_from(data["author"], viewer)
     quoted.deleted_at = timezone.now() if data["deleted"] else None
@@ -215,7 +222,7 @@ def attachment_from(data: dict[str, Any] | None) -> models.Attachment | None:
     if data is None:
         return None
     return models.Attachment(
-        id=data["id"],
+        id=uuid.UUID(data["id"]),
         file=data["file"],
         thumbnail=data["thumbnail"] or "",
         name=data["name"],
@@ -228,7 +235,7 @@ def attachment_from(data: dict[str, Any] | None) -> models.Attachment | None:
 
 def chat_from(data: dict[str, Any]) -> models.Chat:
     return models.Chat(
-        id=data["id"],
+        id=uuid.UUID(data["id"]),
         kind=data["kind"],
         name=data["name"],
         topic=data["topic"],

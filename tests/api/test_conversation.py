@@ -579,3 +579,33 @@ async def test_the_mentioned_members_inbox_gets_it_in_a_room_of_300(asgi_app, us
         }
     ]
     assert others == ["MessageAdded"]  # Cy, not mentioned, hears only the message
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_worker_connections")
+async def test_a_live_edit_keeps_its_reactions_and_readers(asgi_app, user, grace):
+    """An event's message is built from the event's data; its batched fields (reactions,
+    readers) are looked up by its id, which must be the UUID a row has: with the id as a
+    string every lookup missed, and a live edit showed no reactions and no readers."""
+    chat = await sync_to_async(services.open_direct_chat)(user=user, other_user_id=grace.id)
+    message = await sync_to_async(services.send_message)(
+        author=grace, chat_id=chat.id, body="Who's in?"
+    )
+    await sync_to_async(services.add_reaction)(user=user, message_id=message.id, emoji="👍")
+    await sync_to_async(services.mark_read)(user=user, chat_id=chat.id, seq=message.seq)
+    grace_token = await sync_to_async(token_for)(grace)
+    query = """subscription($c: ID!) { chatEvents(chatId: $c) {
+      ... on MessageEdited { message { body readCount reactions { emoji count } } }
+    } }"""
+    socket = await subscribed(asgi_app, grace_token, query, {"c": str(chat.id)})
+    await joined(events.chat_group(chat.id))
+
+    await sync_to_async(services.edit_message)(user=grace, message_id=message.id, body="In?")
+    [edited] = await asyncio.wait_for(next_events(socket, 1), 5)
+    await socket.close()
+
+    assert edited["chatEvents"]["message"] == {
+        "body": "In?",
+        "readCount": 1,
+        "reactions": [{"emoji": "👍", "count": 1}],
+    }

@@ -223,3 +223,35 @@ async def test_rename_and_archive_reach_a_live_subscriber(asgi_app, user, grace)
         }
     }
     assert archived["chatEvents"]["chat"]["archivedAt"] is not None
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_worker_connections")
+async def test_a_chat_from_an_event_still_answers_the_viewers_fields(asgi_app, user, grace):
+    """A chat built from an event carries none of what the chat list loads up front (read
+    marker, role, mute, last message, peer): those fields fall back to a query in a
+    thread, where the chat list's answer from memory without one (schema.hops)."""
+    room = await sync_to_async(services.create_room)(owner=user, name="General", is_public=True)
+    await sync_to_async(services.join_room)(user=grace, chat_id=room.id)
+    tokens = await sync_to_async(lambda: (token_for(user), token_for(grace)))()
+    query = """subscription($chatId: ID!) { chatEvents(chatId: $chatId) {
+      ... on ChatUpdated { chat { name unreadCount lastReadSeq myRole isMuted mutedUntil
+        lastMessage { body } peer { id } } }
+    } }"""
+    socket = await subscribed(asgi_app, tokens[1], query, {"chatId": str(room.id)})
+    await joined(events.chat_group(room.id))
+
+    await http(asgi_app, UPDATE, {"chatId": str(room.id), "name": "Lobby"}, tokens[0])
+    [renamed] = await asyncio.wait_for(next_events(socket, 1), 5)
+    await socket.close()
+
+    membership = await Membership.objects.select_related("chat").aget(chat=room, user=grace)
+    chat = renamed["chatEvents"]["chat"]
+    assert chat["name"] == "Lobby"
+    assert chat["myRole"] == "MEMBER"
+    assert chat["isMuted"] is False
+    assert chat["mutedUntil"] is None
+    assert chat["peer"] is None
+    assert chat["lastMessage"] == {"body": f"{grace.display_name} joined"}
+    assert chat["lastReadSeq"] == membership.last_read_seq
+    assert chat["unreadCount"] == membership.chat.last_seq - membership.last_read_seq
