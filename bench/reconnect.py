@@ -172,6 +172,21 @@ async def until(sockets: list[Socket], target: int, limit: float) -> float:
     return time.monotonic() - started
 
 
+def crowd_stack(tmp: Path, database_url: str, **settings: str) -> LiveStack:
+    """A stack that thousands of sockets from this one client address may join, each
+    subscription priced but never refused, on Redis when REDIS_URL is set."""
+    redis = {"REDIS_URL": os.environ["REDIS_URL"]} if os.environ.get("REDIS_URL") else {}
+    return LiveStack(
+        tmp,
+        database_url,
+        **redis,
+        GRAPHQL_WS_MAX_SOCKETS_PER_ADDRESS="1000000",
+        GRAPHQL_COST_RATE_BURST="100000000",
+        GRAPHQL_COST_RATE_PER_SECOND="100000000",
+        **settings,
+    )
+
+
 async def storm(server, args, room: str, tokens: list[str], owner: str) -> None:
     http_url = f"{server.url}/graphql/"
     pid = server.process.pid
@@ -278,16 +293,7 @@ def main() -> None:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-reconnect-"))
     with live_database(tmp) as database_url:
-        redis = {"REDIS_URL": os.environ["REDIS_URL"]} if os.environ.get("REDIS_URL") else {}
-        stack = LiveStack(
-            tmp,
-            database_url,
-            **redis,
-            SEND_RATE_BURST="1000000",
-            GRAPHQL_WS_MAX_SOCKETS_PER_ADDRESS="1000000",
-            GRAPHQL_COST_RATE_BURST="100000000",
-            GRAPHQL_COST_RATE_PER_SECOND="100000000",
-        )
+        stack = crowd_stack(tmp, database_url, SEND_RATE_BURST="1000000")
         room, tokens, owner = seed(database_url, args.sockets)
         server = stack.start(args.server)
         try:

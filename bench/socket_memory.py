@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.proc import rss_bytes  # noqa: E402
-from bench.reconnect import Socket, seed  # noqa: E402
-from tests.system.live import LiveStack, live_database  # noqa: E402
+from bench.reconnect import Socket, crowd_stack, seed  # noqa: E402
+from tests.system.live import live_database  # noqa: E402
 
 SITECUSTOMIZE = """
 import os, signal, tracemalloc
@@ -146,15 +146,7 @@ def main() -> None:
     (tmp / "site" / "sitecustomize.py").write_text(SITECUSTOMIZE)
     (tmp / "snaps").mkdir()
     with live_database(tmp) as database_url:
-        redis = {"REDIS_URL": os.environ["REDIS_URL"]} if os.environ.get("REDIS_URL") else {}
-        stack = LiveStack(
-            tmp,
-            database_url,
-            **redis,
-            GRAPHQL_WS_MAX_SOCKETS_PER_ADDRESS="1000000",
-            GRAPHQL_COST_RATE_BURST="100000000",
-            GRAPHQL_COST_RATE_PER_SECOND="100000000",
-        )
+        stack = crowd_stack(tmp, database_url)
         room, tokens, _ = seed(database_url, args.sockets + 20)
         server = stack.start(
             PYTHONPATH=str(tmp / "site"),

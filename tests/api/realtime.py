@@ -54,10 +54,16 @@ async def http(app, query: str, variables: dict, token: str) -> dict:
     return response.json
 
 
-async def subscribed(app, token: str, query: str, variables: dict, protocol=TRANSPORT_WS):
+async def signed_in(app, token: str, protocol=TRANSPORT_WS) -> GraphQLSocket:
+    """A socket past `connection_init` with `token` (a tab, for presence)."""
     socket = GraphQLSocket(app, protocol)
     await socket.connect()
     await socket.init({"authorization": f"Bearer {token}"})
+    return socket
+
+
+async def subscribed(app, token: str, query: str, variables: dict, protocol=TRANSPORT_WS):
+    socket = await signed_in(app, token, protocol)
     await socket.subscribe("s", query, variables)
     return socket
 

@@ -16,6 +16,7 @@ from tests.api.realtime import (
     events,
     http,
     send,
+    signed_in,
     subscribed,
 )
 from tests.factories import UserFactory, token_for
@@ -409,12 +410,8 @@ async def test_presence_counts_tabs_once_and_reaches_the_chat(asgi_app, people):
     )
     await asyncio.sleep(0.05)
 
-    tab1 = GraphQLSocket(asgi_app)
-    await tab1.connect()
-    await tab1.init({"authorization": f"Bearer {people['grace_token']}"})
-    tab2 = GraphQLSocket(asgi_app)
-    await tab2.connect()
-    await tab2.init({"authorization": f"Bearer {people['grace_token']}"})
+    tab1 = await signed_in(asgi_app, people["grace_token"])
+    tab2 = await signed_in(asgi_app, people["grace_token"])
     [online] = await events(watcher, 1, presence=True)
     both = await http(asgi_app, ONLINE, {"c": str(chat.id)}, people["ada_token"])
     await tab1.close()
@@ -471,16 +468,12 @@ async def test_a_reconnect_within_the_grace_announces_nothing(asgi_app, people, 
     )
     await asyncio.sleep(0.05)
 
-    async def tab() -> GraphQLSocket:
-        socket = GraphQLSocket(asgi_app)
-        await socket.connect()
-        await socket.init({"authorization": f"Bearer {people['grace_token']}"})
-        return socket
-
-    first = await tab()
+    first = await signed_in(asgi_app, people["grace_token"])
     [online] = await events(watcher, 1, presence=True)
     await first.close()
-    second = await tab()  # a page reload: back before the grace is over
+    second = await signed_in(
+        asgi_app, people["grace_token"]
+    )  # a page reload: back before the grace is over
     quiet = await watcher.communicator.receive_nothing(timeout=0.8)
     await second.close()
     started = asyncio.get_running_loop().time()
@@ -499,9 +492,7 @@ async def test_a_reconnect_within_the_grace_announces_nothing(asgi_app, people, 
 
 
 async def test_pings_are_answered(asgi_app, people):
-    socket = GraphQLSocket(asgi_app)
-    await socket.connect()
-    await socket.init({"authorization": f"Bearer {people['ada_token']}"})
+    socket = await signed_in(asgi_app, people["ada_token"])
 
     await socket.send({"type": "ping"})
 
@@ -511,9 +502,7 @@ async def test_pings_are_answered(asgi_app, people):
 
 async def test_subscriptions_per_socket_are_capped(asgi_app, people, settings):
     limit = settings.GRAPHQL_WS_MAX_SUBSCRIPTIONS
-    socket = GraphQLSocket(asgi_app)
-    await socket.connect()
-    await socket.init({"authorization": f"Bearer {people['ada_token']}"})
+    socket = await signed_in(asgi_app, people["ada_token"])
     for n in range(limit):
         await socket.subscribe(f"s{n}", "subscription { me { id } }")
         await socket.next_payload(f"s{n}")
@@ -544,9 +533,7 @@ async def test_presence_is_not_broadcast_to_rooms_above_the_limit(asgi_app, peop
     )
     await asyncio.sleep(0.05)
 
-    tab = GraphQLSocket(asgi_app)
-    await tab.connect()
-    await tab.init({"authorization": f"Bearer {people['grace_token']}"})
+    tab = await signed_in(asgi_app, people["grace_token"])
     [online] = await events(in_small, 1, presence=True)
     online_in_big = await http(asgi_app, ONLINE, {"c": str(big.id)}, people["ada_token"])
 
@@ -613,9 +600,7 @@ async def test_draining_presence_writes_what_is_pending_and_leaves_nothing_runni
 
     settings.PRESENCE_OFFLINE_GRACE = 60
     settings.PRESENCE_FLUSH_DELAY = 60
-    socket = GraphQLSocket(asgi_app)
-    await socket.connect()
-    await socket.init({"authorization": f"Bearer {people['grace_token']}"})
+    socket = await signed_in(asgi_app, people["grace_token"])
     await socket.close()
     grace_id = people["grace"].pk
     pending_before = str(grace_id) in presence._pending

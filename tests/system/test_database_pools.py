@@ -138,3 +138,31 @@ def test_the_pool_without_psycopg3_is_refused_at_startup(tmp_path):
     )
     assert result.returncode != 0
     assert "DATABASE_POOL_SIZE needs psycopg 3" in result.stderr
+
+
+def test_the_pool_and_persistent_connections_are_refused_together(tmp_path, postgres_url):
+    """Django's pool hands connections back after each request; a max age would keep them
+    instead. Both at once is a configuration mistake, said at startup."""
+    import subprocess
+    import sys
+
+    from tests.system.live import ROOT, with_psycopg3
+
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=ROOT,
+        env=with_psycopg3(
+            {
+                **os.environ,
+                "DJANGO_SETTINGS_MODULE": "server.settings",
+                "SECRET_KEY": "x",
+                "DATABASE_URL": postgres_url,
+                "DATABASE_POOL_SIZE": "4",
+                "DATABASE_CONN_MAX_AGE": "60",
+            }
+        ),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    assert "DATABASE_POOL_SIZE and DATABASE_CONN_MAX_AGE exclude each other" in result.stderr
