@@ -1,4 +1,5 @@
 import copy
+import inspect
 import uuid
 
 import pytest
@@ -93,15 +94,31 @@ def grace(make_user) -> User:
     return make_user(email="grace@example.com", display_name="Grace Hopper")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if inspect.iscoroutinefunction(getattr(item, "function", None)):
+            item.fixturenames.append("presence_drained")
+
+
 @pytest.fixture
-async def close_worker_connections():
-    """WebSocket tests run database work in worker threads: close their connections, or
-    the test database cannot be flushed. Presence writes first: a flush still running
-    when the tables are truncated deadlocks with it."""
+async def presence_drained():
+    """Sockets a test closed leave presence writes behind, scheduled on the test's loop or
+    running in a thread. A transactional test's teardown truncating the tables while one
+    ran deadlocked with it, whichever test it was (tests/api/test_websocket.py's too), so
+    every async test drains presence before its database teardown: added last, it is
+    torn down first. (Sync tests run no presence; the browser tests run a loop of their
+    own, which an async fixture would collide with.)"""
     yield
     from chat import presence
 
     await presence.drain()
+
+
+@pytest.fixture
+async def close_worker_connections():
+    """WebSocket tests run database work in worker threads: close their connections, or
+    the test database cannot be flushed."""
+    yield
     await sync_to_async(connections.close_all)()
 
 
