@@ -5,12 +5,14 @@ while PostgreSQL sees no more connections than the pool allows."""
 
 import asyncio
 import os
+import subprocess
+import sys
 
 import httpx
 import psycopg2
 import pytest
 
-from tests.system.live import LiveStack, PgBouncer, live_database
+from tests.system.live import ROOT, LiveStack, PgBouncer, live_database, with_psycopg3
 from tests.system.test_scale_out import CREATE_ROOM, JOIN, SEND, Listener
 
 pytestmark = pytest.mark.system
@@ -116,53 +118,42 @@ async def test_the_server_works_on_djangos_pool_with_psycopg3(tmp_path, postgres
         stack.stop()
 
 
-def test_the_pool_without_psycopg3_is_refused_at_startup(tmp_path):
-    import subprocess
-    import sys
-
-    from tests.system.live import ROOT
-
-    result = subprocess.run(
+def _starting(env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Django set up with these settings, in a process of its own."""
+    return subprocess.run(
         [sys.executable, "-c", "import django; django.setup()"],
         cwd=ROOT,
-        env={
-            **os.environ,
-            "PYTHONPATH": "",
-            "DJANGO_SETTINGS_MODULE": "server.settings",
-            "SECRET_KEY": "x",
-            "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres",
-            "DATABASE_POOL_SIZE": "4",
-        },
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "server.settings", "SECRET_KEY": "x", **env},
         capture_output=True,
         text=True,
     )
+
+
+def test_the_pool_without_psycopg3_is_refused_at_startup():
+    result = _starting(
+        {
+            "PYTHONPATH": "",
+            "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres",
+            "DATABASE_POOL_SIZE": "4",
+        }
+    )
+
     assert result.returncode != 0
     assert "DATABASE_POOL_SIZE needs psycopg 3" in result.stderr
 
 
-def test_the_pool_and_persistent_connections_are_refused_together(tmp_path, postgres_url):
+def test_the_pool_and_persistent_connections_are_refused_together(postgres_url):
     """Django's pool hands connections back after each request; a max age would keep them
     instead. Both at once is a configuration mistake, said at startup."""
-    import subprocess
-    import sys
-
-    from tests.system.live import ROOT, with_psycopg3
-
-    result = subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"],
-        cwd=ROOT,
-        env=with_psycopg3(
+    result = _starting(
+        with_psycopg3(
             {
-                **os.environ,
-                "DJANGO_SETTINGS_MODULE": "server.settings",
-                "SECRET_KEY": "x",
                 "DATABASE_URL": postgres_url,
                 "DATABASE_POOL_SIZE": "4",
                 "DATABASE_CONN_MAX_AGE": "60",
             }
-        ),
-        capture_output=True,
-        text=True,
+        )
     )
+
     assert result.returncode != 0
     assert "DATABASE_POOL_SIZE and DATABASE_CONN_MAX_AGE exclude each other" in result.stderr
