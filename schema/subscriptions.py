@@ -23,7 +23,7 @@ from asgiref.sync import sync_to_async
 
 from chat import events, metrics, models, selectors
 from chat.exceptions import NotFound
-from schema import fanout
+from schema import fanout, replays
 from schema.context import Context, require_viewer
 from schema.errors import bad_user_input
 from schema.events import (
@@ -55,7 +55,7 @@ class _Log:
         self,
         chat_id: Any,
         last: int,
-        read: Callable[..., Any],
+        read: replays.SharedReads,
         render: Callable[[models.Change], list[Any]],
         position: Callable[[models.Change], int],
     ) -> None:
@@ -65,12 +65,7 @@ class _Log:
     async def catch_up(self, before: int | None = None) -> AsyncIterator[Any]:
         """Everything after what was sent, up to `before`, from the database."""
         while True:
-            batch = [
-                change
-                async for change in self._read(
-                    chat_id=self.chat_id, after=self.last, before=before, limit=REPLAY_BATCH
-                )
-            ]
+            batch = await self._read.read(self.chat_id, self.last, before, REPLAY_BATCH)
             for change in batch:
                 self.last = self._position(change)
                 for event in self._render(change):
@@ -90,11 +85,11 @@ class _Log:
             yield event
 
 
-def _changes(*, chat_id: Any, after: int, before: int | None, limit: int) -> Any:
+def _changes(chat_id: Any, after: int, before: int | None, limit: int) -> Any:
     return selectors.changes_after(chat_id=chat_id, revision=after, before=before, limit=limit)
 
 
-def _additions(*, chat_id: Any, after: int, before: int | None, limit: int) -> Any:
+def _additions(chat_id: Any, after: int, before: int | None, limit: int) -> Any:
     return selectors.additions_after(chat_id=chat_id, seq=after, before=before, limit=limit)
 
 
@@ -198,7 +193,9 @@ class Subscription:
             def replayed(change: models.Change) -> list[Any]:
                 return change_events(change.kind, change.message, change.revision, members)
 
-            log = _Log(chat_pk, after, _changes, replayed, lambda change: change.revision)
+            log = _Log(
+                chat_pk, after, replays.shared(_changes), replayed, lambda change: change.revision
+            )
             listener.positions[str(chat_pk)] = log
             # A socket that is up to date (most of a reconnect storm) reads nothing more.
             changes = log.catch_up() if after < newest else _nothing()
@@ -342,7 +339,9 @@ def _viewer_left(event: Any, viewer: models.User) -> bool:
 
 
 def _inbox_log(chat_id: Any, last_seq: int) -> _Log:
-    return _Log(chat_id, last_seq, _additions, _added, lambda change: change.message.seq)
+    return _Log(
+        chat_id, last_seq, replays.shared(_additions), _added, lambda change: change.message.seq
+    )
 
 
 def _inbox_added(data: dict[str, Any], viewer: models.User) -> MessageAdded:
