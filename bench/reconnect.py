@@ -20,7 +20,13 @@ once and reconnects with `after` set to the last revision it saw. Prints:
   refused handshake as graphql-ws does (exponential backoff with jitter), and the retries
   are counted (daphne drops a handshake the application has not accepted within 5 s);
 - what each socket received over the whole run against the database: lost, duplicated,
-  out of order (must all be 0).
+  out of order (must all be 0);
+- then, in the same run, what a first connect costs on two peers, the same number of
+  sockets `--concurrency` at a time: the Channels tutorial consumer (bench/baseline_asgi.py:
+  accept and join a group, on the same channel layer; the cost the issue's 3 ms target
+  was taken from) and the Node peer (bench/node_peer.mjs: `connection_init` and a
+  `chatEvents` subscription); the project's first-connect figure is printed as a ratio to
+  each. `--no-peers` skips them.
 
 Only 127.0.0.1 is contacted; the run is bounded by `--sockets` and `--timeout`.
 """
@@ -42,6 +48,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.fanout import Server, layer_env  # noqa: E402
 from bench.proc import cpu_seconds, rss_bytes  # noqa: E402
 from bench.push import setup_django  # noqa: E402
 from tests.system.live import SERVERS, LiveStack, live_database  # noqa: E402
@@ -65,7 +72,7 @@ class Socket:
         self.received: set[int] = set()
         self.acked = asyncio.Event()
         self.task: asyncio.Task | None = None
-        self.retries = 0
+        self.retries = self.first_retries = 0
 
     def start(self) -> None:
         self.acked.clear()
@@ -187,7 +194,93 @@ def crowd_stack(tmp: Path, database_url: str, **settings: str) -> LiveStack:
     )
 
 
-async def storm(server, args, room: str, tokens: list[str], owner: str) -> None:
+async def paced_connects(server: Server, url: str, frames, n: int, concurrency: int) -> float:
+    """Server CPU seconds to open `n` sockets `concurrency` at a time, each sending
+    `frames(i)` and waiting for an answer to each; they stay open until all are in."""
+    gate, stop = asyncio.Semaphore(concurrency), asyncio.Event()
+    ready = 0
+
+    async def one(i: int) -> None:
+        nonlocal ready
+        async with gate:  # released once this socket is in; it stays open
+            ws = await connect(url, subprotocols=["graphql-transport-ws"], open_timeout=120)
+            for frame in frames(i):
+                await ws.send(json.dumps(frame))
+                if frame["type"] == "connection_init":
+                    assert json.loads(await ws.recv())["type"] == "connection_ack"
+            ready += 1
+        try:
+            await stop.wait()
+        finally:
+            await ws.close()
+
+    pid = server.process.pid
+    await asyncio.sleep(1)
+    cpu = cpu_seconds(pid)
+    tasks = [asyncio.create_task(one(i)) for i in range(n)]
+    try:
+        while ready < n:
+            if failed := next((t for t in tasks if t.done()), None):
+                await failed  # raises what failed
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1)  # the last subscriptions start
+        return cpu_seconds(pid) - cpu
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def peers(args, first_cpu: float) -> None:
+    """What a first connect costs on the plain consumer and on the Node peer, in this run."""
+    n = args.sockets
+    env = {
+        **os.environ,
+        "SECRET_KEY": "bench",
+        "DEBUG": "false",
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "LOG_LEVEL": "WARNING",
+        "DJANGO_SETTINGS_MODULE": "server.settings",
+        **layer_env("pubsub" if os.environ.get("REDIS_URL") else "memory"),
+    }
+    subscribe = {
+        "type": "subscribe",
+        "id": "1",
+        "payload": {
+            "query": "subscription($c: ID!) { chatEvents(chatId: $c) { __typename } }",
+            "variables": {"c": "storm"},
+        },
+    }
+    runs = {
+        "plain Channels consumer (accept, join a group)": (
+            Server("bench.baseline_asgi:application", env),
+            "/ws/room/storm/",
+            lambda i: [],
+        ),
+        "Node peer (connection_init, subscribe)": (
+            Server("", env, node=True),
+            "/graphql/",
+            lambda i: [
+                {
+                    "type": "connection_init",
+                    "payload": {"authorization": f"Bearer ct_bench_0_{i}_{os.getpid()}"},
+                },
+                subscribe,
+            ],
+        ),
+    }
+    print("\n| first connect, same sockets, same pacing | CPU per socket | project's ratio |")
+    print("|---|---|---|")
+    print(f"| the project | {first_cpu / n * 1000:.2f} ms | 1 |")
+    for name, (server, path, frames) in runs.items():
+        try:
+            url = f"ws://127.0.0.1:{server.port}{path}"
+            cpu = await paced_connects(server, url, frames, n, args.concurrency)
+        finally:
+            server.stop()
+        print(f"| {name} | {cpu / n * 1000:.2f} ms | {first_cpu / cpu:.2f} |")
+
+
+async def storm(server, args, room: str, tokens: list[str], owner: str) -> float:
     http_url = f"{server.url}/graphql/"
     pid = server.process.pid
     sockets = [Socket(server.ws_url, token, room) for token in tokens]
@@ -206,7 +299,8 @@ async def storm(server, args, room: str, tokens: list[str], owner: str) -> None:
     await asyncio.wait_for(asyncio.gather(*(paced(s) for s in sockets)), args.timeout)
     await asyncio.sleep(1)  # the last subscriptions start
     first = (time.monotonic() - started, cpu_seconds(pid) - cpu)
-    first_retries = sum(s.retries for s in sockets)
+    for socket in sockets:
+        socket.first_retries = socket.retries
     # Idle: every socket subscribed, nothing sent; what presence and keep-alives cost.
     await asyncio.sleep(args.settle)
     cpu = cpu_seconds(pid)
@@ -237,7 +331,12 @@ async def storm(server, args, room: str, tokens: list[str], owner: str) -> None:
     await until(sockets, final, args.timeout)
     for socket in sockets:
         await socket.stop()
+    report(args, sockets, first, acked, live, storm_cpu, idle_core, per_socket_kb, sent, final)
+    return first[1]
 
+
+def report(args, sockets, first, acked, live, storm_cpu, idle_core, per_socket_kb, sent, final):
+    first_retries = sum(s.first_retries for s in sockets)
     every = set(range(1, final + 1))
     n = len(sockets)
     print(
@@ -288,6 +387,9 @@ def main() -> None:
         "--concurrency", type=int, default=20, help="handshakes in flight on first connect"
     )
     parser.add_argument(
+        "--no-peers", action="store_true", help="skip the plain consumer and the Node peer"
+    )
+    parser.add_argument(
         "--server", choices=SERVERS, default="daphne", help="the ASGI server (default daphne)"
     )
     args = parser.parse_args()
@@ -297,9 +399,11 @@ def main() -> None:
         room, tokens, owner = seed(database_url, args.sockets)
         server = stack.start(args.server)
         try:
-            asyncio.run(storm(server, args, room, tokens, owner))
+            first_cpu = asyncio.run(storm(server, args, room, tokens, owner))
         finally:
             stack.stop()
+    if not args.no_peers:
+        asyncio.run(peers(args, first_cpu))
 
 
 if __name__ == "__main__":
