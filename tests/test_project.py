@@ -113,8 +113,9 @@ def test_the_services_pass_says_why_it_cannot_run(ci, exit_code):
     assert f"services pass: {verdict}" in result.stderr
 
 
-def test_requests_share_one_redis_connection_pool():
-    """Each ASGI request gets its own cache object; they must not each open a pool."""
+def test_requests_share_one_redis_connection_pool_and_client():
+    """Each ASGI request gets its own cache object; they must not each open a pool, nor
+    build a Redis client per call (that cost more than the call: chat.ratelimit)."""
     redis_url = os.environ.get("REDIS_URL")
     if not redis_url:
         pytest.skip("needs REDIS_URL: runs in the PostgreSQL + Redis pass")
@@ -124,12 +125,14 @@ def test_requests_share_one_redis_connection_pool():
 
     from server.cache import RedisCache
 
-    pools = []
+    pools, clients = [], []
 
     def touch() -> None:
         cache = RedisCache(redis_url, {})  # what Django builds per request context
         cache.get("anything")
-        pools.append(cache._cache.get_client("anything").connection_pool)
+        for _ in range(2):
+            clients.append(cache._cache.get_client("anything", write=True))
+        pools.append(clients[-1].connection_pool)
 
     async def request() -> None:
         async with ThreadSensitiveContext():
@@ -142,6 +145,7 @@ def test_requests_share_one_redis_connection_pool():
     asyncio.run(three_requests())
 
     assert len({id(pool) for pool in pools}) == 1
+    assert len({id(client) for client in clients}) == 1
 
 
 def test_server_serve_waits_for_handshakes_as_long_as_configured(settings):
