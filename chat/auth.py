@@ -4,15 +4,17 @@ A token is 32 random bytes, shown to the client once. Only its SHA-256 is stored
 is enough for a secret of that entropy (no salt or slow hash needed: nobody can guess it).
 """
 
+import functools
 import hashlib
 import secrets
 from datetime import timedelta
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from chat import events
+from chat import events, rows
 from chat.models import AuthToken, Device, User
 
 TOKEN_PREFIX = "ct_"  # noqa: S105 - a marker, not a secret
@@ -48,45 +50,59 @@ def issue_token(*, user: User, user_agent: str = "") -> tuple[str, AuthToken]:
     return raw, token
 
 
-def _live_tokens():
-    return AuthToken.objects.filter(
-        revoked_at__isnull=True, expires_at__gt=timezone.now(), user__is_active=True
-    ).select_related("user")
+@functools.cache
+def _lookup() -> tuple[str, rows.Columns, rows.Columns]:
+    """The live token (not revoked, not expired, of an active user) with one key hash,
+    with its user, as SQL (chat.rows: compiled by the ORM it cost ten times as much)."""
+    token, user = rows.Columns(AuthToken, "t"), rows.Columns(User, "u")
+    statement = rows.sql(
+        "SELECT {token}, {user} FROM {AuthToken} t "
+        "INNER JOIN {User} u ON u.{User.id} = t.{AuthToken.user} "
+        "WHERE t.{AuthToken.key_hash} = %s AND t.{AuthToken.revoked_at} IS NULL "
+        "AND t.{AuthToken.expires_at} > %s AND u.{User.is_active} = %s",
+        token=token,
+        user=user,
+        AuthToken=AuthToken,
+        User=User,
+    )
+    return statement, token, user
+
+
+@functools.cache
+def _touch_sql() -> str:
+    return rows.sql(
+        "UPDATE {AuthToken} SET {AuthToken.last_used_at} = %s WHERE {AuthToken.id} = %s",
+        AuthToken=AuthToken,
+    )
 
 
 def authenticate_token(raw: str) -> AuthToken | None:
     """The live token for `raw` with its user loaded, or None (unknown, expired, revoked)."""
-    # At most one row matches (key_hash is unique): `[:1]`, not `first()`, whose ORDER BY
-    # cost more to compile than the rest of the query.
-    token = next(iter(_live_tokens().filter(key_hash=hash_token(raw))[:1]), None)
-    if token is not None:
-        _touch(token)
+    statement, token_columns, user_columns = _lookup()
+    now = timezone.now()
+    row = rows.fetch_one(
+        statement,
+        [hash_token(raw), rows.param(AuthToken, "expires_at", now), True],
+    )
+    if row is None:
+        return None
+    token = token_columns.build(row)
+    token.user = user_columns.build(row, len(token_columns))
+    if _stale(token, now):
+        rows.execute(
+            _touch_sql(),
+            [rows.param(AuthToken, "last_used_at", now), rows.param(AuthToken, "id", token.pk)],
+        )
+        token.last_used_at = now
     return token
 
 
 async def aauthenticate_token(raw: str) -> AuthToken | None:
-    token = await _live_tokens().filter(key_hash=hash_token(raw)).afirst()
-    if token is not None:
-        await _atouch(token)
-    return token
+    return await sync_to_async(authenticate_token)(raw)
 
 
 def _stale(token: AuthToken, now) -> bool:
     return token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION
-
-
-def _touch(token: AuthToken) -> None:
-    now = timezone.now()
-    if _stale(token, now):
-        AuthToken.objects.filter(pk=token.pk).update(last_used_at=now)
-        token.last_used_at = now
-
-
-async def _atouch(token: AuthToken) -> None:
-    now = timezone.now()
-    if _stale(token, now):
-        await AuthToken.objects.filter(pk=token.pk).aupdate(last_used_at=now)
-        token.last_used_at = now
 
 
 def revoke_token(token: AuthToken) -> None:

@@ -1,6 +1,7 @@
 """Reads and access checks. Queries, subscriptions, services and the admin share these, so
 "who may see what" is decided in one place."""
 
+import functools
 import uuid
 
 from django.db.models import (
@@ -18,7 +19,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce, Lower, RowNumber
 from django.utils import timezone
 
-from chat import ratelimit
+from chat import ratelimit, rows
 from chat.exceptions import NotFound
 from chat.models import (
     Ban,
@@ -73,6 +74,30 @@ def membership_for(*, user: User, chat_id: object) -> Membership:
 def chat_for_member(*, user: User, chat_id: object) -> Chat:
     """The chat, carrying the viewer's read marker and role like the chat list's rows."""
     return viewer_chat(membership_for(user=user, chat_id=chat_id))
+
+
+def member_revision(*, user: User, chat_id: uuid.UUID) -> tuple[int, int]:
+    """The chat's newest revision and member count, for a member only (`NotFound`
+    otherwise): what a `chatEvents` subscription checks and reads first, as SQL
+    (chat.rows: a reconnect storm runs it once per socket)."""
+    row = rows.fetch_one(
+        _member_revision_sql(),
+        [rows.param(Chat, "id", chat_id), rows.param(Membership, "user", user.pk)],
+    )
+    if row is None:
+        raise NotFound(CHAT_NOT_FOUND)
+    return row[0], row[1]
+
+
+@functools.cache
+def _member_revision_sql() -> str:
+    return rows.sql(
+        "SELECT c.{Chat.revision}, c.{Chat.member_count} FROM {Chat} c "
+        "INNER JOIN {Membership} m ON m.{Membership.chat} = c.{Chat.id} "
+        "WHERE c.{Chat.id} = %s AND m.{Membership.user} = %s",
+        Chat=Chat,
+        Membership=Membership,
+    )
 
 
 def viewer_chat(membership: Membership) -> Chat:

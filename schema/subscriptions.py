@@ -181,9 +181,9 @@ class Subscription:
             # In the group before reading the database: nothing committed from here on
             # can fall between the replay and the live stream. The membership check reads
             # the chat's newest revision too: one query for both.
-            chat = await sync_to_async(selectors.chat_for_member)(user=viewer, chat_id=chat_pk)
-            newest, members = chat.revision, chat.member_count
-            del chat  # an idle subscription keeps only what it uses
+            newest, members = await sync_to_async(selectors.member_revision)(
+                user=viewer, chat_id=chat_pk
+            )
             # Without `after`, from now. Past the newest change (a stale or foreign
             # cursor) also from now: otherwise every live change up to it would be
             # dropped as already seen.
