@@ -58,9 +58,9 @@ from tests.system.live import SERVERS, LiveStack, live_database  # noqa: E402
 EVENTS = """subscription($c: ID!, $after: Int) {
   chatEvents(chatId: $c, after: $after) { ... on MessageAdded { revision } }
 }"""
-SEND = (
-    "mutation($c: ID!, $b: String!) { sendMessage(input: {chatId: $c, body: $b}) { __typename } }"
-)
+SEND = """mutation($c: ID!, $b: String!, $id: String!) {
+  sendMessage(input: {chatId: $c, body: $b, clientId: $id}) { __typename }
+}"""
 PER_USER = 20
 
 
@@ -146,12 +146,26 @@ def seed(database_url: str, sockets: int) -> tuple[str, list[str], str]:
     return str(room.id), tokens, auth.issue_token(user=owner)[0]
 
 
-async def sender(url: str, token: str, room: str, rate: float, stop: asyncio.Event) -> int:
+async def sender(
+    url: str, token: str, room: str, rate: float, stop: asyncio.Event, waits: list[float]
+) -> int:
+    """Sends `rate` messages a second until `stop`, each retried with its `clientId` until
+    it lands (as clients do: a retry never doubles it); `waits` gets each send's time."""
     sent = 0
     async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as client:
         while not stop.is_set():
-            body = {"query": SEND, "variables": {"c": room, "b": f"message {sent}"}}
-            reply = (await client.post(url, json=body, timeout=30)).json()
+            variables = {"c": room, "b": f"message {sent}", "id": f"bench-{sent}"}
+            started = time.monotonic()
+            while True:
+                try:
+                    response = await client.post(
+                        url, json={"query": SEND, "variables": variables}, timeout=10
+                    )
+                    break
+                except httpx.TimeoutException:
+                    continue
+            waits.append(time.monotonic() - started)
+            reply = response.json()
             assert reply["data"]["sendMessage"]["__typename"] == "Message", reply
             sent += 1
             await asyncio.sleep(1 / rate)
@@ -166,6 +180,7 @@ async def revision(url: str, token: str, room: str) -> int:
                 "query": "query($c: ID!) { chat(id: $c) { revision } }",
                 "variables": {"c": room},
             },
+            timeout=120,
         )
         return reply.json()["data"]["chat"]["revision"]
 
@@ -316,7 +331,8 @@ async def storm(server, args, room: str, tokens: list[str], owner: str) -> float
     per_socket_kb = (rss_bytes(pid) - rss) / len(sockets) / 1024
 
     stop = asyncio.Event()
-    sending = asyncio.create_task(sender(http_url, owner, room, args.rate, stop))
+    waits: list[float] = []
+    sending = asyncio.create_task(sender(http_url, owner, room, args.rate, stop, waits))
     await asyncio.sleep(args.settle)
     await until(sockets, await revision(http_url, owner, room), args.timeout)
 
@@ -339,6 +355,11 @@ async def storm(server, args, room: str, tokens: list[str], owner: str) -> float
     for socket in sockets:
         await socket.stop()
     report(args, sockets, Figures(first, acked, live, storm_cpu, idle_core, per_socket_kb, sent))
+    waits.sort()
+    print(
+        f"sendMessage throughout: median {waits[len(waits) // 2] * 1000:.0f} ms, "
+        f"slowest {waits[-1]:.1f} s (retried after 10 s without an answer)"
+    )
     every = set(range(start + 1, final + 1))
     print(
         f"lost {sum(len(every - s.received) for s in sockets)}, "
