@@ -100,6 +100,10 @@ async def test_the_auth_token_key_takes_a_bare_token(asgi_app, ada):
         {"Authorization": "Bearer"},
         {"authToken": "ct_unknown"},
         {"authorization": 42},
+        # Hostile tokens reach the token lookup's SQL (chat.rows) only as a hash.
+        {"authorization": "Bearer ct_'OR'1'='1'--"},
+        {"authorization": "Bearer ct_\x00"},
+        {"authToken": "ct_" + "a" * 100_000},
     ],
 )
 async def test_a_bad_token_is_refused_at_connection_init_with_4403(
