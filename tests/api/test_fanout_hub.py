@@ -372,26 +372,36 @@ class SilentLayer(InMemoryChannelLayer):
         await asyncio.sleep(3600)
 
 
-@pytest.mark.parametrize("saturated", [False, True])
+@pytest.mark.parametrize(
+    ("turn", "hogs", "saturated"),
+    [
+        (0.0, 0, False),
+        # One long turn at a time.
+        (0.1, 1, True),
+        # A storm: many short turns, each timer late by less than a quarter of the probe
+        # but late most of the time (this was taken for an outage).
+        (0.005, 4, True),
+    ],
+)
 async def test_a_probe_timeout_is_an_outage_unless_the_process_itself_is_saturated(
-    settings, saturated
+    settings, turn, hogs, saturated
 ):
     """Under a reconnect storm the event loop, not Redis, made the probe time out: every
     subscription then polled the database at once, which made the storm worse."""
-    settings.CHANNEL_LAYER_PROBE_INTERVAL = 0.2
+    settings.CHANNEL_LAYER_PROBE_INTERVAL = 0.4
     hub = fanout.Hub(SilentLayer())
 
     async def hog() -> None:
         while True:
-            time.sleep(0.1)  # noqa: ASYNC251 - a loop kept busy 100 ms at a time
+            time.sleep(turn)  # noqa: ASYNC251 - a loop kept busy `turn` at a time
             await asyncio.sleep(0)
 
-    hogging = asyncio.create_task(hog()) if saturated else None
+    hogging = [asyncio.create_task(hog()) for _ in range(hogs)]
     try:
-        outcome = await hub._probe(0.2)
+        outcome = await hub._probe(0.4)
     finally:
-        if hogging is not None:
-            hogging.cancel()
+        for task in hogging:
+            task.cancel()
 
     assert outcome is (None if saturated else False)
     assert hub.outages == (0 if saturated else 1)
