@@ -286,6 +286,7 @@ class GraphQLConsumer(GraphQLWSConsumer):
     graphql_transport_ws_handler_class = _TransportWSHandler
     graphql_ws_handler_class = _LegacyWSHandler
     refused = False
+    _disconnecting = False
     viewer: User | None = None
     token: AuthToken | None = None
     _expiry: asyncio.TimerHandle | None = None
@@ -312,6 +313,28 @@ class GraphQLConsumer(GraphQLWSConsumer):
             protocols = [p for p in scope.get("subprotocols", []) if p in self.protocols]
             await send({"type": "websocket.accept", "subprotocol": next(iter(protocols), None)})
             await send({"type": "websocket.close", "code": TRY_AGAIN_LATER})
+        finally:
+            self._finish_handler()
+
+    def _finish_handler(self) -> None:
+        """See the GraphQL handler through to its end when this instance ends without
+        having run `disconnect` to its end: daphne cancels an instance still running 10 s
+        after its socket closed. The loop holds tasks weakly, and left pending the handler
+        was garbage-collected ("Task was destroyed but it is pending!") with its
+        subscriptions, presence lease and socket count never released."""
+        handler = self.run_task
+        if handler is None:
+            return
+        if not self._disconnecting:
+            _hold(asyncio.ensure_future(self._disconnect_quietly()))
+        elif not handler.done():
+            _hold(handler)
+
+    async def _disconnect_quietly(self) -> None:
+        try:
+            await self.disconnect(1006)
+        except Exception:
+            logger.exception("Could not clean up after a killed socket")
 
     async def connect(self) -> None:
         """Count the socket against its client address; past the cap, close it 4429
@@ -441,6 +464,7 @@ class GraphQLConsumer(GraphQLWSConsumer):
             await self.close(code=4403, reason="Session revoked")
 
     async def disconnect(self, code: int) -> None:
+        self._disconnecting = True
         if self._address is not None:
             _sockets_by_address[self._address] -= 1
             if not _sockets_by_address[self._address]:
@@ -490,6 +514,15 @@ def _client_address(scope: dict[str, Any]) -> str:
 
 # This process's signed-in sockets, which its heartbeat looks after.
 _live_sockets: "weakref.WeakSet[GraphQLConsumer]" = weakref.WeakSet()
+# Tasks that outlive their consumer (`_finish_handler`), held until they end.
+_finishing: set[asyncio.Future] = set()
+
+
+def _hold(task: asyncio.Future) -> None:
+    _finishing.add(task)
+    task.add_done_callback(_finishing.discard)
+
+
 _background: dict[asyncio.AbstractEventLoop, list[asyncio.Task]] = {}
 
 

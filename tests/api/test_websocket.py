@@ -1,3 +1,5 @@
+import asyncio
+
 import pytest
 from asgiref.sync import sync_to_async
 from django.db import connections
@@ -276,3 +278,34 @@ async def test_sockets_share_one_database_connection_and_survive_its_loss(asgi_a
         assert len(opened) == 1
     finally:
         connection_created.disconnect(count)
+
+
+async def test_a_socket_whose_application_instance_is_killed_is_cleaned_up(asgi_app, ada):
+    """daphne cancels an application instance that has not finished 10 s after its socket
+    closed (`application_close_timeout`). Its GraphQL handler task must end with it: left
+    pending it was garbage-collected ("Task was destroyed but it is pending!") with its
+    subscriptions, presence lease and open-socket count never released."""
+    from chat import metrics
+    from server import consumers
+
+    _, token = ada
+    sockets, subscriptions = metrics.OPEN_SOCKETS._value.get(), metrics.SUBSCRIPTIONS._value.get()
+    socket = GraphQLSocket(asgi_app)
+    await socket.connect()
+    await socket.init({"authorization": f"Bearer {token}"})
+    await socket.subscribe("sub", ME_SUBSCRIPTION)
+    await socket.next_payload("sub")
+    (consumer,) = consumers._live_sockets
+    handler = consumer.run_task
+    assert metrics.SUBSCRIPTIONS._value.get() == subscriptions + 1
+
+    socket.communicator.future.cancel()  # as daphne kills it
+    for _ in range(100):
+        if handler.done() and not consumers._live_sockets:
+            break
+        await asyncio.sleep(0.02)
+
+    assert handler.done()
+    assert not consumers._live_sockets
+    assert metrics.OPEN_SOCKETS._value.get() == sockets
+    assert metrics.SUBSCRIPTIONS._value.get() == subscriptions
