@@ -120,11 +120,50 @@ def buffered_bytes(transport: Any) -> int:
 SERVER_CLOSE_CODES = frozenset({1011, SERVICE_RESTART, TRY_AGAIN_LATER})
 
 
+def write_eagerly(transport: Any) -> None:
+    """Make `transport.write` hand data to the kernel at once when nothing is queued.
+
+    Twisted queues every write and registers the socket for writing, sends when the loop
+    next polls, then unregisters it: two system calls and a loop turn per frame, for a
+    socket that can almost always take the frame now. Per delivery that was the largest
+    cost left (issue 14, bench/fanout.py). Anything the kernel does not take, or any
+    error, goes the usual way, queued behind nothing, so frames keep their order and a
+    broken connection is reported as before.
+    """
+    queued_write = transport.write
+    sock = getattr(transport, "socket", None)
+    if sock is None or getattr(transport, "TLS", True):
+        return
+
+    def write(data: bytes) -> None:
+        if (
+            transport.connected
+            and not transport._writeDisconnected
+            and not transport._tempDataBuffer
+            and len(transport.dataBuffer) == transport.offset
+        ):
+            try:
+                sent = sock.send(data)
+            except OSError:  # would block, or broken: Twisted's own path deals with it
+                sent = 0
+            if sent == len(data):
+                return
+            data = data[sent:]
+        queued_write(data)
+
+    transport.write = write
+
+
 class BoundedWebSocketProtocol(WebSocketProtocol):
     """A WebSocket that is closed, not buffered for, when its client stops reading, and
-    that can close with the server codes 1011, 1012 and 1013."""
+    that can close with the server codes 1011, 1012 and 1013. Its frames are written
+    eagerly (`write_eagerly`)."""
 
     _overflowed = False
+
+    def connectionMade(self) -> None:
+        write_eagerly(self.transport)
+        super().connectionMade()
 
     def sendClose(self, code: int | None = None, reason: str | None = None) -> None:
         if code in SERVER_CLOSE_CODES:
