@@ -6,7 +6,8 @@ import logging
 import time
 import weakref
 from collections import Counter
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal
 
 from asgiref.sync import sync_to_async
 from channels.auth import get_user
@@ -39,6 +40,7 @@ from schema.context import Context
 from schema.errors import OUTAGES
 from schema.fanout import Sink, current_sink
 from schema.persisted import DocumentError, error_payload, resolve
+from server.direct import text_writer
 from server.views import decode_json
 
 logger = logging.getLogger(__name__)
@@ -287,6 +289,8 @@ class GraphQLConsumer(GraphQLWSConsumer):
     graphql_ws_handler_class = _LegacyWSHandler
     refused = False
     _disconnecting = False
+    # `server.direct.text_writer` for this socket, once known (False: none).
+    _write_text: Callable[[str], None] | Literal[False] | None = None
     viewer: User | None = None
     token: AuthToken | None = None
     _expiry: asyncio.TimerHandle | None = None
@@ -348,6 +352,18 @@ class GraphQLConsumer(GraphQLWSConsumer):
         _sockets_by_address[address] += 1
         self._address = address
         await super().connect()
+
+    async def send(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False
+    ) -> None:
+        """Channels' own, with text frames written straight to daphne (`server.direct`)."""
+        if text_data is not None and not close:
+            if self._write_text is None:
+                self._write_text = text_writer(self.base_send) or False
+            if self._write_text:
+                self._write_text(text_data)
+                return
+        await super().send(text_data, bytes_data, close)
 
     def decode_json(self, data: str | bytes) -> object:
         return decode_json(data)
