@@ -312,6 +312,7 @@ class _Feed:
                     logger.exception("Could not receive from %s", self.group)
                     await asyncio.sleep(1)
                     continue
+                self.hub.heard = asyncio.get_running_loop().time()
                 if message.get("event") == TYPING_CHANGED:
                     self._track_typing(message)
                 await self._deliver(message)
@@ -363,6 +364,8 @@ class Hub:
         # counts how often it went down, for sockets to re-check what they may have missed.
         self.layer_ok = True
         self.outages = 0
+        # When a feed last received from the layer (the loop's clock): proof it is alive.
+        self.heard = 0.0
 
     async def add(self, listener: Listener, group: str) -> None:
         """Listen to `group`; on return, every event sent to it from now on is heard."""
@@ -458,15 +461,20 @@ class Hub:
             self.layer_ok = ok
 
     async def _probe(self, interval: float) -> bool | None:
-        """Whether the layer works both ways; None when the probe timed out because this
-        process's event loop, not the layer, was too slow to hear back.
+        """Whether the layer works both ways; None when the probe timed out but that
+        proves nothing: this process's event loop was too slow to hear back, or the
+        layer was busy, not gone.
 
         The loop counts as too slow when its timers ran late for a quarter of the probe
         in all: a loop saturated by thousands of short turns is late by little on each
-        timer, yet the probe's reply needs several of those turns to be read."""
+        timer, yet the probe's reply needs several of those turns to be read. The layer
+        counts as busy when a feed received from it meanwhile: in a reconnect storm the
+        probe waits behind thousands of this process's own commands, while a partitioned
+        or stopped Redis delivers nothing at all."""
         loop = asyncio.get_running_loop()
         tick = min(0.05, interval / 10)
         late = 0.0
+        started = loop.time()
 
         async def watch_the_loop() -> None:
             nonlocal late
@@ -480,7 +488,7 @@ class Hub:
             await asyncio.wait_for(events.round_trip(self.layer), timeout=interval)
             return True
         except Exception as error:
-            if isinstance(error, TimeoutError) and late > interval / 4:
+            if isinstance(error, TimeoutError) and (late > interval / 4 or self.heard > started):
                 return None
             metrics.LAYER_ERRORS.labels("probe").inc()
             if self.layer_ok:

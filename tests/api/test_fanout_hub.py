@@ -165,8 +165,10 @@ async def test_every_listener_hears_a_group_through_one_channel_on_each_layer(ki
     first, second = fanout.Listener(render=str), fanout.Listener(render=str)
     async with hub.listening(first, ["chat.both"]), hub.listening(second, ["chat.both"]):
         feed = hub.feeds["chat.both"]
+        sent = asyncio.get_running_loop().time()
         await hub.layer.group_send("chat.both", {"type": "chat.event", "event": "hello"})
         heard = [await asyncio.wait_for(x.next(), 5) for x in (first, second)]
+        assert hub.heard >= sent  # the layer's sign of life, for its probe
     # It leaves the group on its way out. On the list layer that can take until the
     # pending BRPOP times out (5 s): redis-py reports the cancellation as a timeout.
     await asyncio.wait([feed.task], timeout=15)
@@ -405,6 +407,29 @@ async def test_a_probe_timeout_is_an_outage_unless_the_process_itself_is_saturat
 
     assert outcome is (None if saturated else False)
     assert hub.outages == (0 if saturated else 1)
+
+
+async def test_a_probe_timeout_is_no_outage_while_the_layer_delivers_to_feeds(settings):
+    """In a storm the probe waits behind thousands of the process's own Redis commands:
+    a layer that keeps delivering meanwhile is busy, not gone (it was taken for an
+    outage, and every subscription polled the database for 17 s)."""
+    settings.CHANNEL_LAYER_PROBE_INTERVAL = 0.4
+    hub = fanout.Hub(SilentLayer())
+    loop = asyncio.get_running_loop()
+
+    async def deliver_meanwhile() -> None:
+        await asyncio.sleep(0.1)
+        hub.heard = loop.time()  # what a feed does for every message it receives
+
+    delivering = asyncio.create_task(deliver_meanwhile())
+    outcome = await hub._probe(0.4)
+    await delivering
+
+    assert outcome is None
+    assert hub.outages == 0
+    # Heard from before the probe began: no proof, and silence is an outage.
+    assert await hub._probe(0.4) is False
+    assert hub.outages == 1
 
 
 async def test_a_busy_generator_writes_an_in_order_event_through_with_the_shared_payload(
