@@ -29,6 +29,7 @@ import collections
 import contextlib
 import json
 import logging
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -366,6 +367,11 @@ class Hub:
         self.outages = 0
         # When a feed last received from the layer (the loop's clock): proof it is alive.
         self.heard = 0.0
+        # The probe's own channel, listened to for as long as the hub watches the layer,
+        # and the probes waiting to hear themselves on it, by nonce.
+        self._probe_channel: str | None = None
+        self._probe_listener: asyncio.Task | None = None
+        self._probes: dict[str, asyncio.Future[None]] = {}
 
     async def add(self, listener: Listener, group: str) -> None:
         """Listen to `group`; on return, every event sent to it from now on is heard."""
@@ -445,6 +451,13 @@ class Hub:
     async def _watch_forever(self) -> None:
         """Probe the layer; resync everyone while it fails and once it works again."""
         interval = settings.CHANNEL_LAYER_PROBE_INTERVAL
+        try:
+            await self._watch(interval)
+        finally:
+            if self._probe_listener is not None:
+                self._probe_listener.cancel()
+
+    async def _watch(self, interval: float) -> None:
         while self.feeds:
             await asyncio.sleep(interval)
             ok = await self._probe(interval)
@@ -485,7 +498,7 @@ class Hub:
 
         watcher = asyncio.create_task(watch_the_loop())
         try:
-            await asyncio.wait_for(events.round_trip(self.layer), timeout=interval)
+            await asyncio.wait_for(self._round_trip(), timeout=interval)
             return True
         except Exception as error:
             if isinstance(error, TimeoutError) and (late > interval / 4 or self.heard > started):
@@ -497,6 +510,36 @@ class Hub:
             return False
         finally:
             watcher.cancel()
+
+    async def _round_trip(self) -> None:
+        """Send to the probe's channel and hear it back (as `events.round_trip`), on a
+        channel the hub keeps listening to. Listening anew for each probe subscribed
+        anew on Redis pub/sub, and in a reconnect storm that subscription waited behind
+        the thousands the new sockets made: the probe timed out, an outage by mistake."""
+        if self._probe_listener is None or self._probe_listener.done():
+            self._probe_channel = await self.layer.new_channel("probe.")
+            self._probe_listener = asyncio.create_task(self._hear_probes(self._probe_channel))
+        nonce = uuid.uuid4().hex
+        heard = self._probes[nonce] = asyncio.get_running_loop().create_future()
+        try:
+            # Sent until heard: a message sent before the subscription is in place is lost.
+            while not heard.done():
+                await self.layer.send(self._probe_channel, {"type": "probe.ping", "nonce": nonce})
+                await asyncio.wait(
+                    {heard, self._probe_listener}, timeout=0.2, return_when=asyncio.FIRST_COMPLETED
+                )
+                if self._probe_listener.done() and not heard.done():
+                    self._probe_listener.result()  # its error is the probe's
+                    raise ConnectionError("the probe's listener stopped")
+        finally:
+            self._probes.pop(nonce, None)
+
+    async def _hear_probes(self, channel: str) -> None:
+        while True:
+            message = await self.layer.receive(channel)
+            heard = self._probes.get(message.get("nonce"))
+            if heard is not None and not heard.done():
+                heard.set_result(None)
 
     def _renew_groups(self) -> None:
         """On layers whose groups expire (channels-redis lists, in-memory), join again

@@ -432,6 +432,51 @@ async def test_a_probe_timeout_is_no_outage_while_the_layer_delivers_to_feeds(se
     assert hub.outages == 1
 
 
+class CountingLayer(InMemoryChannelLayer):
+    """Counts the channels received on: on Redis pub/sub each is a SUBSCRIBE."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.listened: set[str] = set()
+
+    async def receive(self, channel):
+        self.listened.add(channel)
+        return await super().receive(channel)
+
+
+async def test_probes_listen_on_one_channel_for_as_long_as_the_hub_watches(settings):
+    """Each probe subscribed to a new channel: in a storm that SUBSCRIBE waited behind
+    the thousands the new sockets made, and the probe timed out (a false outage)."""
+    settings.CHANNEL_LAYER_PROBE_INTERVAL = 0.05
+    hub = fanout.Hub(CountingLayer())
+    listener = fanout.Listener(render=str)
+
+    async with hub.listening(listener, ["chat.watched"]):
+        # (The hub watches only layers that can lose events; this one, as if it could.)
+        watching = asyncio.create_task(hub._watch_forever())
+        assert [await hub._probe(1) for _ in range(3)] == [True, True, True]
+        await asyncio.sleep(0.3)  # and the hub's own probes meanwhile
+        probe_channels = {c for c in hub.layer.listened if c.startswith("probe.")}
+        assert len(probe_channels) == 1
+        assert hub.layer_ok
+    # The hub stops watching with its last feed, and listening to the probe's channel.
+    await asyncio.wait([watching], timeout=2)
+    await asyncio.sleep(0)
+    assert watching.done()
+    assert hub._probe_listener.done()
+
+
+async def test_a_probe_whose_listener_fails_reports_the_failure(settings):
+    class BrokenReceive(InMemoryChannelLayer):
+        async def receive(self, channel):
+            raise ConnectionError("Redis went away")
+
+    hub = fanout.Hub(BrokenReceive())
+
+    assert await hub._probe(0.5) is False
+    assert hub.outages == 1
+
+
 async def test_a_busy_generator_writes_an_in_order_event_through_with_the_shared_payload(
     hub, monkeypatch
 ):
