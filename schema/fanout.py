@@ -298,6 +298,7 @@ class _Feed:
             if not self.joined.done():
                 self.joined.set_exception(error)
             raise
+        self.hub.answered()
         self.joined.set_result(None)
         try:
             while True:
@@ -313,7 +314,7 @@ class _Feed:
                     logger.exception("Could not receive from %s", self.group)
                     await asyncio.sleep(1)
                     continue
-                self.hub.heard = asyncio.get_running_loop().time()
+                self.hub.answered()
                 if message.get("event") == TYPING_CHANGED:
                     self._track_typing(message)
                 await self._deliver(message)
@@ -365,7 +366,8 @@ class Hub:
         # counts how often it went down, for sockets to re-check what they may have missed.
         self.layer_ok = True
         self.outages = 0
-        # When a feed last received from the layer (the loop's clock): proof it is alive.
+        # When this process last heard from the layer (the loop's clock): a message, or a
+        # command's reply (`answered`). Proof it is alive.
         self.heard = 0.0
         # The probe's own channel, listened to for as long as the hub watches the layer,
         # and the probes waiting to hear themselves on it, by nonce.
@@ -387,6 +389,10 @@ class Hub:
         except BaseException:
             self.remove(listener, group)
             raise
+
+    def answered(self) -> None:
+        """Note that the layer just answered this process (see `_probe`)."""
+        self.heard = asyncio.get_running_loop().time()
 
     def remove(self, listener: Listener, group: str) -> None:
         listener.groups.discard(group)
@@ -481,9 +487,9 @@ class Hub:
         The loop counts as too slow when its timers ran late for a quarter of the probe
         in all: a loop saturated by thousands of short turns is late by little on each
         timer, yet the probe's reply needs several of those turns to be read. The layer
-        counts as busy when a feed received from it meanwhile: in a reconnect storm the
-        probe waits behind thousands of this process's own commands, while a partitioned
-        or stopped Redis delivers nothing at all."""
+        counts as busy when it answered this process meanwhile (a feed received, a socket
+        joined a group): in a reconnect storm the probe waits behind thousands of this
+        process's own commands, while a partitioned or stopped Redis answers nothing."""
         loop = asyncio.get_running_loop()
         tick = min(0.05, interval / 10)
         late = 0.0

@@ -421,6 +421,7 @@ class GraphQLConsumer(GraphQLWSConsumer):
             left = (token.expires_at - timezone.now()).total_seconds()
             self._expiry = asyncio.get_running_loop().call_later(max(0.0, left), self._expired)
         await self.channel_layer.group_add(events.session_group(user.id), self.channel_name)
+        fanout.hub().answered()
         _ensure_background_tasks()
 
     async def _renew_groups(self) -> None:

@@ -309,3 +309,18 @@ async def test_a_socket_whose_application_instance_is_killed_is_cleaned_up(asgi_
     assert not consumers._live_sockets
     assert metrics.OPEN_SOCKETS._value.get() == sockets
     assert metrics.SUBSCRIPTIONS._value.get() == subscriptions
+
+
+async def test_a_socket_joining_its_session_group_shows_the_layer_alive(asgi_app, ada):
+    """The layer probe takes any answer from the layer as a sign of life: in a reconnect
+    storm the sockets' group joins are answered while the probe waits behind them."""
+    from schema import fanout
+
+    _, token = ada
+    before = asyncio.get_running_loop().time()
+    socket = GraphQLSocket(asgi_app)
+    await socket.connect()
+    await socket.init({"authorization": f"Bearer {token}"})
+    await socket.close()
+
+    assert fanout.hub().heard >= before
