@@ -4,6 +4,7 @@ import itertools
 import json
 import logging
 import time
+import uuid
 import weakref
 from collections import Counter
 from collections.abc import Callable
@@ -13,9 +14,12 @@ from asgiref.sync import sync_to_async
 from channels.auth import get_user
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
+from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY
 from django.utils import timezone
+from redis.exceptions import ConnectionError as RedisConnectionError
 from strawberry.channels import GraphQLWSConsumer
 from strawberry.channels.handlers.ws_handler import ChannelsWebSocketAdapter
 from strawberry.exceptions import ConnectionRejectionError
@@ -297,6 +301,7 @@ class GraphQLConsumer(GraphQLWSConsumer):
     _expiring: asyncio.Task | None = None
 
     _address: str | None = None
+    _session: "_SessionListener | None" = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -305,18 +310,22 @@ class GraphQLConsumer(GraphQLWSConsumer):
         self.message_queue = fanout.Mailbox()  # type: ignore[assignment]
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Channels' `AsyncConsumer.__call__`, without a channel of the layer per socket.
+
+        Channels subscribes every socket to a channel of its own (on Redis pub/sub, a
+        SUBSCRIBE when it opens and an UNSUBSCRIBE when it closes, and a task waiting on
+        it all its life), only for the socket to join its user's session group. Here the
+        socket hears that group through the fan-out hub (`_SessionListener`): one feed
+        per group per process, as subscriptions hear their chats. The name stays, as the
+        key of the socket's presence lease."""
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.channel_name = f"ws.{uuid.uuid4().hex}"
+        self.base_send = send
         try:
-            await super().__call__(scope, receive, send)
-        except OUTAGES as error:
-            if hasattr(self, "channel_receive"):
-                raise
-            # Channels gives every socket a channel of the layer before anything else:
-            # with Redis down that fails, and the handshake would end in a 500. Close it
-            # 1013 instead, as for a database outage: the client retries.
-            logger.warning("Refused a socket: the channel layer is unavailable: %s", error)
-            protocols = [p for p in scope.get("subprotocols", []) if p in self.protocols]
-            await send({"type": "websocket.accept", "subprotocol": next(iter(protocols), None)})
-            await send({"type": "websocket.close", "code": TRY_AGAIN_LATER})
+            await await_many_dispatch([receive], self.dispatch)
+        except StopConsumer:
+            pass
         finally:
             self._finish_handler()
 
@@ -400,6 +409,11 @@ class GraphQLConsumer(GraphQLWSConsumer):
         raise ConnectionRejectionError({"message": message, "code": "UNAUTHENTICATED"})
 
     async def _signed_in(self, user: User, token: AuthToken | None) -> None:
+        if not fanout.hub().layer_ok:
+            # The hub's probe finds the layer down: this socket would not hear its
+            # session's revocation, and may join its session group's feed in this process
+            # without asking Redis. Refused 1013, as the client retries.
+            raise RedisConnectionError("the channel layer is down")
         try:
             admitted = await presence.socket_opened(
                 user, self.channel_name, cap=settings.GRAPHQL_WS_MAX_SOCKETS_PER_USER
@@ -420,15 +434,9 @@ class GraphQLConsumer(GraphQLWSConsumer):
             # as a request with it would be refused from then on.
             left = (token.expires_at - timezone.now()).total_seconds()
             self._expiry = asyncio.get_running_loop().call_later(max(0.0, left), self._expired)
-        await self.channel_layer.group_add(events.session_group(user.id), self.channel_name)
-        fanout.hub().answered()
+        self._session = _SessionListener(self)
+        await fanout.hub().add(self._session, events.session_group(user.id))
         _ensure_background_tasks()
-
-    async def _renew_groups(self) -> None:
-        """On layers whose groups expire (channels-redis lists, in-memory), renew this
-        socket's so a socket open for days keeps hearing its session and chats."""
-        for group in {events.session_group(self.viewer.id), *self._group_refs}:
-            await self.channel_layer.group_add(group, self.channel_name)
 
     async def _session_still_valid(self) -> bool:
         if self.token is not None:
@@ -453,32 +461,25 @@ class GraphQLConsumer(GraphQLWSConsumer):
         Channels makes before every frame: with `CONN_MAX_AGE=0` that closed the database
         connection each time, so the next query opened a new one (`chat.connections`
         keeps it healthy instead)."""
-        kind = message.get("type", "")
-        if kind == events.SESSION_MESSAGE_TYPE:
-            await self._session_event(message)
-        elif kind and not kind.startswith(("http.", "websocket.")):
-            for queue in self.listen_queues[kind]:
-                queue.put_nowait(message)
-        elif (handler := getattr(self, get_handler_name(message), None)) is not None:
+        if (handler := getattr(self, get_handler_name(message), None)) is not None:
             await handler(message)
         else:
-            raise ValueError(f"No handler for message type {kind}")
+            raise ValueError(f"No handler for message type {message.get('type')}")
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         """Channels' own, without its `close_old_connections` (see `dispatch`)."""
         await self.disconnect(message["code"])
         raise StopConsumer
 
-    async def _session_event(self, message: dict[str, Any]) -> None:
-        """Close this socket if the token it signed in with was revoked."""
+    def _revoked_by(self, message: dict[str, Any]) -> bool:
+        """Whether a session event ends this socket's sign-in."""
+        if message.get("type") != events.SESSION_MESSAGE_TYPE:
+            return False
         mine = str(self.token.pk) if self.token else None
         revoked = message["token_ids"]
         if revoked is None:
-            hit = mine is None or mine != message["keep"]
-        else:
-            hit = mine is not None and mine in revoked
-        if hit:
-            await self.close(code=4403, reason="Session revoked")
+            return mine is None or mine != message["keep"]
+        return mine is not None and mine in revoked
 
     async def disconnect(self, code: int) -> None:
         self._disconnecting = True
@@ -495,14 +496,33 @@ class GraphQLConsumer(GraphQLWSConsumer):
             if self.viewer is not None:
                 _live_sockets.discard(self)
                 metrics.OPEN_SOCKETS.dec()
-                with contextlib.suppress(Exception):
-                    await self.channel_layer.group_discard(
-                        events.session_group(self.viewer.id), self.channel_name
-                    )
+                if self._session is not None:
+                    fanout.hub().remove(self._session, events.session_group(self.viewer.id))
                 try:
                     await presence.socket_closed(self.viewer, self.channel_name)
                 except Exception:
                     logger.exception("Could not release the presence lease")
+
+
+class _SessionListener:
+    """A socket's ear on its user's session group, through the fan-out hub: a revocation
+    closes the socket 4403. After a layer outage the heartbeat asks the database instead
+    (`_beat_forever`), so a resync asks nothing of it."""
+
+    wants = None
+    sink = None
+
+    def __init__(self, consumer: GraphQLConsumer) -> None:
+        self.consumer = weakref.ref(consumer)
+        self.groups: set[str] = set()
+
+    def put(self, message: dict[str, Any]) -> None:
+        consumer = self.consumer()
+        if consumer is not None and consumer._revoked_by(message):
+            _hold(asyncio.ensure_future(consumer.close(code=4403, reason="Session revoked")))
+
+    def resync(self) -> None:
+        pass
 
 
 def _authenticate(raw: str) -> AuthToken | None:
@@ -564,10 +584,6 @@ async def _beat_forever() -> None:
         sockets = list(_live_sockets)
         try:
             await presence.renew()
-            if sockets and getattr(sockets[0].channel_layer, "group_expiry", None):
-                # Pub/sub groups do not expire (and refuse a second add).
-                for socket in sockets:
-                    await socket._renew_groups()
         except Exception as error:
             missed = True
             logger.warning("Presence heartbeat failed: %s", error)

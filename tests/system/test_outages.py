@@ -166,8 +166,13 @@ async def test_changes_made_while_redis_is_down_reach_every_subscriber(redis_out
         ]
         # While Redis is down, the processes poll the database for their subscribers.
         down = await on_b.collect_until(last_revision(on_b.events, 7), timeout=15)
-        # A socket opened meanwhile is told to try again later, not failed mid-handshake.
+        # A socket signing in meanwhile is told to try again later, not failed.
         async with connect(b.ws_url, subprotocols=["graphql-transport-ws"]) as refused:
+            await refused.send(
+                json.dumps(
+                    {"type": "connection_init", "payload": {"authorization": f"Bearer {grace}"}}
+                )
+            )
             with pytest.raises(ConnectionClosed) as closed:
                 await asyncio.wait_for(refused.recv(), 10)
         assert closed.value.rcvd.code == 1013
