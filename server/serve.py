@@ -2,7 +2,7 @@
 
     python -m server.serve [daphne's options] server.asgi:application
 
-Daphne's command line, with four differences:
+Daphne's command line, with five differences:
 
 - **Request bodies are bounded before they are held.** Daphne reads a whole body, then
   queues all of it for the application at once, in memory: a 1 GiB POST grew a process by
@@ -18,6 +18,9 @@ Daphne's command line, with four differences:
   accepted within `--websocket_connect_timeout`; its default here is
   `WEBSOCKET_CONNECT_TIMEOUT` (30 s) instead of 5, so that a reconnect storm drains
   instead of feeding itself with retries.
+- **The listen backlog fits a storm.** Twisted listens with room for 50 connections not
+  yet accepted; here `LISTEN_BACKLOG` (4096), so that thousands of clients reconnecting
+  at once are not dropped by the kernel and made to retry (`with_backlog`).
 - **SIGTERM drains.** The process stops accepting connections, closes every WebSocket
   with 1012 (service restart) so clients reconnect to another process and resume with
   `after`, lets requests in flight finish for up to `SHUTDOWN_TIMEOUT` seconds, and
@@ -230,11 +233,27 @@ class BoundedWebSocketFactory(WebSocketFactory):
     protocol = BoundedWebSocketProtocol
 
 
+def with_backlog(endpoint: str, backlog: int) -> str:
+    """A TCP or Unix listening endpoint with room for `backlog` connections not yet
+    accepted, unless it names its own.
+
+    Twisted's default is 50. In a reconnect storm thousands of clients connect at once:
+    the kernel dropped the handshakes past the 50th (10,514 `TcpExtListenOverflows` in one
+    5,000-socket storm, none with 4,096), the clients' TCP sent them again after 1, 2, 4,
+    8 s, and some storms took 120 s instead of 40 (bench/reconnect.py, issue 14). The
+    kernel caps it at `net.core.somaxconn`."""
+    kind, _, options = endpoint.partition(":")
+    if kind not in {"tcp", "unix"} or "backlog=" in options:
+        return endpoint
+    return f"{endpoint}:backlog={backlog}"
+
+
 class GracefulServer(daphne.server.Server):
     """Daphne's server, draining on SIGTERM instead of cancelling everything at once."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.endpoints = [with_backlog(e, _settings().LISTEN_BACKLOG) for e in self.endpoints]
         # Signals are ours (`_drain`); Twisted's would stop the reactor at once.
         self.signal_handlers = False
         self.ports: list[Any] = []

@@ -287,6 +287,9 @@ APQ_TTL = env_int("APQ_TTL", 7 * 86400)
 GRAPHQL_TRUSTED_DOCUMENTS = env_str("GRAPHQL_TRUSTED_DOCUMENTS")
 # Seconds daphne (`python -m server.serve`) lets a WebSocket handshake wait to be accepted.
 WEBSOCKET_CONNECT_TIMEOUT = env_int("WEBSOCKET_CONNECT_TIMEOUT", 30)
+# Connections the kernel queues for `server.serve` before it accepts them (Twisted's
+# default is 50; the kernel caps it at net.core.somaxconn).
+LISTEN_BACKLOG = env_int("LISTEN_BACKLOG", 4096)
 GRAPHQL_WS_CONNECTION_INIT_TIMEOUT = env_int("GRAPHQL_WS_CONNECTION_INIT_TIMEOUT", 10)
 GRAPHQL_WS_MAX_SUBSCRIPTIONS = env_int("GRAPHQL_WS_MAX_SUBSCRIPTIONS", 50)
 # Open sockets per signed-in user (across processes) and per client address (per
