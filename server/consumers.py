@@ -44,6 +44,7 @@ from schema.context import Context
 from schema.errors import OUTAGES
 from schema.fanout import Sink, current_sink
 from schema.persisted import DocumentError, error_payload, resolve
+from server.collector import process_collector
 from server.direct import text_writer
 from server.views import decode_json
 
@@ -429,6 +430,8 @@ class GraphQLConsumer(GraphQLWSConsumer):
         self.viewer, self.token = user, token
         _live_sockets.add(self)
         metrics.OPEN_SOCKETS.inc()
+        if (collector := process_collector()) is not None:
+            collector.socket_opened()
         if token is not None:
             # A token is checked once, at connection_init: close the socket when it expires,
             # as a request with it would be refused from then on.
@@ -496,6 +499,8 @@ class GraphQLConsumer(GraphQLWSConsumer):
             if self.viewer is not None:
                 _live_sockets.discard(self)
                 metrics.OPEN_SOCKETS.dec()
+                if (collector := process_collector()) is not None:
+                    collector.socket_closed()
                 if self._session is not None:
                     fanout.hub().remove(self._session, events.session_group(self.viewer.id))
                 try:
@@ -561,6 +566,8 @@ def _hold(task: asyncio.Future) -> None:
 
 
 _background: dict[asyncio.AbstractEventLoop, list[asyncio.Task]] = {}
+# Seconds between the garbage-collection policy's checks.
+GC_TICK = 5
 
 
 def _ensure_background_tasks() -> None:
@@ -572,7 +579,11 @@ def _ensure_background_tasks() -> None:
         for task in tasks or ():
             task.cancel()
         _background.clear()  # a loop that is gone keeps no tasks
-        _background[loop] = [loop.create_task(_beat_forever()), loop.create_task(_sweep_forever())]
+        _background[loop] = [
+            loop.create_task(_beat_forever()),
+            loop.create_task(_sweep_forever()),
+            loop.create_task(_collect_forever()),
+        ]
 
 
 async def _beat_forever() -> None:
@@ -599,6 +610,17 @@ async def _beat_forever() -> None:
                 except Exception as error:
                     missed = True
                     logger.warning("Could not re-check a session: %s", error)
+
+
+async def _collect_forever() -> None:
+    """The garbage collector's policy for open sockets (`server.collector`)."""
+    collector = process_collector()
+    while collector is not None:
+        await asyncio.sleep(GC_TICK)
+        started = time.perf_counter()
+        done = collector.tick(len(_live_sockets))
+        if done == "full":
+            logger.info("Collected garbage in %.0f ms", (time.perf_counter() - started) * 1000)
 
 
 async def _sweep_forever() -> None:
