@@ -170,12 +170,18 @@ async def round_trip(layer: Any, channel: str | None = None) -> None:
 
     heard = asyncio.ensure_future(hear())
     try:
-        while not heard.done():
-            await layer.send(channel, {"type": "probe.ping", "nonce": nonce})
-            await asyncio.wait({heard}, timeout=0.2)
+        await send_until_heard(layer, channel, nonce, heard)
         heard.result()
     finally:
         heard.cancel()
+
+
+async def send_until_heard(layer: Any, channel: str, nonce: str, heard: asyncio.Future) -> None:
+    """Send a probe with `nonce` to `channel` every 0.2 s until `heard` is done: one sent
+    before the channel's subscription is in place is lost on Redis pub/sub."""
+    while not heard.done():
+        await layer.send(channel, {"type": "probe.ping", "nonce": nonce})
+        await asyncio.wait({heard}, timeout=0.2)
 
 
 async def publish_now(group: str, event: str, data: dict[str, Any]) -> None:

@@ -528,24 +528,23 @@ class Hub:
         nonce = uuid.uuid4().hex
         heard = self._probes[nonce] = asyncio.get_running_loop().create_future()
         try:
-            # Sent until heard: a message sent before the subscription is in place is lost.
-            while not heard.done():
-                await self.layer.send(self._probe_channel, {"type": "probe.ping", "nonce": nonce})
-                await asyncio.wait(
-                    {heard, self._probe_listener}, timeout=0.2, return_when=asyncio.FIRST_COMPLETED
-                )
-                if self._probe_listener.done() and not heard.done():
-                    self._probe_listener.result()  # its error is the probe's
-                    raise ConnectionError("the probe's listener stopped")
+            await events.send_until_heard(self.layer, self._probe_channel, nonce, heard)
+            heard.result()
         finally:
             self._probes.pop(nonce, None)
 
     async def _hear_probes(self, channel: str) -> None:
-        while True:
-            message = await self.layer.receive(channel)
-            heard = self._probes.get(message.get("nonce"))
-            if heard is not None and not heard.done():
-                heard.set_result(None)
+        try:
+            while True:
+                message = await self.layer.receive(channel)
+                heard = self._probes.get(message.get("nonce"))
+                if heard is not None and not heard.done():
+                    heard.set_result(None)
+        except Exception as error:
+            # The probes waiting fail with it (and report it); the next listens anew.
+            for heard in self._probes.values():
+                if not heard.done():
+                    heard.set_exception(error)
 
     def _renew_groups(self) -> None:
         """On layers whose groups expire (channels-redis lists, in-memory), join again

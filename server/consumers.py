@@ -8,7 +8,7 @@ import uuid
 import weakref
 from collections import Counter
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from asgiref.sync import sync_to_async
 from channels.auth import get_user
@@ -19,7 +19,6 @@ from channels.utils import await_many_dispatch
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY
 from django.utils import timezone
-from redis.exceptions import ConnectionError as RedisConnectionError
 from strawberry.channels import GraphQLWSConsumer
 from strawberry.channels.handlers.ws_handler import ChannelsWebSocketAdapter
 from strawberry.exceptions import ConnectionRejectionError
@@ -386,6 +385,11 @@ class GraphQLConsumer(GraphQLWSConsumer):
         session its handshake carried. Refusals close 4403; a database outage 1013."""
         sent, raw = token_from_params(context.connection_params or {})
         started = time.perf_counter()
+        if not fanout.hub().layer_ok:
+            # This process's probe finds the layer down: the socket would not hear its
+            # session's revocation (it may join a session feed this process already has,
+            # without asking Redis), so it is refused before any work, as in an outage.
+            _unavailable("the channel layer is down")
         try:
             if sent:
                 token = await sync_to_async(_authenticate)(raw) if raw else None
@@ -398,9 +402,7 @@ class GraphQLConsumer(GraphQLWSConsumer):
                 self._refuse("Sign in first: send your token in the connection_init payload.")
             await self._signed_in(context.user, context.token)
         except OUTAGES as error:
-            logger.warning("Refused a socket: a backing service is unavailable: %s", error)
-            metrics.REFUSED_SOCKETS.labels("unavailable").inc()
-            raise CloseSocket(TRY_AGAIN_LATER, "Service unavailable") from None
+            _unavailable(error)
         metrics.CONNECT_SECONDS.observe(time.perf_counter() - started)
         return UNSET
 
@@ -410,11 +412,6 @@ class GraphQLConsumer(GraphQLWSConsumer):
         raise ConnectionRejectionError({"message": message, "code": "UNAUTHENTICATED"})
 
     async def _signed_in(self, user: User, token: AuthToken | None) -> None:
-        if not fanout.hub().layer_ok:
-            # The hub's probe finds the layer down: this socket would not hear its
-            # session's revocation, and may join its session group's feed in this process
-            # without asking Redis. Refused 1013, as the client retries.
-            raise RedisConnectionError("the channel layer is down")
         try:
             admitted = await presence.socket_opened(
                 user, self.channel_name, cap=settings.GRAPHQL_WS_MAX_SOCKETS_PER_USER
@@ -528,6 +525,13 @@ class _SessionListener:
 
     def resync(self) -> None:
         pass
+
+
+def _unavailable(reason: object) -> NoReturn:
+    """Refuse a signing-in socket 1013 (try again later): a backing service is down."""
+    logger.warning("Refused a socket: a backing service is unavailable: %s", reason)
+    metrics.REFUSED_SOCKETS.labels("unavailable").inc()
+    raise CloseSocket(TRY_AGAIN_LATER, "Service unavailable") from None
 
 
 def _authenticate(raw: str) -> AuthToken | None:
