@@ -65,3 +65,37 @@ def test_a_closed_socket_is_not_written_to():
     with pytest.raises(Disconnected):
         ours.serverSend("late")
     assert transport.value() == b""
+
+
+@pytest.mark.parametrize("payload", [None, b"", b"keep-alive", b"x" * 125])
+@pytest.mark.parametrize("kind", ["sendPing", "sendPong"])
+def test_pings_and_pongs_are_the_ones_autobahn_writes(kind, payload):
+    theirs, their_transport = opened()
+    getattr(super(BoundedWebSocketProtocol, theirs), kind)(payload)
+    ours, our_transport = opened()
+
+    getattr(ours, kind)(payload)
+
+    assert our_transport.value() == their_transport.value()
+    assert vars(ours.trafficStats) == vars(theirs.trafficStats)
+
+
+@pytest.mark.parametrize("kind", ["sendPing", "sendPong"])
+def test_a_control_frame_too_long_is_refused_as_before(kind):
+    ours, transport = opened()
+
+    with pytest.raises(Exception, match="payload length must be <= 125"):
+        getattr(ours, kind)(b"x" * 126)
+    assert transport.value() == b""
+
+
+def test_an_automatic_ping_still_expects_its_pong():
+    ours, transport = opened()
+    ours.autoPingTimeout = 30
+
+    ours._sendAutoPing()
+
+    assert transport.value()[:2] == bytes((0x89, len(ours.autoPingPending)))
+    assert transport.value()[2:] == ours.autoPingPending
+    assert ours.autoPingTimeoutCall is not None  # dropped if no pong comes
+    ours.autoPingTimeoutCall.cancel()

@@ -1,8 +1,14 @@
-"""server.serve: daphne's listening endpoints get a backlog a reconnect storm fits in."""
+"""server.serve: daphne's listening endpoints get a backlog a reconnect storm fits in, and
+its periodic checks do daphne's work without walking every idle socket."""
+
+import asyncio
+import time
 
 import pytest
+from twisted.internet import reactor
+from twisted.internet.testing import StringTransport
 
-from server.serve import GracefulServer, with_backlog
+from server.serve import BoundedWebSocketFactory, GracefulServer, with_backlog
 
 
 @pytest.mark.parametrize(
@@ -23,3 +29,147 @@ def test_the_server_listens_with_the_configured_backlog(settings):
     server = GracefulServer(application=None, endpoints=["tcp:port=0:interface=127.0.0.1"])
 
     assert server.endpoints == ["tcp:port=0:interface=127.0.0.1:backlog=4096"]
+
+
+@pytest.fixture
+def server(monkeypatch):
+    """A GracefulServer that is not listening; its checkers' next runs are not scheduled."""
+    monkeypatch.setattr(reactor, "callLater", lambda *args, **kwargs: None)
+    server = GracefulServer(
+        application=None,
+        endpoints=["tcp:port=0:interface=127.0.0.1"],  # never listened on
+        ping_interval=20,
+        websocket_timeout=3600,
+        application_close_timeout=10,
+    )
+    server.connections = {}  # as `run` sets it
+    return server
+
+
+class Connection:
+    """What daphne keeps a connection by: any hashable protocol."""
+
+    def __init__(self) -> None:
+        self.errors: list[BaseException] = []
+
+    def handle_exception(self, error: BaseException) -> None:
+        self.errors.append(error)
+
+
+async def connect(server: GracefulServer, finish: asyncio.Event) -> Connection:
+    async def application(scope, receive, send) -> None:
+        await finish.wait()
+
+    server.application = application
+    protocol = Connection()
+    server.protocol_connected(protocol)
+    server.create_application(protocol, {"type": "websocket"})
+    return protocol
+
+
+async def test_a_finished_application_is_reaped_and_its_connection_kept(server):
+    finish = asyncio.Event()
+    protocol = await connect(server, finish)
+    finish.set()
+    await asyncio.sleep(0.01)
+
+    server.application_checker()
+
+    assert server.connections[protocol] == {"connected": pytest.approx(time.time(), abs=5)}
+
+
+async def test_a_connection_whose_client_left_is_dropped_once_its_application_ends(server):
+    finish = asyncio.Event()
+    protocol = await connect(server, finish)
+    server.protocol_disconnected(protocol)
+
+    server.application_checker()
+    assert protocol in server.connections  # still running: looked at again next second
+
+    finish.set()
+    await asyncio.sleep(0.01)
+    server.application_checker()
+    assert protocol not in server.connections
+
+
+async def test_an_application_outliving_its_client_is_cancelled_as_daphne_does(server):
+    protocol = await connect(server, asyncio.Event())  # never finishes on its own
+    server.protocol_disconnected(protocol)
+    server.connections[protocol]["disconnected"] -= 11  # past the close timeout
+    instance = server.connections[protocol]["application_instance"]
+
+    server.application_checker()
+    await asyncio.sleep(0.01)
+    server.application_checker()
+
+    assert instance.cancelled()
+    assert protocol not in server.connections
+
+
+async def test_an_application_error_reaches_its_connection(server):
+    async def failing(scope, receive, send) -> None:
+        raise ValueError("broken")
+
+    server.application = failing
+    protocol = Connection()
+    server.protocol_connected(protocol)
+    server.create_application(protocol, {"type": "websocket"})
+    await asyncio.sleep(0.01)
+
+    server.application_checker()
+
+    assert [str(e) for e in protocol.errors] == ["broken"]
+
+
+async def test_connections_that_did_not_change_are_not_walked(server):
+    running = await connect(server, asyncio.Event())
+    details = server.connections[running]
+    server.application_checker()  # the connection's own creation changed nothing
+
+    server.connections[running] = Untouchable(details)
+    server.application_checker()
+
+    assert running in server.connections
+
+
+class Untouchable(dict):
+    def get(self, *args):
+        raise AssertionError("an unchanged connection was looked at")
+
+
+def opened_socket(server: GracefulServer, *, opened_ago: float, pinged_ago: float):
+    protocol = BoundedWebSocketFactory(server).buildProtocol(("127.0.0.1", 1))
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    protocol.server = server
+    protocol.state = protocol.STATE_OPEN
+    protocol._perMessageCompress = None
+    protocol.client_addr = ["127.0.0.1", 1]
+    protocol.socket_opened = time.time() - opened_ago
+    protocol.last_ping = time.time() - pinged_ago
+    server.protocol_connected(protocol)
+    transport.clear()
+    return protocol, transport
+
+
+def test_an_open_socket_is_pinged_when_its_interval_has_passed(server):
+    due, due_transport = opened_socket(server, opened_ago=60, pinged_ago=21)
+    fresh, fresh_transport = opened_socket(server, opened_ago=60, pinged_ago=5)
+
+    server.timeout_checker()
+
+    assert due_transport.value()[0] == 0x89  # a ping
+    assert due.last_ping == pytest.approx(time.time(), abs=1)
+    assert fresh_transport.value() == b""
+    for protocol in (due, fresh):
+        if protocol.autoPingTimeoutCall is not None:
+            protocol.autoPingTimeoutCall.cancel()
+
+
+def test_a_socket_past_its_lifetime_is_closed(server):
+    old, transport = opened_socket(server, opened_ago=3601, pinged_ago=1)
+
+    server.timeout_checker()
+
+    assert old.state == old.STATE_CLOSING
+    assert transport.value()[0] == 0x88  # a close frame
