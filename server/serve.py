@@ -393,7 +393,11 @@ class ServeCommand(CommandLineInterface):
         # Daphne drops a handshake the application has not accepted within 5 s. In a
         # reconnect storm the queue is longer than that: every dropped handshake came
         # back as a retry, which kept the queue full (bench/reconnect.py). Wait longer.
-        self.parser.set_defaults(websocket_connect_timeout=_settings().WEBSOCKET_CONNECT_TIMEOUT)
+        # The ping interval is the operator's: pings are most of an idle socket's cost.
+        self.parser.set_defaults(
+            websocket_connect_timeout=_settings().WEBSOCKET_CONNECT_TIMEOUT,
+            ping_interval=_settings().WEBSOCKET_PING_INTERVAL,
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -287,6 +287,8 @@ APQ_TTL = env_int("APQ_TTL", 7 * 86400)
 GRAPHQL_TRUSTED_DOCUMENTS = env_str("GRAPHQL_TRUSTED_DOCUMENTS")
 # Seconds daphne (`python -m server.serve`) lets a WebSocket handshake wait to be accepted.
 WEBSOCKET_CONNECT_TIMEOUT = env_int("WEBSOCKET_CONNECT_TIMEOUT", 30)
+# Seconds between daphne's pings on each open WebSocket (its keep-alive and dead-peer check).
+WEBSOCKET_PING_INTERVAL = env_int("WEBSOCKET_PING_INTERVAL", 20)
 # Connections the kernel queues for `server.serve` before it accepts them (Twisted's
 # default is 50; the kernel caps it at net.core.somaxconn).
 LISTEN_BACKLOG = env_int("LISTEN_BACKLOG", 4096)

@@ -173,3 +173,13 @@ def test_a_socket_past_its_lifetime_is_closed(server):
 
     assert old.state == old.STATE_CLOSING
     assert transport.value()[0] == 0x88  # a close frame
+
+
+def test_the_server_pings_at_the_configured_interval(settings):
+    from server.serve import ServeCommand
+
+    settings.WEBSOCKET_PING_INTERVAL = 7
+
+    arguments = ServeCommand().parser.parse_args(["server.asgi:application"])
+
+    assert arguments.ping_interval == 7

@@ -43,6 +43,18 @@ class RawWebSocket:
         masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
         self.sock.sendall(header + mask + masked)
 
+    def send_frame(self, opcode: int, payload: bytes = b"") -> None:
+        """One final frame, masked as a client's must be: a ping (9) or pong (10), say.
+        Lengths past 125 use the extended encodings, which control frames may not."""
+        mask = os.urandom(4)
+        length = len(payload)
+        if length < 126:
+            header = struct.pack("!BB", 0x80 | opcode, 0x80 | length)
+        else:
+            header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, length)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.sock.sendall(header + mask + masked)
+
     def _read(self, count: int) -> bytes:
         while len(self.buffer) < count:
             chunk = self.sock.recv(65536)

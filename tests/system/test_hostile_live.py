@@ -193,6 +193,48 @@ def test_sockets_that_never_read_are_closed_and_memory_stays_bounded(daphne_serv
     assert health.slowest < 3
 
 
+def next_control_frame(ws: RawWebSocket, opcode: int, timeout: float = 10) -> bytes:
+    """The payload of the next frame with `opcode`, skipping any other."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got, payload = ws.frame()
+        if got == opcode:
+            return payload
+    raise AssertionError(f"no frame with opcode {opcode} in {timeout} s")
+
+
+def test_pings_both_ways_on_the_wire_and_a_malformed_one_closes_only_its_socket(live_stack):
+    server = live_stack.start(WEBSOCKET_PING_INTERVAL="1")
+    token = server.register()
+    init = {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
+    ws = RawWebSocket(server.port)
+    ws.send(init)
+    assert ws.message() == {"type": "connection_ack"}
+
+    # The client's ping is answered with its own payload, the longest a control frame takes.
+    ws.send_frame(0x9, b"p" * 125)
+    assert next_control_frame(ws, 0xA) == b"p" * 125
+    # The server's own keep-alive: a ping within a couple of its 1 s intervals, answered.
+    ping = next_control_frame(ws, 0x9, timeout=5)
+    ws.send_frame(0xA, ping)
+    ws.send({"type": "ping"})  # and the socket still speaks graphql-transport-ws
+    assert ws.message() == {"type": "pong"}
+
+    # Hostile: a ping longer than a control frame may be is a protocol error (1002) for
+    # its own socket only.
+    bad = RawWebSocket(server.port)
+    bad.send(init)
+    assert bad.message() == {"type": "connection_ack"}
+    bad.send_frame(0x9, b"x" * 126)
+    assert bad.close_code() in {1002, None}
+    bad.close()
+
+    ws.send_frame(0x9, b"still here")
+    assert next_control_frame(ws, 0xA) == b"still here"
+    assert httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200
+    ws.close()
+
+
 def test_sigterm_closes_sockets_1012_finishes_requests_and_exits(live_stack):
     server = live_stack.start(SHUTDOWN_TIMEOUT="10")
     token = server.register()
