@@ -37,6 +37,7 @@ import signal
 import struct
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import daphne.server  # installs the asyncio reactor: import before anything Twisted
@@ -224,17 +225,19 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
     def sendPing(self, payload: bytes | None = None) -> None:
         """A ping (daphne's keep-alive, every `--ping-interval` seconds per socket) written
         as `_send_text_frame` writes text: idle sockets cost mostly pings and pongs."""
-        if (payload is not None and len(payload) > 125) or not self._plain_frames():
-            super().sendPing(payload)  # refused, or not plain: autobahn's way
-            return
-        self._write_frame(0x89, payload or b"")
+        self._send_control(0x89, payload, super().sendPing)
 
     def sendPong(self, payload: bytes | None = None) -> None:
         """The answer to a client's ping, written as `sendPing` writes a ping."""
+        self._send_control(0x8A, payload, super().sendPong)
+
+    def _send_control(
+        self, first_byte: int, payload: bytes | None, theirs: Callable[[bytes | None], None]
+    ) -> None:
         if (payload is not None and len(payload) > 125) or not self._plain_frames():
-            super().sendPong(payload)
+            theirs(payload)  # refused (too long), or not plain: autobahn's way
             return
-        self._write_frame(0x8A, payload or b"")
+        self._write_frame(first_byte, payload or b"")
 
     def _write_frame(self, first_byte: int, payload: bytes) -> None:
         """One final, unmasked frame: `first_byte` is FIN and the opcode."""
