@@ -10,6 +10,7 @@ from strawberry.extensions import AddValidationRules, MaxTokensLimiter
 from strawberry.types import ExecutionContext
 from strawberry_django.optimizer import DjangoOptimizerExtension
 
+from schema.columns import ColumnAwareMiddleware, read_columns_directly
 from schema.documents import DOCUMENTS_CACHED, DocumentCache
 from schema.errors import ErrorPolicy, is_expected
 from schema.execution import SharedEventExecutor
@@ -26,6 +27,9 @@ class Schema(strawberry.Schema):
     ) -> None:
         # Expected errors (bad input, not signed in, not found) are answers, not incidents.
         super().process_errors([e for e in errors if not is_expected(e)], execution_context)
+
+    def _get_middleware_manager(self, extensions: list[Any]) -> ColumnAwareMiddleware:
+        return ColumnAwareMiddleware(*(ext for ext in extensions if ext._implements_resolve()))
 
 
 def _extensions() -> list[Any]:
@@ -55,3 +59,4 @@ schema = Schema(
     execution_context_class=SharedEventExecutor,
     scalar_overrides=SCALAR_OVERRIDES,
 )
+read_columns_directly(schema._schema)
