@@ -20,7 +20,7 @@ from django.db.models.functions import Cast, Replace
 
 from chat import ratelimit
 from chat.models import Membership, Message, User
-from chat.selectors import MESSAGE_RELATED, membership_for
+from chat.selectors import membership_for, with_related
 
 QUERY_MAX = 200
 CONFIG = "simple"
@@ -45,7 +45,7 @@ def search(*, viewer: User, query: str, chat_id: object | None = None) -> QueryS
     if chat_id is not None:
         chat_id = membership_for(user=viewer, chat_id=chat_id).chat_id
     ratelimit.hit("search", viewer)
-    return _matching(viewer, query, chat_id).select_related(*MESSAGE_RELATED)
+    return with_related(_matching(viewer, query, chat_id))
 
 
 def _matching(viewer: User, query: str, chat_id: object | None) -> QuerySet[Message]:

@@ -16,6 +16,7 @@ from django.db.models import (
     When,
     Window,
 )
+from django.db.models.fields.tuple_lookups import Tuple, TupleIn
 from django.db.models.functions import Coalesce, Lower, RowNumber
 from django.utils import timezone
 
@@ -40,6 +41,21 @@ CHAT_NOT_FOUND = "Chat not found."
 # What rendering a message reads beside its row: loaded with it, never one query each.
 MESSAGE_RELATED = ("author", "subject", "attachment", "reply_to", "reply_to__author")
 CHANGE_RELATED = tuple(f"message__{name}" for name in MESSAGE_RELATED)
+# Kept by a PostgreSQL trigger and read only inside the search query's SQL, so reads leave
+# it in the database: fetching and parsing it cost a history page more than its text.
+MESSAGE_UNREAD = ("search_vector", "reply_to__search_vector")
+CHANGE_UNREAD = tuple(f"message__{name}" for name in MESSAGE_UNREAD)
+
+
+def with_related(
+    messages: QuerySet[Message], joins: tuple[str, ...] | None = None
+) -> QuerySet[Message]:
+    """Messages with what one renders (author, subject, attachment, quote) in the same
+    query, or only the `joins` a caller knows it reads."""
+    joins = MESSAGE_RELATED if joins is None else joins
+    unread = [name for name in MESSAGE_UNREAD if "__" not in name or "reply_to" in joins]
+    # `select_related()` with no names would follow every foreign key.
+    return (messages.select_related(*joins) if joins else messages).defer(*unread)
 
 
 def parse_id(value: object) -> uuid.UUID | None:
@@ -167,7 +183,9 @@ def changes_after(
     changes = Change.objects.filter(chat_id=chat_id, revision__gt=revision)
     if before is not None:
         changes = changes.filter(revision__lt=before)
-    return changes.select_related(*CHANGE_RELATED).order_by("revision")[:limit]
+    return (
+        changes.select_related(*CHANGE_RELATED).defer(*CHANGE_UNREAD).order_by("revision")[:limit]
+    )
 
 
 def additions_after(
@@ -180,23 +198,27 @@ def additions_after(
     )
     if before is not None:
         changes = changes.filter(message__seq__lt=before)
-    return changes.select_related(*CHANGE_RELATED).order_by("revision")[:limit]
+    return (
+        changes.select_related(*CHANGE_RELATED).defer(*CHANGE_UNREAD).order_by("revision")[:limit]
+    )
 
 
-def messages_of(chat: Chat) -> QuerySet[Message]:
-    return Message.objects.filter(chat=chat).select_related(*MESSAGE_RELATED)
+def messages_of(chat: Chat, joins: tuple[str, ...] | None = None) -> QuerySet[Message]:
+    return with_related(Message.objects.filter(chat=chat), joins)
 
 
-def last_messages(chats: list[Chat]) -> dict[uuid.UUID, Message]:
-    """The newest message of each chat, in one query (by the known `last_seq`)."""
-    wanted = Q(pk__in=[])
-    for chat in chats:
-        if chat.last_seq:
-            wanted |= Q(chat_id=chat.id, seq=chat.last_seq)
-    return {
-        message.chat_id: message
-        for message in Message.objects.filter(wanted).select_related(*MESSAGE_RELATED)
-    }
+def last_messages(
+    chats: list[Chat], joins: tuple[str, ...] | None = None
+) -> dict[uuid.UUID, Message]:
+    """The newest message of each chat, in one query (by the known `last_seq`).
+
+    One row-value `IN` (`(chat_id, seq) IN (...)`): fifty `Q(chat_id=…, seq=…)` joined
+    by OR cost Django 8 ms of filter building per page, and PostgreSQL more planning."""
+    wanted = [(chat.id, chat.last_seq) for chat in chats if chat.last_seq]
+    if not wanted:
+        return {}
+    newest = Message.objects.filter(TupleIn(Tuple(F("chat_id"), F("seq")), wanted))
+    return {message.chat_id: message for message in with_related(newest, joins)}
 
 
 def direct_peers(chats: list[Chat], *, viewer: User) -> dict[uuid.UUID, User]:
@@ -206,14 +228,25 @@ def direct_peers(chats: list[Chat], *, viewer: User) -> dict[uuid.UUID, User]:
     return {m.chat_id: m.user for m in memberships.select_related("user")}
 
 
-def prepare_chat_page(chats: list[Chat], *, viewer: User) -> None:
-    """Attach what a chat list shows (newest message, direct-chat peer) to a page of
-    chats, in two queries whatever the page size."""
-    latest = last_messages(chats)
-    peers = direct_peers(chats, viewer=viewer)
-    for chat in chats:
-        chat.prefetched_last_message = latest.get(chat.id)
-        chat.prefetched_peer = peers.get(chat.id)
+def prepare_chat_page(
+    chats: list[Chat],
+    *,
+    viewer: User,
+    last_message: bool = True,
+    message_joins: tuple[str, ...] | None = None,
+    peer: bool = True,
+) -> None:
+    """Attach what a chat list shows (newest message with its `message_joins`, direct-chat
+    peer) to a page of chats, in a query for each whatever the page size. A caller that
+    knows a list does not show one passes False and saves its query."""
+    if last_message:
+        latest = last_messages(chats, message_joins)
+        for chat in chats:
+            chat.prefetched_last_message = latest.get(chat.id)
+    if peer:
+        peers = direct_peers(chats, viewer=viewer)
+        for chat in chats:
+            chat.prefetched_peer = peers.get(chat.id)
 
 
 def active_user(user_id: object) -> User:
@@ -421,11 +454,9 @@ def edit_histories(message_ids: list[object]) -> dict[object, list[MessageEdit]]
 def pinned_messages(chat_ids: list[object]) -> dict[object, list[Message]]:
     """Each chat's pinned messages, the most recently pinned first, in one query."""
     found: dict[object, list[Message]] = {}
-    pinned = (
+    pinned = with_related(
         Message.objects.filter(chat_id__in=chat_ids, pinned_at__isnull=False)
-        .select_related(*MESSAGE_RELATED)
-        .order_by("-pinned_at", "-seq")
-    )
+    ).order_by("-pinned_at", "-seq")
     for message in pinned:
         found.setdefault(message.chat_id, []).append(message)
     return found

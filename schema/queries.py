@@ -11,6 +11,7 @@ from schema.conversation import ConversationQuery
 from schema.notifications import NotificationQuery
 from schema.pagination import DATETIME, INTEGER, TEXT, UUID, Connection, Keyset, paginate
 from schema.rooms import RoomQuery
+from schema.selection import message_joins, selected_below
 from schema.types import Chat, Message, User
 
 Search = Annotated[str, strawberry.argument(description="Text to look for; empty lists all.")]
@@ -57,13 +58,20 @@ class Query(NotificationQuery, RoomQuery, ConversationQuery):
         self, info: strawberry.Info[Context], first: First = None, after: After = None
     ) -> Connection[Chat]:
         viewer = require_viewer(info)
+        shown = selected_below(info, "edges", "node")
         return paginate(
             selectors.chats_for_user(viewer),
             CHAT_ORDER,
             first=first,
             after=after,
             default_first=50,
-            prepare=lambda chats: selectors.prepare_chat_page(chats, viewer=viewer),
+            prepare=lambda chats: selectors.prepare_chat_page(
+                chats,
+                viewer=viewer,
+                last_message="lastMessage" in shown,
+                message_joins=message_joins(selected_below(info, "edges", "node", "lastMessage")),
+                peer="peer" in shown,
+            ),
         )
 
     @strawberry_django.field(description="One of the viewer's chats; `NOT_FOUND` otherwise.")
@@ -131,7 +139,7 @@ class Query(NotificationQuery, RoomQuery, ConversationQuery):
     ) -> Connection[Message]:
         chat = selectors.chat_for_member(user=require_viewer(info), chat_id=chat_id)
         return paginate(
-            selectors.messages_of(chat),
+            selectors.messages_of(chat, message_joins(selected_below(info, "edges", "node"))),
             MESSAGE_ORDER,
             first=first,
             after=after,
