@@ -14,7 +14,8 @@ then times GraphQL operations through the project's schema and resolvers (no HTT
 Prints median and p99 per operation and the ratios to the baselines in the same run. With
 `--http`, each operation is then also timed as clients call it: POSTed to one daphne process
 (`python -m server.serve`) on the same database, with the server's CPU per operation (user
-+ system time from /proc), beside the in-process figure.
++ system time from /proc), beside the in-process figure. The first HTTP line is the floor:
+`{ __typename }` with the same token, what a request costs before any resolver runs.
 """
 
 import os
@@ -262,6 +263,9 @@ def main() -> None:
         over_http(
             ids,
             [
+                # What any signed-in request costs through daphne, Django and Strawberry:
+                # the part of each figure below that no resolver can save.
+                ("floor: { __typename }, signed in", "query { __typename }", "reader", {}),
                 ("newest page, 1k-message chat", history, "reader", {"chatId": str(ids["small"])}),
                 ("newest page, 1M-message chat", history, "reader", {"chatId": str(ids["big"])}),
                 (
