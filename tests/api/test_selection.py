@@ -159,3 +159,38 @@ def test_a_chat_list_without_last_messages_or_peers_does_not_query_them(
     }
     assert (chats["Room"]["peer"], chats[""]["lastMessage"]) == (None, None)
     assert chats[""]["peer"] == {"displayName": grace.display_name}
+
+
+def test_joins_follow_aliases_repeated_fields_and_nested_fragments(
+    gql, token, room, user, grace, django_assert_max_num_queries
+):
+    """A selection a client might send to confuse the walk: `edges` twice under aliases,
+    the author only in the second, through an inline fragment holding a named one, under
+    an alias of its own. The page must still join authors: a query per row otherwise."""
+    query = """
+    query($chatId: ID!, $last: Int) {
+      messages(chatId: $chatId, last: $last) {
+        plain: edges { node { body } }
+        named: edges { node { ... on Message { ...Writer } } }
+      }
+    }
+    fragment Writer on Message {
+      by: author { displayName }
+      skipped: subject @skip(if: true) { id }
+    }
+    """
+    gql.execute(HISTORY % "seq", {"chatId": str(room.id)}, token=token)  # records the token's use
+    counts = []
+    for last in (2, 9):
+        with django_assert_max_num_queries(4) as queries:
+            reply = gql.execute(query, {"chatId": str(room.id), "last": last}, token=token)
+        counts.append(len(queries.captured_queries))
+        page = reply.data["messages"]
+        assert len(page["plain"]) == len(page["named"]) == last
+    sql = [q["sql"] for q in queries.captured_queries if '"chat_message"' in q["sql"]][-1]
+
+    assert counts[0] == counts[1]
+    assert [edge["node"]["by"]["displayName"] for edge in page["named"][-4:]] == [
+        grace.display_name
+    ] * 4
+    assert len(re.findall(r'JOIN "chat_user"', sql)) == 2  # author, and the skipped subject
