@@ -43,8 +43,7 @@ MESSAGE_RELATED = ("author", "subject", "attachment", "reply_to", "reply_to__aut
 CHANGE_RELATED = tuple(f"message__{name}" for name in MESSAGE_RELATED)
 # Kept by a PostgreSQL trigger and read only inside the search query's SQL, so reads leave
 # it in the database: fetching and parsing it cost a history page more than its text.
-MESSAGE_UNREAD = ("search_vector", "reply_to__search_vector")
-CHANGE_UNREAD = tuple(f"message__{name}" for name in MESSAGE_UNREAD)
+SEARCH_VECTOR = "search_vector"
 
 
 def with_related(
@@ -53,9 +52,15 @@ def with_related(
     """Messages with what one renders (author, subject, attachment, quote) in the same
     query, or only the `joins` a caller knows it reads."""
     joins = MESSAGE_RELATED if joins is None else joins
-    unread = [name for name in MESSAGE_UNREAD if "__" not in name or "reply_to" in joins]
+    unread = [SEARCH_VECTOR, *([f"reply_to__{SEARCH_VECTOR}"] if "reply_to" in joins else [])]
     # `select_related()` with no names would follow every foreign key.
     return (messages.select_related(*joins) if joins else messages).defer(*unread)
+
+
+def _with_messages(changes: QuerySet[Change]) -> QuerySet[Change]:
+    """Changes with their messages as `with_related` loads them, oldest first."""
+    unread = (f"message__{SEARCH_VECTOR}", f"message__reply_to__{SEARCH_VECTOR}")
+    return changes.select_related(*CHANGE_RELATED).defer(*unread).order_by("revision")
 
 
 def parse_id(value: object) -> uuid.UUID | None:
@@ -183,9 +188,7 @@ def changes_after(
     changes = Change.objects.filter(chat_id=chat_id, revision__gt=revision)
     if before is not None:
         changes = changes.filter(revision__lt=before)
-    return (
-        changes.select_related(*CHANGE_RELATED).defer(*CHANGE_UNREAD).order_by("revision")[:limit]
-    )
+    return _with_messages(changes)[:limit]
 
 
 def additions_after(
@@ -198,9 +201,7 @@ def additions_after(
     )
     if before is not None:
         changes = changes.filter(message__seq__lt=before)
-    return (
-        changes.select_related(*CHANGE_RELATED).defer(*CHANGE_UNREAD).order_by("revision")[:limit]
-    )
+    return _with_messages(changes)[:limit]
 
 
 def messages_of(chat: Chat, joins: tuple[str, ...] | None = None) -> QuerySet[Message]:
