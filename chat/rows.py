@@ -1,4 +1,5 @@
-"""Hand-written SQL for the lookups every request and every socket makes.
+"""Hand-written SQL for the lookups every request and every socket makes, and the writes
+every message makes.
 
 Compiling a query with the ORM costs far more than running it: the token lookup behind
 every request and every `connection_init` took 1.7 ms of CPU through the ORM and 0.13-0.2
@@ -6,10 +7,14 @@ ms as SQL, the membership check behind every `chatEvents` about the same (measur
 in-process on PostgreSQL, bench/RESULTS.md). These few statements are written out here,
 with their table and column names, parameters and results still going through the
 models' fields, so they run on SQLite and PostgreSQL alike.
+
+A message's writes (the message, its change, the chat's counters, the author's read
+position) go to PostgreSQL as one statement (`run`): through the ORM they were four
+statements and 2.2 ms of a send's CPU (bench/RESULTS.md, issue 14).
 """
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import connection
 from django.db.models import Field, Model
@@ -91,3 +96,78 @@ def execute(sql: str, params: Sequence[Any]) -> int:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
+
+
+class Statement(NamedTuple):
+    sql: str
+    params: list[Any]
+
+
+def insert(instance: Model) -> Statement:
+    """An INSERT of `instance`, every column as the ORM would save it (defaults and
+    `pre_save` applied); a primary key left to the database (an AutoField) is left out.
+    Mark the instance saved (`saved`) once the statement has run."""
+    meta = instance._meta
+    fields = [
+        field
+        for field in meta.concrete_fields
+        if not (field.primary_key and getattr(instance, field.attname) is None)
+    ]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(field.column) for field in fields)
+    values = [
+        field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields
+    ]
+    placeholders = ", ".join(["%s"] * len(fields))
+    return Statement(
+        # Names come from the model, quoted; every value is a parameter.
+        f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({placeholders})",  # noqa: S608
+        values,
+    )
+
+
+def update(model: type[Model], where: dict[str, Any], **values: Any) -> Statement:
+    """An UPDATE of `values` on the rows of `model` whose fields equal `where`'s."""
+    quote = connection.ops.quote_name
+    meta = model._meta
+    params = []
+    assignments = []
+    for name, value in values.items():
+        field = meta.get_field(name)
+        assignments.append(f"{quote(field.column)} = %s")
+        params.append(field.get_db_prep_save(value, connection))
+    conditions = []
+    for name, value in where.items():
+        field = meta.get_field(name)
+        conditions.append(f"{quote(field.column)} = %s")
+        params.append(field.get_db_prep_value(value, connection))
+    return Statement(
+        f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} "  # noqa: S608
+        f"WHERE {' AND '.join(conditions)}",
+        params,
+    )
+
+
+def run(statements: Sequence[Statement]) -> None:
+    """Run writes that do not read each other's results: on PostgreSQL as one statement
+    (each a data-modifying `WITH`, so one round trip and one parse), elsewhere one by one.
+    PostgreSQL runs a statement's `WITH` parts on one snapshot, in no set order: none may
+    depend on another's effect (foreign keys are checked at commit, as Django creates
+    them `DEFERRABLE INITIALLY DEFERRED`)."""
+    with connection.cursor() as cursor:
+        if connection.vendor != "postgresql" or len(statements) == 1:
+            for statement in statements:
+                cursor.execute(statement.sql, statement.params)
+            return
+        *first, last = statements
+        parts = ", ".join(f"w{n} AS ({statement.sql})" for n, statement in enumerate(first))
+        cursor.execute(
+            f"WITH {parts} {last.sql}",
+            [param for statement in statements for param in statement.params],
+        )
+
+
+def saved(instance: Model) -> None:
+    """Mark an instance written by `insert` as the ORM marks a saved one."""
+    instance._state.adding = False
+    instance._state.db = connection.alias

@@ -4,17 +4,19 @@ Every change of membership is also a SYSTEM message in the chat's timeline, writ
 the chat's row lock like any message, so history shows joins and leaves in order.
 """
 
+import functools
 from collections.abc import Sequence
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 
-from chat import events, push, ratelimit
+from chat import events, push, ratelimit, rows
 from chat.error_codes import ChatErrorCode
 from chat.exceptions import field_error, not_found
 from chat.models import Change, Chat, Membership, Mention, Message, User
+from chat.rows import Statement
 from chat.selectors import blocked_between, find_membership, is_banned, parse_id
 from chat.services.slugs import check_slug_free, clean_slug, save_claiming_slug
 
@@ -36,6 +38,34 @@ def lock_chat(chat_id: object, **filters: object) -> Chat:
     return chat
 
 
+@functools.cache
+def _member_lock() -> tuple[str, rows.Columns]:
+    chat = rows.Columns(Chat, "c")
+    statement = rows.sql(
+        "SELECT {chat} FROM {Chat} c WHERE c.{Chat.id} = %s AND EXISTS "
+        "(SELECT 1 FROM {Membership} m WHERE m.{Membership.chat} = c.{Chat.id} "
+        "AND m.{Membership.user} = %s)",
+        chat=chat,
+        Chat=Chat,
+        Membership=Membership,
+    )
+    if connection.features.has_select_for_update:
+        statement += " FOR UPDATE"
+    return statement, chat
+
+
+def lock_chat_of(user: User, chat_id: object) -> Chat:
+    """`lock_chat` for a chat `user` is in (`not_found` otherwise, alike on purpose), as
+    SQL: every send takes it, and through the ORM it cost a send 0.8 ms of CPU."""
+    pk = parse_id(chat_id)
+    statement, columns = _member_lock()
+    params = [rows.param(Chat, "id", pk), rows.param(Membership, "user", user.pk)]
+    row = rows.fetch_one(statement, params) if pk else None
+    if row is None:
+        raise not_found()
+    return columns.build(row)
+
+
 def check_writable(chat: Chat) -> None:
     """Raise `room_archived` for an archived room: its timeline is read-only."""
     if chat.archived_at is not None:
@@ -51,10 +81,18 @@ def record_change(chat: Chat, message: Message, kind: str, **chat_fields: object
     Precondition: the caller holds the chat's row lock (`lock_chat`) in this transaction,
     which keeps revisions contiguous.
     """
-    chat.revision += 1
-    Change.objects.create(chat=chat, revision=chat.revision, message=message, kind=kind)
-    Chat.objects.filter(pk=chat.pk).update(revision=chat.revision, **chat_fields)
+    rows.run(_change(chat, message, kind, **chat_fields))
     return chat.revision
+
+
+def _change(chat: Chat, message: Message, kind: str, **chat_fields: object) -> list[Statement]:
+    """The writes of `record_change`: its Change row and the chat's UPDATE."""
+    chat.revision += 1
+    change = Change(chat=chat, revision=chat.revision, message=message, kind=kind)
+    return [
+        rows.insert(change),
+        rows.update(Chat, {"id": chat.pk}, revision=chat.revision, **chat_fields),
+    ]
 
 
 def append_message(
@@ -73,9 +111,11 @@ def append_message(
     is any further field: an attachment, a location. `mentions` (members, checked by the
     caller) are stored and each told in their inbox.
 
-    Precondition: the caller holds the chat's row lock (`lock_chat`) in this transaction.
+    The message, its change, the chat's counters and the author's read position are one
+    statement on PostgreSQL (`rows.run`). Precondition: the caller holds the chat's row
+    lock (`lock_chat`) in this transaction.
     """
-    message = Message.objects.create(
+    message = Message(
         chat=chat,
         seq=chat.last_seq + 1,
         author=author,
@@ -86,22 +126,28 @@ def append_message(
         client_id=client_id,
         **content,
     )
+    chat.last_seq = message.seq
+    chat.last_message_at = message.created_at
+    writes = [
+        rows.insert(message),
+        *_change(
+            chat,
+            message,
+            Change.Kind.ADDED,
+            last_seq=message.seq,
+            last_message_at=message.created_at,
+        ),
+    ]
+    if author is not None:
+        # Sending a message means having read the chat up to it.
+        reader = {"chat": chat.pk, "user": author.pk}
+        writes.append(rows.update(Membership, reader, last_read_seq=message.seq))
+    rows.run(writes)
+    rows.saved(message)
     if mentions:
         Mention.objects.bulk_create(Mention(message=message, user=user) for user in mentions)
     message.mentioned = list(mentions)
-    chat.last_seq = message.seq
-    chat.last_message_at = message.created_at
-    revision = record_change(
-        chat,
-        message,
-        Change.Kind.ADDED,
-        last_seq=message.seq,
-        last_message_at=message.created_at,
-    )
-    if author is not None:
-        # Sending a message means having read the chat up to it.
-        Membership.objects.filter(chat=chat, user=author).update(last_read_seq=message.seq)
-    events.message_added(message, revision=revision, member_count=chat.member_count)
+    events.message_added(message, revision=chat.revision, member_count=chat.member_count)
     if mentions:
         events.mentioned(message, [user.pk for user in mentions])
     push.queue(message)

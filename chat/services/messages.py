@@ -23,7 +23,13 @@ from chat.models import (
     User,
 )
 from chat.selectors import MESSAGE_RELATED, blocked_in_chat, find_membership, parse_id
-from chat.services.chats import append_message, check_writable, lock_chat, record_change
+from chat.services.chats import (
+    append_message,
+    check_writable,
+    lock_chat,
+    lock_chat_of,
+    record_change,
+)
 
 CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 LOCATION_LABEL_MAX = 200
@@ -90,8 +96,8 @@ def _check_client_id(client_id: str | None) -> None:
 
 
 def _check_member(author: User, chat_id: object) -> None:
-    """The author is in the chat and it takes messages (early, before any work; checked
-    again under the chat's lock)."""
+    """The author is in the chat and it takes messages: early, before a file is decoded
+    (checked again under the chat's lock)."""
     membership = (
         Membership.objects.filter(chat_id=parse_id(chat_id), user=author)
         .select_related("chat")
@@ -101,9 +107,12 @@ def _check_member(author: User, chat_id: object) -> None:
     if membership is None:
         raise field_error("chat_id", "Chat not found.", ChatErrorCode.NOT_FOUND)
     check_writable(membership.chat)
-    if membership.chat.kind == Chat.Kind.DIRECT and blocked_in_chat(
-        user=author, chat_id=membership.chat_id
-    ):
+    if membership.chat.kind == Chat.Kind.DIRECT:
+        _check_not_blocked(author, membership.chat)
+
+
+def _check_not_blocked(author: User, chat: Chat) -> None:
+    if blocked_in_chat(user=author, chat_id=chat.pk):
         raise field_error(
             "chat_id", "You cannot message this user.", ChatErrorCode.CANNOT_MESSAGE_USER
         )
@@ -160,24 +169,45 @@ def _mentioned(author: User, chat_id: object, mentions: list[object] | None) -> 
 
 
 def append_once(
-    *, author: User, chat_id: object, client_id: str | None, kind: str, **content: object
+    *,
+    author: User,
+    chat_id: object,
+    client_id: str | None,
+    kind: str,
+    reply_to_id: object | None = None,
+    mentions: list[object] | None = None,
+    **content: object,
 ) -> tuple[Message, bool]:
     """The author's message with `client_id` if one was already written, else a new one
     appended under the chat's lock (and published on commit); True when new. `content`
     is the message's fields (`body`, `attachment`, `latitude`...); an unsaved
-    `attachment` is saved with it, in the same transaction."""
+    `attachment` is saved with it, in the same transaction.
+
+    Under the lock, before anything about the chat is revealed: the author is a member,
+    the chat takes messages and no block stands between a direct chat's two members.
+    Then the reply (`reply_to_id`) and the mentions are resolved in the chat.
+    """
     try:
         with transaction.atomic():
-            chat = lock_chat(chat_id, memberships__user=author)
+            chat = lock_chat_of(author, chat_id)
             check_writable(chat)
+            if chat.kind == Chat.Kind.DIRECT:
+                _check_not_blocked(author, chat)
             # Checked again under the lock: a concurrent retry may have just committed.
             if (earlier := _retried(author, client_id, chat_id)) is not None:
                 return earlier, False
+            if reply_to_id is not None:
+                content["reply_to"] = _reply_target(chat.pk, reply_to_id)
             attachment = content.get("attachment")
             if isinstance(attachment, Attachment):
                 attachment.save()
             message = append_message(
-                chat, author=author, kind=kind, client_id=client_id, **content
+                chat,
+                author=author,
+                kind=kind,
+                client_id=client_id,
+                mentions=_mentioned(author, chat.pk, mentions),
+                **content,
             )
             return message, True
     except IntegrityError:  # the same clientId, sent to another chat at the same moment
@@ -226,8 +256,8 @@ def _send(
     **content: object,
 ) -> Message:
     """What every synchronous send does once its own input is clean: return the original
-    for a retry, check membership, the reply and the mentions, spend the send limit,
-    append."""
+    for a retry, spend the send limit, append (`append_once` checks membership, the reply
+    and the mentions under the chat's lock)."""
     with metrics.SEND_SECONDS.time():
         return _checked_send(
             author=author,
@@ -250,16 +280,13 @@ def _checked_send(
 ) -> Message:
     if (earlier := _retried(author, client_id, chat_id)) is not None:
         return earlier
-    _check_member(author, chat_id)
-    reply_to = _reply_target(chat_id, reply_to_id)
-    mentioned = _mentioned(author, chat_id, mentions)
     ratelimit.hit("send", author)
     message, _ = append_once(
         author=author,
         chat_id=chat_id,
         client_id=client_id,
-        reply_to=reply_to,
-        mentions=mentioned,
+        reply_to_id=reply_to_id,
+        mentions=mentions,
         **content,
     )
     return message

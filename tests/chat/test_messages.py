@@ -130,6 +130,19 @@ def test_a_non_member_cannot_send(make_user, direct, events_sent):
 
 
 @pytest.mark.django_db
+def test_a_non_member_learns_nothing_from_a_reply_or_a_mention(make_user, user, grace, direct):
+    """Replies and mentions are resolved only once membership is checked: otherwise their
+    errors would tell a stranger which messages and members a chat has."""
+    stranger = make_user()
+    message = services.send_message(author=user, chat_id=direct.id, body="hi")
+
+    for extra in [{"reply_to_id": message.id}, {"mentions": [grace.id]}]:
+        with pytest.raises(ValidationError) as error:
+            services.send_message(author=stranger, chat_id=direct.id, body="hi", **extra)
+        assert codes(error.value) == {"chat_id": ["not_found"]}
+
+
+@pytest.mark.django_db
 def test_sending_is_limited_to_a_burst_then_a_steady_rate(user, direct, settings):
     settings.SEND_RATE_BURST, settings.SEND_RATE_PER_SECOND = 3, 0.5
     for n in range(3):

@@ -4,12 +4,13 @@ and on PostgreSQL (the services pass runs this file again there)."""
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from chat import auth, rows, selectors, services
 from chat.exceptions import NotFound
-from chat.models import AuthToken, Chat, Membership
+from chat.models import AuthToken, Change, Chat, Membership, Mention, Message
 from tests.factories import token_for
 
 pytestmark = pytest.mark.django_db
@@ -101,3 +102,76 @@ def test_names_are_quoted_from_the_models():
         ]
     )  # fmt: skip
     assert statement == expected
+
+
+def writes(queries: list[dict]) -> list[str]:
+    """The statements a block ran, without the test's own savepoints."""
+    return [q["sql"] for q in queries if not q["sql"].upper().startswith(("SAVEPOINT", "RELEASE"))]
+
+
+def test_a_message_written_as_sql_reads_back_as_the_orm_would_write_it(user, grace):
+    room = services.create_room(owner=user, name="Lounge", is_public=True)
+    services.join_room(user=grace, chat_id=room.id)
+    first = services.send_message(author=grace, chat_id=room.id, body="first")
+
+    message = services.send_message(
+        author=user,
+        chat_id=room.id,
+        body="  second  ",
+        client_id="c-1",
+        reply_to_id=first.id,
+        mentions=[grace.id],
+    )
+
+    stored = Message.objects.get(pk=message.pk)
+    columns = set(fields(stored)) - {"search_vector"}  # the database's to fill
+    assert {k: fields(message)[k] for k in columns} == {k: fields(stored)[k] for k in columns}
+    assert (stored.body, stored.reply_to_id, stored.client_id) == ("second", first.pk, "c-1")
+    assert not message._state.adding
+    assert message._state.db == "default"
+    change = Change.objects.get(message=message)
+    room.refresh_from_db()
+    assert (change.kind, change.revision, change.chat_id) == ("ADDED", room.revision, room.pk)
+    assert (room.last_seq, room.last_message_at) == (message.seq, message.created_at)
+    assert Membership.objects.get(chat=room, user=user).last_read_seq == message.seq
+    assert Membership.objects.get(chat=room, user=grace).last_read_seq == first.seq
+    assert list(Mention.objects.filter(message=message).values_list("user", flat=True)) == [
+        grace.pk
+    ]
+
+
+def test_a_send_is_two_statements_on_postgresql(user):
+    """The chat's lock (with the membership check), then every write at once: through the
+    ORM a send was seven statements."""
+    room = services.create_room(owner=user, name="Lounge")
+
+    with CaptureQueriesContext(connection) as queries:
+        services.send_message(author=user, chat_id=room.id, body="hi")
+
+    statements = writes(queries.captured_queries)
+    lock, *rest = statements
+    assert "EXISTS" in lock
+    if connection.vendor == "postgresql":
+        assert lock.endswith("FOR UPDATE")
+        assert len(rest) == 1
+        assert rest[0].startswith("WITH ")
+    else:  # one by one: the message, its change, the chat, the author's read position
+        assert [s.split()[0] for s in rest] == ["INSERT", "INSERT", "UPDATE", "UPDATE"]
+
+
+def test_writes_run_together_fail_together(user):
+    """A unique violation in one part refuses the whole statement: nothing is half written."""
+    room = services.create_room(owner=user, name="Lounge")
+    room.refresh_from_db()
+    revision = room.revision
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        rows.run(
+            [
+                rows.update(Chat, {"id": room.pk}, topic="changed"),
+                rows.insert(Membership(chat=room, user=user)),  # already a member
+            ]
+        )
+
+    room.refresh_from_db()
+    assert (room.topic, room.revision) == ("", revision)
