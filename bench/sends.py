@@ -5,6 +5,7 @@
     ... bench/sends.py --pool 10                  # Django's pool on psycopg 3 (make psycopg3)
     ... bench/sends.py --pgbouncer 10 --conn-max-age 60   # through PgBouncer, transaction mode
     ... bench/sends.py --server uvicorn           # or granian
+    ... bench/sends.py --client-ids               # each send with a clientId, as apps send
 
 One daphne process (`python -m server.serve`) on a fresh database (PostgreSQL from
 DATABASE_URL, else SQLite). `--senders` users, each in a room of their own, send `--count`
@@ -26,6 +27,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -37,16 +39,20 @@ from bench.proc import cpu_seconds  # noqa: E402
 from tests.system.live import SERVERS, LiveStack, PgBouncer, live_database  # noqa: E402
 
 SEND = (
-    "mutation($c: ID!, $b: String!) { sendMessage(input: {chatId: $c, body: $b}) { __typename } }"
+    "mutation($c: ID!, $b: String!, $k: String) "
+    "{ sendMessage(input: {chatId: $c, body: $b, clientId: $k}) { __typename } }"
 )
 ROOM = "mutation($n: String!) { createRoom(name: $n) { ... on Chat { id } } }"
 
 
-async def sender(url: str, token: str, room: str, count: int) -> tuple[list[float], int]:
+async def sender(
+    url: str, token: str, room: str, count: int, client_ids: bool
+) -> tuple[list[float], int]:
     latencies, failed = [], 0
     async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as client:
         for n in range(count):
-            body = {"query": SEND, "variables": {"c": room, "b": f"message {n}"}}
+            key = f"{uuid.uuid4().hex[:12]}-{n}" if client_ids else None
+            body = {"query": SEND, "variables": {"c": room, "b": f"message {n}", "k": key}}
             started = time.perf_counter()
             reply = await client.post(url, json=body, timeout=60)
             latencies.append(time.perf_counter() - started)
@@ -56,11 +62,13 @@ async def sender(url: str, token: str, room: str, count: int) -> tuple[list[floa
     return latencies, failed
 
 
-async def load(server, people: list[tuple[str, str]], count: int) -> dict:
+async def load(server, people: list[tuple[str, str]], count: int, client_ids: bool) -> dict:
     url = f"{server.url}/graphql/"
-    await asyncio.gather(*(sender(url, token, room, 3) for token, room in people))  # warm up
+    await asyncio.gather(*(sender(url, t, room, 3, client_ids) for t, room in people))  # warm up
     cpu, started = cpu_seconds(server.process.pid), time.perf_counter()
-    results = await asyncio.gather(*(sender(url, token, room, count) for token, room in people))
+    results = await asyncio.gather(
+        *(sender(url, token, room, count, client_ids) for token, room in people)
+    )
     wall, cpu = time.perf_counter() - started, cpu_seconds(server.process.pid) - cpu
     latencies = sorted(x for lat, _ in results for x in lat)
     sends = len(latencies)
@@ -118,6 +126,11 @@ def main() -> None:
         help="serve through a PgBouncer (transaction mode) with this many server connections",
     )
     parser.add_argument("--server", choices=SERVERS, default="daphne")
+    parser.add_argument(
+        "--client-ids",
+        action="store_true",
+        help="send a clientId with each message, as Apollo and the reference client do",
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-sends-"))
     with live_database(tmp) as database_url:
@@ -144,7 +157,7 @@ def main() -> None:
                 token = server.register(f"Sender{n}")
                 room = server.graphql(ROOM, {"n": f"Room {n}"}, token=token)
                 people.append((token, room["data"]["createRoom"]["id"]))
-            figures = asyncio.run(load(server, people, args.count))
+            figures = asyncio.run(load(server, people, args.count, args.client_ids))
         finally:
             stack.stop()
             if bouncer:
@@ -162,7 +175,8 @@ def main() -> None:
     )
     print(
         f"\n{args.senders} senders x {args.count} sendMessage over HTTP, one {args.server} "
-        f"process, {how}, DATABASE_CONN_MAX_AGE={args.conn_max_age or 0}\n"
+        f"process, {how}, DATABASE_CONN_MAX_AGE={args.conn_max_age or 0}"
+        f"{', each with a clientId' if args.client_ids else ''}\n"
     )
     print("| path | sends/s | CPU per send | p50 | p99 | failed |")
     print("|---|---|---|---|---|---|")

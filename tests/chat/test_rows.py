@@ -175,3 +175,21 @@ def test_writes_run_together_fail_together(user):
 
     room.refresh_from_db()
     assert (room.topic, room.revision) == ("", revision)
+
+
+def test_a_send_with_a_client_id_asks_for_a_retry_in_plain_sql_twice(user):
+    """Before the send limit and again under the lock; neither joins anything."""
+    room = services.create_room(owner=user, name="Lounge")
+
+    with CaptureQueriesContext(connection) as queries:
+        sent = services.send_message(author=user, chat_id=room.id, body="hi", client_id="c-1")
+    with CaptureQueriesContext(connection) as retried:
+        again = services.send_message(author=user, chat_id=room.id, body="hi", client_id="c-1")
+
+    first, lock, under_lock, *_ = writes(queries.captured_queries)
+    assert first == under_lock
+    assert "client_id" in first
+    assert "JOIN" not in first.upper()
+    assert "EXISTS" in lock
+    assert again == sent
+    assert len(writes(retried.captured_queries)) == 2  # the lookup, then the message
