@@ -222,6 +222,14 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
         stats.outgoingOctetsWebSocketLevel += size
         self._write_frame(0x81, payload)
 
+    def onPing(self, payload: bytes) -> None:
+        """A client's ping shows it is there, as daphne takes any message it sends: the
+        keep-alive ping is next due an interval after it. A client that pings as often as
+        the server would (the `websockets` library's default: 20 s) is then pinged
+        rarely, instead of both ends pinging: half of an idle socket's frames."""
+        self.last_ping = time.time()
+        super().onPing(payload)
+
     def sendPing(self, payload: bytes | None = None) -> None:
         """A ping (daphne's keep-alive, every `--ping-interval` seconds per socket) written
         as `_send_text_frame` writes text: idle sockets cost mostly pings and pongs."""

@@ -166,6 +166,35 @@ def test_an_open_socket_is_pinged_when_its_interval_has_passed(server):
             protocol.autoPingTimeoutCall.cancel()
 
 
+def test_a_client_that_pings_is_not_pinged_but_answered(server):
+    """Its ping proves it is there, as a message does for daphne; it still gets its pong."""
+    client, transport = opened_socket(server, opened_ago=60, pinged_ago=21)
+    # What autobahn's handshake leaves for reading frames.
+    client.websocket_version, client.inside_message, client.current_frame = 13, False, None
+    mask = b"\x01\x02\x03\x04"
+    payload = b"are you there"
+    masked = bytes(byte ^ mask[n % 4] for n, byte in enumerate(payload))
+
+    client.dataReceived(bytes((0x89, 0x80 | len(payload))) + mask + masked)
+    server.timeout_checker()
+
+    assert transport.value() == bytes((0x8A, len(payload))) + payload  # the pong, no ping
+    assert client.last_ping == pytest.approx(time.time(), abs=1)
+
+
+def test_a_client_that_stops_pinging_is_pinged_an_interval_later(server):
+    client, transport = opened_socket(server, opened_ago=60, pinged_ago=21)
+    client.onPing(b"")
+    transport.clear()
+    client.last_ping -= 21  # the interval has passed since
+
+    server.timeout_checker()
+
+    assert transport.value()[0] == 0x89
+    if client.autoPingTimeoutCall is not None:
+        client.autoPingTimeoutCall.cancel()
+
+
 def test_a_socket_past_its_lifetime_is_closed(server):
     old, transport = opened_socket(server, opened_ago=3601, pinged_ago=1)
 
