@@ -31,27 +31,19 @@ class RawWebSocket:
         assert head.startswith(b"HTTP/1.1 101"), head
 
     def send(self, message: dict) -> None:
-        payload = json.dumps(message).encode()
-        mask = os.urandom(4)
-        length = len(payload)
-        if length < 126:
-            header = struct.pack("!BB", 0x81, 0x80 | length)
-        elif length < 65536:
-            header = struct.pack("!BBH", 0x81, 0x80 | 126, length)
-        else:
-            header = struct.pack("!BBQ", 0x81, 0x80 | 127, length)
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        self.sock.sendall(header + mask + masked)
+        self.send_frame(0x1, json.dumps(message).encode())
 
     def send_frame(self, opcode: int, payload: bytes = b"") -> None:
-        """One final frame, masked as a client's must be: a ping (9) or pong (10), say.
-        Lengths past 125 use the extended encodings, which control frames may not."""
+        """One final frame, masked as a client's must be: text (1), a ping (9) or a pong
+        (10), say. Any length gets its encoding, even one a control frame may not have."""
         mask = os.urandom(4)
         length = len(payload)
         if length < 126:
             header = struct.pack("!BB", 0x80 | opcode, 0x80 | length)
-        else:
+        elif length < 65536:
             header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, length)
+        else:
+            header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, length)
         masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
         self.sock.sendall(header + mask + masked)
 
