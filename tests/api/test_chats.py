@@ -1,3 +1,5 @@
+import uuid
+
 import pytest
 
 from chat import services
@@ -147,6 +149,47 @@ def test_a_retried_send_returns_the_same_message(gql, token, direct):
 
     assert again == first
     assert Message.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_stranger_learns_nothing_from_a_reply_or_a_mention(gql, make_user, user, grace, direct):
+    """Replies and mentions are resolved under the chat's lock, after membership: their
+    errors would otherwise tell a stranger which messages and members a chat has."""
+    outsider = make_user()
+    stranger = token_for(outsider)
+    original = services.send_message(author=user, chat_id=direct.id, body="hi")
+
+    # Whether the message or the member is there or not, the answer is the same.
+    for extra in [
+        {"replyToId": str(original.id)},
+        {"replyToId": str(uuid.uuid4())},
+        {"mentions": [str(grace.id)]},
+        {"mentions": [str(outsider.id)]},
+    ]:
+        variables = {"input": {"chatId": str(direct.id), "body": "hi", **extra}}
+        result = gql.execute(SEND, variables, token=stranger).data["sendMessage"]
+        assert result["messages"] == [
+            {"kind": "VALIDATION", "field": "chatId", "code": "not_found"}
+        ]
+    assert Message.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_client_id_used_in_another_chat_is_refused_whatever_the_chat_id(
+    gql, user, token, direct
+):
+    room = services.create_room(owner=user, name="Room")
+    first = send(gql, token, direct.id, "first", client_id="k-1")
+    before = Message.objects.count()
+
+    # Another chat of the sender's, and (hostile) a chat id that is not one.
+    for chat_id in [room.id, "not-an-id"]:
+        result = send(gql, token, chat_id, "second", client_id="k-1")
+        assert result["messages"] == [
+            {"kind": "VALIDATION", "field": "clientId", "code": "client_id_reused"}
+        ]
+    assert Message.objects.count() == before
+    assert send(gql, token, direct.id, "first", client_id="k-1") == first
 
 
 @pytest.mark.parametrize(

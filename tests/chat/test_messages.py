@@ -1,3 +1,5 @@
+import uuid
+
 import pytest
 from django.core.exceptions import ValidationError
 
@@ -136,7 +138,12 @@ def test_a_non_member_learns_nothing_from_a_reply_or_a_mention(make_user, user, 
     stranger = make_user()
     message = services.send_message(author=user, chat_id=direct.id, body="hi")
 
-    for extra in [{"reply_to_id": message.id}, {"mentions": [grace.id]}]:
+    for extra in [
+        {"reply_to_id": message.id},
+        {"reply_to_id": uuid.uuid4()},  # no such message: the same answer
+        {"mentions": [grace.id]},
+        {"mentions": [stranger.id]},  # not a member: the same answer
+    ]:
         with pytest.raises(ValidationError) as error:
             services.send_message(author=stranger, chat_id=direct.id, body="hi", **extra)
         assert codes(error.value) == {"chat_id": ["not_found"]}

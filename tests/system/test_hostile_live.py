@@ -235,6 +235,29 @@ def test_pings_both_ways_on_the_wire_and_a_malformed_one_closes_only_its_socket(
     ws.close()
 
 
+def test_a_client_that_keeps_pinging_is_not_pinged_until_it_stops(live_stack):
+    """Its pings prove it is there: only its own are answered, until it stops pinging."""
+    server = live_stack.start(WEBSOCKET_PING_INTERVAL="1")
+    token = server.register()
+    ws = RawWebSocket(server.port)
+    ws.send({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
+    assert ws.message() == {"type": "connection_ack"}
+
+    # Every 0.3 s for 4 s: four of the server's intervals, two of its 2-second checks.
+    deadline, sent = time.monotonic() + 4, 0
+    while time.monotonic() < deadline:
+        ws.send_frame(0x9, b"%d" % sent)
+        assert ws.frame() == (0xA, b"%d" % sent)  # its pong, and no ping of the server's
+        sent += 1
+        time.sleep(0.3)
+
+    ping = next_control_frame(ws, 0x9, timeout=5)
+    ws.send_frame(0xA, ping)
+    ws.send({"type": "ping"})
+    assert ws.message() == {"type": "pong"}
+    ws.close()
+
+
 def test_sigterm_closes_sockets_1012_finishes_requests_and_exits(live_stack):
     server = live_stack.start(SHUTDOWN_TIMEOUT="10")
     token = server.register()
