@@ -10,7 +10,7 @@ models' fields, so they run on SQLite and PostgreSQL alike.
 
 A message's writes (the message, its change, the chat's counters, the author's read
 position) go to PostgreSQL as one statement (`run`): through the ORM they were four
-statements and 2.2 ms of a send's CPU (bench/RESULTS.md, issue 14).
+statements and about 15 % of a send's CPU (py-spy, bench/RESULTS.md, issue 14).
 """
 
 from collections.abc import Sequence

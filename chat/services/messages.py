@@ -71,6 +71,8 @@ def _clean_body(body: str) -> str:
 
 @functools.cache
 def _retry_lookup() -> str:
+    # The chat is compared in SQL, where both sides are the column's type: read back, a
+    # UUID is text on SQLite and would need the ORM's converters to compare in Python.
     return rows.sql(
         "SELECT {Message.id}, {Message.chat} = %s FROM {Message} "
         "WHERE {Message.author} = %s AND {Message.client_id} = %s",
