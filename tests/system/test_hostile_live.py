@@ -152,14 +152,20 @@ def test_a_body_within_the_limit_still_works(daphne_server):
     assert response.json() == {"data": {"__typename": "Query"}}
 
 
+def signed_in(port: int, token: str, **options: int) -> RawWebSocket:
+    """A raw socket past `connection_init`, acknowledged."""
+    ws = RawWebSocket(port, **options)
+    ws.send({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
+    assert ws.message() == {"type": "connection_ack"}
+    return ws
+
+
 def test_sockets_that_never_read_are_closed_and_memory_stays_bounded(daphne_server):
     token = daphne_server.register()
     room = daphne_server.graphql(CREATE_ROOM, token=token)["data"]["createRoom"]["id"]
     sockets = []
     for _ in range(4):
-        ws = RawWebSocket(daphne_server.port, rcvbuf=4096)
-        ws.send({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
-        assert ws.message() == {"type": "connection_ack"}
+        ws = signed_in(daphne_server.port, token, rcvbuf=4096)
         for n in range(50):
             ws.send(
                 {
@@ -203,28 +209,29 @@ def next_control_frame(ws: RawWebSocket, opcode: int, timeout: float = 10) -> by
     raise AssertionError(f"no frame with opcode {opcode} in {timeout} s")
 
 
+def answer_the_servers_ping(ws: RawWebSocket) -> None:
+    """Wait for the server's keep-alive ping (a couple of 1 s intervals), answer it, and
+    check the socket still speaks graphql-transport-ws."""
+    ping = next_control_frame(ws, 0x9, timeout=5)
+    ws.send_frame(0xA, ping)
+    ws.send({"type": "ping"})
+    assert ws.message() == {"type": "pong"}
+
+
 def test_pings_both_ways_on_the_wire_and_a_malformed_one_closes_only_its_socket(live_stack):
     server = live_stack.start(WEBSOCKET_PING_INTERVAL="1")
     token = server.register()
-    init = {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
-    ws = RawWebSocket(server.port)
-    ws.send(init)
-    assert ws.message() == {"type": "connection_ack"}
+    ws = signed_in(server.port, token)
 
     # The client's ping is answered with its own payload, the longest a control frame takes.
     ws.send_frame(0x9, b"p" * 125)
     assert next_control_frame(ws, 0xA) == b"p" * 125
-    # The server's own keep-alive: a ping within a couple of its 1 s intervals, answered.
-    ping = next_control_frame(ws, 0x9, timeout=5)
-    ws.send_frame(0xA, ping)
-    ws.send({"type": "ping"})  # and the socket still speaks graphql-transport-ws
-    assert ws.message() == {"type": "pong"}
+    # The server's own keep-alive, answered.
+    answer_the_servers_ping(ws)
 
     # Hostile: a ping longer than a control frame may be is a protocol error (1002) for
     # its own socket only.
-    bad = RawWebSocket(server.port)
-    bad.send(init)
-    assert bad.message() == {"type": "connection_ack"}
+    bad = signed_in(server.port, token)
     bad.send_frame(0x9, b"x" * 126)
     assert bad.close_code() in {1002, None}
     bad.close()
@@ -238,10 +245,7 @@ def test_pings_both_ways_on_the_wire_and_a_malformed_one_closes_only_its_socket(
 def test_a_client_that_keeps_pinging_is_not_pinged_until_it_stops(live_stack):
     """Its pings prove it is there: only its own are answered, until it stops pinging."""
     server = live_stack.start(WEBSOCKET_PING_INTERVAL="1")
-    token = server.register()
-    ws = RawWebSocket(server.port)
-    ws.send({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
-    assert ws.message() == {"type": "connection_ack"}
+    ws = signed_in(server.port, server.register())
 
     # Every 0.3 s for 4 s: four of the server's intervals, two of its 2-second checks.
     deadline, sent = time.monotonic() + 4, 0
@@ -251,19 +255,14 @@ def test_a_client_that_keeps_pinging_is_not_pinged_until_it_stops(live_stack):
         sent += 1
         time.sleep(0.3)
 
-    ping = next_control_frame(ws, 0x9, timeout=5)
-    ws.send_frame(0xA, ping)
-    ws.send({"type": "ping"})
-    assert ws.message() == {"type": "pong"}
+    answer_the_servers_ping(ws)
     ws.close()
 
 
 def test_sigterm_closes_sockets_1012_finishes_requests_and_exits(live_stack):
     server = live_stack.start(SHUTDOWN_TIMEOUT="10")
     token = server.register()
-    ws = RawWebSocket(server.port)
-    ws.send({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
-    assert ws.message() == {"type": "connection_ack"}
+    ws = signed_in(server.port, token)
     # A request in flight: its headers and half its body are in when the signal comes.
     body = b'{"query": "{ __typename }"}'
     in_flight = http_request(
