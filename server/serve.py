@@ -69,6 +69,14 @@ class BoundedRequest(WebRequest):
     _refused = False
     _limit = 0
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Twisted parses every POSTed form into `request.args`, which daphne never reads:
+        # a multipart upload was decoded twice, and a body Twisted could not parse got an
+        # empty 400 of its own instead of the application's JSON error. Even a JSON POST
+        # paid for its Content-Type going through the `email` package.
+        self._parsePOSTFormSubmission = False
+
     def gotLength(self, length: int | None) -> None:
         # The headers are in by now: the limit depends on the content type.
         content_type = (self.requestHeaders.getRawHeaders(b"content-type") or [b""])[0]

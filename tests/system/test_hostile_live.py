@@ -152,6 +152,29 @@ def test_a_body_within_the_limit_still_works(daphne_server):
     assert response.json() == {"data": {"__typename": "Query"}}
 
 
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("multipart/form-data; boundary=x", b"not multipart at all"),
+        ("multipart/form-data", b"--x\r\nno boundary declared"),
+    ],
+)
+def test_a_broken_multipart_body_gets_the_applications_json_answer(
+    daphne_server, content_type, body
+):
+    # Twisted parsed every POSTed form into `request.args` (which daphne never reads) and
+    # answered a body it could not parse with an empty 400 of its own.
+    response = httpx.post(
+        f"{daphne_server.url}/graphql/",
+        content=body,
+        headers={"Content-Type": content_type},
+        timeout=10,
+    )
+
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
 def signed_in(port: int, token: str, **options: int) -> RawWebSocket:
     """A raw socket past `connection_init`, acknowledged."""
     ws = RawWebSocket(port, **options)
