@@ -114,7 +114,10 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=20)
     parser.add_argument("--count", type=int, default=50, help="messages per sender")
     parser.add_argument(
-        "--conn-max-age", type=int, default=None, help="the server's DATABASE_CONN_MAX_AGE"
+        "--conn-max-age",
+        type=int,
+        default=None,
+        help="the server's DATABASE_CONN_MAX_AGE (default: the server's, 60, or 0 with --pool)",
     )
     parser.add_argument(
         "--pool", type=int, default=0, help="DATABASE_POOL_SIZE: Django's pool, psycopg 3"
@@ -173,9 +176,10 @@ def main() -> None:
         if args.pgbouncer
         else "psycopg2"
     )
+    age = args.conn_max_age if args.conn_max_age is not None else 0 if args.pool else 60
     print(
         f"\n{args.senders} senders x {args.count} sendMessage over HTTP, one {args.server} "
-        f"process, {how}, DATABASE_CONN_MAX_AGE={args.conn_max_age or 0}"
+        f"process, {how}, DATABASE_CONN_MAX_AGE={age}"
         f"{', each with a clientId' if args.client_ids else ''}\n"
     )
     print("| path | sends/s | CPU per send | p50 | p99 | failed |")

@@ -136,10 +136,16 @@ TEMPLATES = [
 # Requests run their sync work (ORM, resolvers) on at most this many threads per process,
 # each keeping its own database connection for DATABASE_CONN_MAX_AGE seconds (server.handler).
 HTTP_SYNC_THREADS = env_int("HTTP_SYNC_THREADS", 8)
+# Django's own connection pool, per process; psycopg 3 only (psycopg2-binary, the default
+# driver, has none: use DATABASE_CONN_MAX_AGE or PgBouncer with it).
+DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 0)
 DATABASES = {
     "default": dj_database_url.parse(
         env_str("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
+        # Reused: a new PostgreSQL connection per request doubled the latency of a small
+        # query (bench/RESULTS.md). Bounded threads keep it to HTTP_SYNC_THREADS + 1 per
+        # process. Django's pool (DATABASE_POOL_SIZE) replaces it.
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0 if DATABASE_POOL_SIZE else 60),
         conn_health_checks=True,
     )
 }
@@ -152,9 +158,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # PgBouncer in transaction mode gives each transaction whichever server connection is
     # free, so a named server-side cursor (QuerySet.iterator()) would not outlive it.
     DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = env_bool("DATABASE_PGBOUNCER")
-    # Django's own connection pool, per process; psycopg 3 only (psycopg2-binary, the
-    # default driver, has none: use DATABASE_CONN_MAX_AGE or PgBouncer with it).
-    if pool_size := env_int("DATABASE_POOL_SIZE", 0):
+    if DATABASE_POOL_SIZE:
         try:
             import psycopg_pool  # noqa: F401 - the pool Django uses
             from psycopg import __version__  # noqa: F401 - Django prefers psycopg 3 when present
@@ -167,7 +171,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
             raise ImproperlyConfigured(
                 "DATABASE_POOL_SIZE and DATABASE_CONN_MAX_AGE exclude each other"
             )
-        DATABASES["default"]["OPTIONS"]["pool"] = {"min_size": 1, "max_size": pool_size}
+        DATABASES["default"]["OPTIONS"]["pool"] = {"min_size": 1, "max_size": DATABASE_POOL_SIZE}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers run beside the one writer; IMMEDIATE takes the write lock at BEGIN,
     # so concurrent writers queue on `timeout` instead of failing with "database is locked".

@@ -83,6 +83,34 @@ def _check(heard: list[tuple[int, str]], seqs: list[int]) -> None:
     )
 
 
+def _backends(database_url: str) -> set[tuple[int, object]]:
+    """The server's PostgreSQL sessions on this database, by pid and start time."""
+    name = database_url.rsplit("/", 1)[1]
+    with psycopg2.connect(database_url) as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid, backend_start FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            [name],
+        )
+        return set(cursor.fetchall())
+
+
+def test_requests_reuse_their_database_connection_by_default(tmp_path, postgres_url):
+    """A new session per request doubled a small query's latency (bench/RESULTS.md)."""
+    stack = LiveStack(tmp_path, postgres_url, **LIMITS)
+    try:
+        server = stack.start()
+        token = server.register("Reader")
+        server.graphql("{ me { id } }", token=token)
+        first = _backends(postgres_url)
+        for _ in range(20):
+            assert server.graphql("{ me { id } }", token=token)["data"]["me"]
+        assert first
+        assert _backends(postgres_url) == first
+    finally:
+        stack.stop()
+
+
 async def test_the_server_works_through_pgbouncer_in_transaction_mode(tmp_path, postgres_url):
     bouncer = PgBouncer(postgres_url, pool_size=POOL)
     stack = LiveStack(
