@@ -2,7 +2,7 @@
 
     python -m server.serve [daphne's options] server.asgi:application
 
-Daphne's command line, with five differences:
+Daphne's command line, with six differences:
 
 - **Request bodies are bounded before they are held.** Daphne reads a whole body, then
   queues all of it for the application at once, in memory: a 1 GiB POST grew a process by
@@ -10,6 +10,9 @@ Daphne's command line, with five differences:
   `UPLOAD_MAX_BYTES` more for a multipart upload: `server.bodylimit`) is answered 413
   from its `Content-Length`, or as soon as a chunked body passes the limit, and its bytes
   are dropped as they arrive.
+- **Bodies are parsed once, by the application.** Twisted parses a POSTed form for its own
+  `request.args`, which daphne never reads: uploads were decoded twice, and a malformed
+  multipart body got Twisted's empty 400 instead of the application's JSON error.
 - **Slow readers are bounded.** A WebSocket's frames go to the kernel through Twisted's
   write buffer, which grows without limit for a client that does not read. Past
   `WEBSOCKET_MAX_BUFFERED_BYTES` the socket is closed 1013 (try again later); the client
@@ -46,6 +49,7 @@ from daphne.http_protocol import HTTPFactory, WebRequest
 from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
 from twisted.internet import defer, reactor
 
+from server import masking
 from server.bodylimit import body_limit, too_large_body
 
 logger = logging.getLogger("server.serve")
@@ -229,6 +233,12 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
         stats.outgoingOctetsAppLevel += size
         stats.outgoingOctetsWebSocketLevel += size
         self._write_frame(0x81, payload)
+
+    def dataReceived(self, data: bytes) -> None:
+        """autobahn's, without its debug line: its arguments (type names styled for a
+        terminal by `click`) were built for every read, logged or not, a tenth of the idle
+        CPU at 5,000 sockets (bench/RESULTS.md)."""
+        self._dataReceived(data)
 
     def onPing(self, payload: bytes) -> None:
         """A client's ping shows it is there, as daphne takes any message it sends: the
@@ -423,6 +433,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "server.settings")
     daphne.server.HTTPFactory = BoundedHTTPFactory
     daphne.server.WebSocketFactory = BoundedWebSocketFactory
+    masking.install()
     try:
         ServeCommand().run(sys.argv[1:] if argv is None else argv)
     finally:

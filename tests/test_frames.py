@@ -1,6 +1,9 @@
 """server.serve.BoundedWebSocketProtocol writes a plain text frame itself: the same bytes
 and traffic figures as autobahn's `sendMessage`, which it falls back to otherwise."""
 
+import json
+import random
+
 import pytest
 from twisted.internet.testing import StringTransport
 
@@ -12,6 +15,8 @@ def opened() -> tuple[BoundedWebSocketProtocol, StringTransport]:
     transport = StringTransport()
     protocol.makeConnection(transport)
     protocol.state = protocol.STATE_OPEN  # as after the handshake, with no extension
+    protocol.inside_message, protocol.current_frame = False, None
+    protocol.websocket_version = 13
     protocol._perMessageCompress = None
     protocol.client_addr = ["127.0.0.1", 1]  # daphne's, set in its onConnect
     transport.clear()
@@ -99,3 +104,70 @@ def test_an_automatic_ping_still_expects_its_pong():
     assert transport.value()[2:] == ours.autoPingPending
     assert ours.autoPingTimeoutCall is not None  # dropped if no pong comes
     ours.autoPingTimeoutCall.cancel()
+
+
+# --- frames received ------------------------------------------------------------------
+
+
+def masked(opcode: int, payload: bytes, mask: bytes) -> bytes:
+    """A client's frame (FIN set, masked, as RFC 6455 requires of clients)."""
+    size = len(payload)
+    head = bytes((0x80 | opcode,))
+    if size < 126:
+        head += bytes((0x80 | size,))
+    else:
+        head += bytes((0x80 | 126,)) + size.to_bytes(2, "big")
+    body = bytes(byte ^ mask[n % 4] for n, byte in enumerate(payload))
+    return head + mask + body
+
+
+@pytest.mark.parametrize("size", [0, 1, 3, 4, 5, 64, 127, 128, 129, 1000])
+def test_a_frame_is_unmasked_as_autobahns_masker_does_whatever_the_reads(size):
+    from autobahn.websocket.xormasker import create_xor_masker as autobahn_masker
+
+    from server.masking import create_xor_masker
+
+    rng = random.Random(size)
+    for _ in range(20):
+        mask = rng.randbytes(4)
+        payload = rng.randbytes(size)
+        cuts = sorted(rng.sample(range(size + 1), min(size + 1, 3)))
+        ours, theirs = create_xor_masker(mask, size), autobahn_masker(mask, size)
+        for start, end in zip([0, *cuts], [*cuts, size], strict=True):
+            assert ours.process(payload[start:end]) == theirs.process(payload[start:end])
+            assert ours.pointer() == theirs.pointer() == end
+        ours.reset()
+        theirs.reset()
+        assert ours.process(payload) == theirs.process(payload)
+
+
+def test_received_frames_are_parsed_with_the_servers_masker_and_without_debug_lines(
+    monkeypatch,
+):
+    from autobahn.twisted import websocket as autobahn_twisted
+    from autobahn.websocket import protocol as autobahn_protocol
+
+    from server import masking
+
+    def built(*_: object) -> str:
+        raise AssertionError("a debug line's arguments were built")
+
+    monkeypatch.setattr(autobahn_protocol, "create_xor_masker", masking.create_xor_masker)
+    ours, _ = opened()
+    # From here on, per frame: a connection's own debug lines are built once, at its start.
+    monkeypatch.setattr(autobahn_twisted, "hltype", built)
+    monkeypatch.setattr(autobahn_twisted, "hlval", built)
+    received: list[tuple[str, bytes]] = []
+    ours.onPing = lambda payload: received.append(("ping", payload))
+    ours.onMessage = lambda payload, binary: received.append(("text", payload))
+    text = json.dumps({"type": "subscribe", "payload": {"query": "x" * 200}}).encode()
+    stream = (
+        masked(0x9, b"ping", b"\x01\x02\x03\x04")
+        + masked(0x1, b'{"type":"pong"}', b"\xff\x00\xaa\x55")
+        + masked(0x1, text, b"\x10\x20\x30\x40")
+    )
+
+    for start in range(0, len(stream), 7):  # frames split across reads, headers too
+        ours.dataReceived(stream[start : start + 7])
+
+    assert received == [("ping", b"ping"), ("text", b'{"type":"pong"}'), ("text", text)]
