@@ -171,3 +171,30 @@ def test_received_frames_are_parsed_with_the_servers_masker_and_without_debug_li
         ours.dataReceived(stream[start : start + 7])
 
     assert received == [("ping", b"ping"), ("text", b'{"type":"pong"}'), ("text", text)]
+
+
+def test_a_connection_takes_the_factorys_options_without_formatting_them(monkeypatch):
+    from autobahn.websocket import protocol as autobahn_protocol
+
+    def pformat(options: list) -> str:
+        assert not options, "the options were formatted for a debug line"
+        return ""
+
+    monkeypatch.setattr(autobahn_protocol, "pformat", pformat)
+    factory = BoundedWebSocketFactory(None)
+    factory.autoPingInterval, factory.maxMessagePayloadSize = 7, 1234
+    protocol = factory.buildProtocol(("127.0.0.1", 1))
+    protocol.openHandshakeTimeout = 3  # set on the connection: kept, as autobahn keeps it
+
+    protocol.makeConnection(StringTransport())
+
+    options = BoundedWebSocketProtocol.OPTIONS
+    assert len(options) > 20
+    assert protocol.autoPingInterval == 7
+    assert protocol.maxMessagePayloadSize == 1234
+    assert protocol.openHandshakeTimeout == 3
+    assert all(
+        getattr(protocol, name) == getattr(factory, name)
+        for name in options
+        if name != "openHandshakeTimeout"
+    )
