@@ -261,6 +261,23 @@ def answer_the_servers_ping(ws: RawWebSocket) -> None:
     assert ws.message() == {"type": "pong"}
 
 
+def test_client_frames_of_every_small_length_are_unmasked_on_the_wire(daphne_server):
+    """server.masking unmasks frames under 128 bytes itself, autobahn's masker the rest:
+    every control-frame length, and text around the threshold, read back intact."""
+    ws = signed_in(daphne_server.port, daphne_server.register())
+    for size in range(126):
+        payload = bytes(range(size))
+        ws.send_frame(0x9, payload)
+        assert next_control_frame(ws, 0xA) == payload
+    for size in range(110, 150):
+        envelope = b'{"type": "ping", "payload": {"p": ""}}'
+        padded = envelope.replace(b'""', b'"' + b"x" * (size - len(envelope)) + b'"')
+        assert len(padded) == size
+        ws.send_frame(0x1, padded)
+        assert ws.message()["type"] == "pong", size
+    ws.close()
+
+
 def test_pings_both_ways_on_the_wire_and_a_malformed_one_closes_only_its_socket(live_stack):
     server = live_stack.start(WEBSOCKET_PING_INTERVAL="1")
     token = server.register()
