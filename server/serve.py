@@ -74,12 +74,11 @@ class BoundedRequest(WebRequest):
     _limit = 0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
         # Twisted parses every POSTed form into `request.args`, which daphne never reads:
-        # a multipart upload was decoded twice, and a body Twisted could not parse got an
-        # empty 400 of its own instead of the application's JSON error. Even a JSON POST
-        # paid for its Content-Type going through the `email` package.
-        self._parsePOSTFormSubmission = False
+        # a multipart upload was decoded twice (on the event loop: 10 MB of tiny fields
+        # stalled the process for seconds), and a body Twisted could not parse got an
+        # empty 400 of its own instead of the application's JSON error.
+        super().__init__(*args, parsePOSTFormSubmission=False, **kwargs)
 
     def gotLength(self, length: int | None) -> None:
         # The headers are in by now: the limit depends on the content type.
@@ -176,6 +175,8 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
     that can close with the server codes 1011, 1012 and 1013. Its frames are written
     eagerly (`write_eagerly`)."""
 
+    _overflowed = False
+
     # autobahn copies its options from the factory onto each connection, then formats all
     # of them with `pprint` for a debug line built whether or not it is logged: 0.3-0.4 ms
     # of every WebSocket connect. They are copied here instead; autobahn's loop sees none.
@@ -187,8 +188,6 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
             if not hasattr(self, name):
                 setattr(self, name, getattr(self.factory, name))
         super()._connectionMade()
-
-    _overflowed = False
 
     def connectionMade(self) -> None:
         write_eagerly(self.transport)
@@ -248,8 +247,8 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
 
     def dataReceived(self, data: bytes) -> None:
         """autobahn's, without its debug line: its arguments (type names styled for a
-        terminal by `click`) were built for every read, logged or not, a tenth of the idle
-        CPU at 5,000 sockets (bench/RESULTS.md)."""
+        terminal by `click`) were built for every read, logged or not, about 6 µs each
+        (bench/RESULTS.md)."""
         self._dataReceived(data)
 
     def onPing(self, payload: bytes) -> None:
