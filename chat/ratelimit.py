@@ -14,7 +14,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -44,16 +44,28 @@ def cache_key(kind: str, name: str, subject: str) -> str:
 
 def _resilient(operation: Callable[[BaseCache], T]) -> T:
     """`operation` on the shared cache, or on process memory when that is unreachable."""
-    global _last_warning
-    shared = caches["default"]
     try:
-        return operation(shared)
+        return operation(caches["default"])
     except (RedisError, OSError) as error:
-        now = time.monotonic()
-        if now - _last_warning > _WARN_EVERY:
-            _last_warning = now
-            logger.warning("Rate limits use process memory: the shared cache failed (%s)", error)
+        _fell_back(error)
         return operation(_local)
+
+
+async def _aresilient(operation: Callable[[BaseCache], Awaitable[T]]) -> T:
+    """`_resilient` for the event loop."""
+    try:
+        return await operation(caches["default"])
+    except (RedisError, OSError) as error:
+        _fell_back(error)
+        return await operation(_local)
+
+
+def _fell_back(error: Exception) -> None:
+    global _last_warning
+    now = time.monotonic()
+    if now - _last_warning > _WARN_EVERY:
+        _last_warning = now
+        logger.warning("Rate limits use process memory: the shared cache failed (%s)", error)
 
 
 @dataclass(frozen=True)
@@ -136,15 +148,31 @@ class TokenBucket:
 
     def hit(self, subject: str, cost: int = 1) -> None:
         """Spend `cost` units, raising `RateLimited` (nothing spent) when over the rate."""
+        args = self._arguments(subject, cost)
+        _refuse_for(_resilient(lambda cache: _acquire(cache, *args)))
+
+    async def ahit(self, subject: str, cost: int = 1) -> None:
+        """`hit` for code on the event loop: Redis is awaited, so other sockets go on."""
+        args = self._arguments(subject, cost)
+        _refuse_for(await _aresilient(lambda cache: _aacquire(cache, *args)))
+
+    def _arguments(self, subject: str, cost: int) -> tuple[str, float, float, float, int]:
         interval = 1 / self.per_second
-        name = cache_key("tb", self.name, subject)
-        args = (name, time.time(), interval, self.burst * interval, cost)
-        wait = _resilient(lambda cache: _acquire(cache, *args))
-        if wait > 0:
-            raise RateLimited(
-                "You are doing that too fast. Try again shortly.",
-                retry_after=max(1, math.ceil(wait)),
-            )
+        return (
+            cache_key("tb", self.name, subject),
+            time.time(),
+            interval,
+            self.burst * interval,
+            cost,
+        )
+
+
+def _refuse_for(wait: float) -> None:
+    if wait > 0:
+        raise RateLimited(
+            "You are doing that too fast. Try again shortly.",
+            retry_after=max(1, math.ceil(wait)),
+        )
 
 
 def _acquire(
@@ -164,6 +192,17 @@ def _acquire(
         return 0.0
 
 
+async def _aacquire(
+    cache: BaseCache, key: str, now: float, interval: float, span: float, cost: int
+) -> float:
+    """`_acquire` from the event loop: with `server.cache.RedisCache` (the one the settings
+    configure for Redis) the script is awaited; process memory has nothing to wait for."""
+    script = getattr(cache, "ascript", None)
+    if script is None:
+        return _acquire(cache, key, now, interval, span, cost)
+    return float(await script(_GCRA, key, now, interval, span, cost))
+
+
 def limit(name: str) -> TokenBucket:
     """The bucket settings configure for `name` (`<NAME>_RATE_BURST`, `..._PER_SECOND`)."""
     prefix = name.upper()
@@ -177,6 +216,11 @@ def limit(name: str) -> TokenBucket:
 def hit(name: str, subject: Any, cost: int = 1) -> None:
     """Spend from the `name` bucket of `subject` (a user, or any string)."""
     limit(name).hit(str(getattr(subject, "pk", subject)), cost)
+
+
+async def ahit(name: str, subject: Any, cost: int = 1) -> None:
+    """`hit` for code on the event loop."""
+    await limit(name).ahit(str(getattr(subject, "pk", subject)), cost)
 
 
 @dataclass(frozen=True)

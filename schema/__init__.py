@@ -14,7 +14,7 @@ from schema.columns import ColumnAwareMiddleware, read_columns_directly
 from schema.documents import DOCUMENTS_CACHED, DocumentCache
 from schema.errors import ErrorPolicy, is_expected
 from schema.execution import SharedEventExecutor
-from schema.limits import OperationLimits
+from schema.limits import BlockingOperationLimits, OperationLimits
 from schema.mutations import Mutation
 from schema.queries import Query
 from schema.subscriptions import Subscription
@@ -27,6 +27,14 @@ class Schema(strawberry.Schema):
     ) -> None:
         # Expected errors (bad input, not signed in, not found) are answers, not incidents.
         super().process_errors([e for e in errors if not is_expected(e)], execution_context)
+
+    def get_extensions(self, sync: bool = False) -> list[Any]:
+        extensions = super().get_extensions(sync)
+        if not sync:
+            return extensions
+        # `execute_sync` cannot await the query budget's charge: it may block instead.
+        blocking = BlockingOperationLimits(maxsize=DOCUMENTS_CACHED)
+        return [blocking if type(e) is OperationLimits else e for e in extensions]
 
     def _get_middleware_manager(self, extensions: list[Any]) -> ColumnAwareMiddleware:
         return ColumnAwareMiddleware(*(ext for ext in extensions if ext._implements_resolve()))

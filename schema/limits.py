@@ -12,7 +12,7 @@ return: page sizes multiplied through nested lists) and refuses NUL characters i
 string argument or variable, which PostgreSQL cannot store.
 """
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -278,24 +278,37 @@ class OperationLimits(ValidationCache):
     its validation when an extension has already set errors). Executions with a root value
     are the fan-out's shared subscription events (`schema.fanout`): the subscription was
     charged once, when it was made.
+
+    The budget lives in Redis, and this hook runs on the event loop: the charge is awaited,
+    never waited for, or one slow Redis round trip would hold up every socket of the
+    process. `schema.execute_sync` cannot await: it gets `BlockingOperationLimits`.
     """
 
-    def on_validate(self) -> Iterator[None]:
+    async def on_validate(self) -> AsyncIterator[None]:
+        error, cost = self._refusal()
+        if error is None and cost:
+            error = _over_budget(cost, await _spent(self._subject(), cost))
+        self._conclude(error)
+        yield
+
+    def _conclude(self, error: GraphQLError | None) -> None:
+        """Refuse with `error`, or run graphql-core's rules (cached per document)."""
         context = self.execution_context
-        error = self._refusal()
         if error is not None:
             context.pre_execution_errors = [error]
-            yield
             return
-        yield from super().on_validate()
+        context.pre_execution_errors = self.cached_validate_document(
+            context.schema._schema, context.graphql_document, context.validation_rules
+        )
 
-    def _refusal(self) -> GraphQLError | None:
+    def _refusal(self) -> tuple[GraphQLError | None, int]:
+        """A refusal, or else the budget this operation must spend (0: none)."""
         context = self.execution_context
         document = context.graphql_document
         if document is None:
-            return None
+            return None, 0
         if has_nul(context.variables):
-            return bad_user_input("Strings cannot contain NUL characters.")
+            return bad_user_input("Strings cannot contain NUL characters."), 0
         try:
             error = check_document(document)
         except RecursionError:
@@ -303,7 +316,7 @@ class OperationLimits(ValidationCache):
         if error is None:
             error = _transport_refusal(context)
         if error is not None or context.root_value is not None:
-            return error
+            return error, 0
         cost = operation_cost(
             context.schema._schema, document, context.operation_name, context.variables
         )
@@ -315,19 +328,51 @@ class OperationLimits(ValidationCache):
                 "GRAPHQL_VALIDATION_FAILED",
                 cost=cost,
                 maxCost=budget,
-            )
-        user = getattr(context.context, "user", None)
-        subject = str(user.pk) if user is not None else f"address:{_address(context.context)}"
-        try:
-            ratelimit.hit("graphql_cost", subject, cost)
-        except RateLimited as limited:
-            return graphql_error(
-                "Too many expensive requests: the query budget is spent. Try again shortly.",
-                "RATE_LIMITED",
-                retryAfter=limited.retry_after,
-                cost=cost,
-            )
+            ), 0
+        return None, cost
+
+    def _subject(self) -> str:
+        context = self.execution_context.context
+        user = getattr(context, "user", None)
+        return str(user.pk) if user is not None else f"address:{_address(context)}"
+
+
+class BlockingOperationLimits(OperationLimits):
+    """`OperationLimits` for `schema.execute_sync`, which has no loop to hold up."""
+
+    def on_validate(self) -> Iterator[None]:  # type: ignore[override]
+        error, cost = self._refusal()
+        if error is None and cost:
+            error = _over_budget(cost, _spent_now(self._subject(), cost))
+        self._conclude(error)
+        yield
+
+
+async def _spent(subject: str, cost: int) -> RateLimited | None:
+    try:
+        await ratelimit.ahit("graphql_cost", subject, cost)
+    except RateLimited as limited:
+        return limited
+    return None
+
+
+def _spent_now(subject: str, cost: int) -> RateLimited | None:
+    try:
+        ratelimit.hit("graphql_cost", subject, cost)
+    except RateLimited as limited:
+        return limited
+    return None
+
+
+def _over_budget(cost: int, limited: RateLimited | None) -> GraphQLError | None:
+    if limited is None:
         return None
+    return graphql_error(
+        "Too many expensive requests: the query budget is spent. Try again shortly.",
+        "RATE_LIMITED",
+        retryAfter=limited.retry_after,
+        cost=cost,
+    )
 
 
 def _transport_refusal(context: Any) -> GraphQLError | None:

@@ -76,7 +76,7 @@ def _requested_hash(extensions: Any) -> str | None:
     return digest.lower()
 
 
-def resolve(query: str | None, extensions: Any) -> str | None:
+async def resolve(query: str | None, extensions: Any) -> str | None:
     """The document to run for a request's `query` and `extensions`. Raises
     `DocumentError`: PERSISTED_QUERY_NOT_FOUND (send the text), BAD_REQUEST (a hash that
     does not match the text), TRUSTED_DOCUMENT_REQUIRED (not in the manifest)."""
@@ -97,24 +97,25 @@ def resolve(query: str | None, extensions: Any) -> str | None:
     if query:
         if sha256(query) != digest:
             raise DocumentError("provided sha does not match query", "BAD_REQUEST")
-        _store(digest, query)
+        await _store(digest, query)
         return query
-    stored = _load(digest)
+    stored = await _load(digest)
     if stored is None:
         raise DocumentError("PersistedQueryNotFound", "PERSISTED_QUERY_NOT_FOUND")
     return stored
 
 
-def _store(digest: str, query: str) -> None:
+# Called on the event loop: the cache's async API (server.cache) never blocks it.
+async def _store(digest: str, query: str) -> None:
     try:
-        shared_cache.set(CACHE_PREFIX + digest, query, timeout=settings.APQ_TTL)
+        await shared_cache.aset(CACHE_PREFIX + digest, query, timeout=settings.APQ_TTL)
     except (RedisError, OSError) as error:  # the client sends the text again next time
         logger.warning("Could not store a persisted query: %s", error)
 
 
-def _load(digest: str) -> str | None:
+async def _load(digest: str) -> str | None:
     try:
-        return shared_cache.get(CACHE_PREFIX + digest)
+        return await shared_cache.aget(CACHE_PREFIX + digest)
     except (RedisError, OSError) as error:
         logger.warning("Could not read a persisted query: %s", error)
         return None

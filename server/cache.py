@@ -1,4 +1,5 @@
-"""Django's Redis cache backend, with one connection pool and one client per process.
+"""The cache backends: Django's, with one Redis pool per process and an async API that
+never blocks the event loop.
 
 Under ASGI, Django builds its cache objects per request context, and each
 `RedisCacheClient` opens its own connection pool: every request that touched the cache
@@ -6,15 +7,32 @@ Under ASGI, Django builds its cache objects per request context, and each
 the clients of one process share their pools (redis-py's pools are thread-safe and notice
 a fork), and the `redis.Redis` objects over them: Django builds a new one for every cache
 call, which cost more CPU than the call's round trip (a third of a rate-limit hit).
+
+Django's async cache methods (`aget`, `aset` ...) run the sync ones in the sync thread.
+Code on the event loop (the query budget, persisted documents, typing) must not call the
+sync ones, which would stall every socket of the process for a Redis round trip (for
+`REDIS_TIMEOUT` when Redis hangs); and hopping to the sync thread queues it behind the
+database work there. So the Redis backend answers them with redis-py's asyncio client,
+and the in-memory one, which has nothing to wait for, answers them in place.
 """
 
+import asyncio
+import weakref
 from typing import Any
 
+import redis.asyncio as aioredis
+from django.conf import settings
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
+from django.core.cache.backends.locmem import LocMemCache as DjangoLocMemCache
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient
 
 _pools: dict[tuple[str, ...], dict[int, Any]] = {}
 _clients: dict[tuple[str, ...], dict[int, Any]] = {}
+# An asyncio client belongs to the loop that made it: clients and scripts per loop.
+_async: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, Any]]" = (
+    weakref.WeakKeyDictionary()
+)
 
 
 class SharedPoolRedisCacheClient(RedisCacheClient):
@@ -36,3 +54,106 @@ class RedisCache(DjangoRedisCache):
     def __init__(self, server: str, params: dict[str, Any]) -> None:
         super().__init__(server, params)
         self._class = SharedPoolRedisCacheClient
+
+    def async_client(self) -> aioredis.Redis:
+        """This event loop's client of the server the cache writes to.
+
+        Its pool is bounded and waits for a free connection (up to the socket timeout),
+        so thousands of sockets subscribing at once queue for `CACHE_REDIS_CONNECTIONS`
+        connections instead of opening one each.
+        """
+        state = _async.setdefault(asyncio.get_running_loop(), {})
+        server = self._servers[0]
+        client = state.get(server)
+        if client is None:
+            timeouts = {
+                name: self._options[name]
+                for name in ("socket_timeout", "socket_connect_timeout")
+                if name in self._options
+            }
+            pool = aioredis.BlockingConnectionPool.from_url(
+                server,
+                max_connections=settings.CACHE_REDIS_CONNECTIONS,
+                timeout=timeouts.get("socket_timeout"),
+                **timeouts,
+            )
+            client = state[server] = aioredis.Redis(connection_pool=pool)
+        return client
+
+    async def ascript(self, source: str, key: str, *args: Any, version: int | None = None) -> Any:
+        """Run the Lua script `source` on the cache key `key` (EVALSHA, loading it once)."""
+        client = self.async_client()
+        state = _async[asyncio.get_running_loop()]
+        script = state.get((client, source))
+        if script is None:
+            script = state[(client, source)] = client.register_script(source)
+        return await script(keys=[self.make_and_validate_key(key, version=version)], args=args)
+
+    async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+        value = await self.async_client().get(self.make_and_validate_key(key, version=version))
+        return default if value is None else self._cache._serializer.loads(value)
+
+    async def aset(
+        self,
+        key: Any,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,  # noqa: ASYNC109 (Django's signature)
+        version: int | None = None,
+    ) -> None:
+        key = self.make_and_validate_key(key, version=version)
+        timeout = self.get_backend_timeout(timeout)
+        client = self.async_client()
+        if timeout == 0:
+            await client.delete(key)
+        else:
+            await client.set(key, self._cache._serializer.dumps(value), ex=timeout)
+
+    async def aadd(
+        self,
+        key: Any,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,  # noqa: ASYNC109 (Django's signature)
+        version: int | None = None,
+    ) -> bool:
+        key = self.make_and_validate_key(key, version=version)
+        timeout = self.get_backend_timeout(timeout)
+        client = self.async_client()
+        value = self._cache._serializer.dumps(value)
+        if timeout == 0:  # as Django's: added and expired at once
+            added = bool(await client.set(key, value, nx=True))
+            if added:
+                await client.delete(key)
+            return added
+        return bool(await client.set(key, value, ex=timeout, nx=True))
+
+    async def adelete(self, key: Any, version: int | None = None) -> bool:
+        key = self.make_and_validate_key(key, version=version)
+        return bool(await self.async_client().delete(key))
+
+
+class LocMemCache(DjangoLocMemCache):
+    """Process memory (the embedded default): the async API answers in place."""
+
+    async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+        return self.get(key, default, version)
+
+    async def aset(
+        self,
+        key: Any,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,  # noqa: ASYNC109 (Django's signature)
+        version: int | None = None,
+    ) -> None:
+        self.set(key, value, timeout, version)
+
+    async def aadd(
+        self,
+        key: Any,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,  # noqa: ASYNC109 (Django's signature)
+        version: int | None = None,
+    ) -> bool:
+        return self.add(key, value, timeout, version)
+
+    async def adelete(self, key: Any, version: int | None = None) -> bool:
+        return self.delete(key, version)

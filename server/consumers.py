@@ -132,12 +132,12 @@ def frame_problem(message: object, frames: dict) -> str | None:
     return None
 
 
-def _with_document(message: dict[str, Any]) -> tuple[dict[str, Any], dict | None]:
+async def _with_document(message: dict[str, Any]) -> tuple[dict[str, Any], dict | None]:
     """The subscribe/start message with its persisted document's text filled in, or the
     error to answer its id with."""
     payload = message["payload"]
     try:
-        query = resolve(payload.get("query"), payload.get("extensions"))
+        query = await resolve(payload.get("query"), payload.get("extensions"))
     except DocumentError as error:
         return message, error_payload(error)
     return {**message, "payload": {**payload, "query": query or ""}}, None
@@ -178,7 +178,7 @@ class _TransportWSHandler(BaseGraphQLTransportWSHandler):
         await _connection_init(self, message, super().handle_connection_init)
 
     async def handle_subscribe(self, message: Any) -> None:
-        message, error = _with_document(message)
+        message, error = await _with_document(message)
         if error is not None and self.connection_acknowledged:
             await self.send_message({"id": message["id"], "type": "error", "payload": [error]})
             return
@@ -249,7 +249,7 @@ class _LegacyWSHandler(BaseGraphQLWSHandler):
         await _connection_init(self, message, super().handle_connection_init)
 
     async def handle_start(self, message: Any) -> None:
-        message, error = _with_document(message)
+        message, error = await _with_document(message)
         if error is not None and self.connection_acknowledged:
             await self.send_message({"type": "error", "id": message["id"], "payload": error})
             return

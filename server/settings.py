@@ -203,6 +203,9 @@ CHANNEL_LAYER_PROBE_INTERVAL = env_float("CHANNEL_LAYER_PROBE_INTERVAL", 2)
 # unreachable Redis must degrade a request (rate limits in memory, events replayed from
 # the database), not hang it for the operating system's TCP timeout.
 REDIS_TIMEOUT = env_float("REDIS_TIMEOUT", 2)
+# Redis connections per process for cache commands made on the event loop (the query
+# budget, persisted documents, typing): a burst of requests waits for one of these.
+CACHE_REDIS_CONNECTIONS = env_int("CACHE_REDIS_CONNECTIONS", 32)
 
 if REDIS_URL:
     redis_host = {"address": REDIS_URL, "socket_connect_timeout": REDIS_TIMEOUT}
@@ -236,7 +239,7 @@ else:
             "CONFIG": {"capacity": env_int("CHANNEL_LAYER_CAPACITY", 5000)},
         }
     }
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CACHES = {"default": {"BACKEND": "server.cache.LocMemCache"}}
 
 # --- Auth -----------------------------------------------------------------------------
 

@@ -300,7 +300,7 @@ class GraphQLView(AsyncGraphQLView):
         data = await super().parse_http_body(request)
         if isinstance(data, list):
             return data
-        return dataclasses.replace(data, query=resolve(data.query, data.extensions))
+        return dataclasses.replace(data, query=await resolve(data.query, data.extensions))
 
     def parse_json(self, data: str | bytes) -> Any:
         parsed = super().parse_json(data)

@@ -1,5 +1,7 @@
+import asyncio
 import copy
 import inspect
+import traceback
 import uuid
 
 import pytest
@@ -19,6 +21,41 @@ def _isolated_cache(settings) -> None:
     caches = copy.deepcopy(settings.CACHES)
     caches["default"]["KEY_PREFIX"] = f"test-{uuid.uuid4().hex}"
     settings.CACHES = caches
+
+
+@pytest.fixture(scope="session")
+def _blocking_redis_calls():
+    """Where a synchronous Redis command ran on a thread that runs an event loop."""
+    from redis.connection import AbstractConnection
+
+    calls: list[str] = []
+    send = AbstractConnection.send_packed_command
+
+    def watched(self, *args, **kwargs):
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            calls.append("".join(traceback.format_stack(limit=30)[:-1]))
+        return send(self, *args, **kwargs)
+
+    AbstractConnection.send_packed_command = watched
+    yield calls
+    AbstractConnection.send_packed_command = send
+
+
+@pytest.fixture(autouse=True)
+def _no_blocking_redis_on_the_event_loop(_blocking_redis_calls):
+    """A synchronous Redis call on the event loop stalls every socket of the process for
+    its round trip (for REDIS_TIMEOUT when Redis hangs). Code there uses the cache's async
+    API (server.cache); this fails any test that reaches one that does not."""
+    _blocking_redis_calls.clear()
+    yield
+    if _blocking_redis_calls:
+        pytest.fail(
+            "A synchronous Redis command ran on the event loop:\n" + _blocking_redis_calls[0]
+        )
 
 
 @pytest.fixture(autouse=True)

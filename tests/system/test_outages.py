@@ -4,18 +4,22 @@ Redis is down, every subscriber converges on what was written, and a client that
 be served is told so at once with a code it can retry on."""
 
 import asyncio
+import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 import uuid
 
 import httpx
 import pytest
+import redis as redis_client
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.system.live import LiveServer, LiveStack, PrivateRedis, free_port, live_database
+from tests.system.rawws import RawWebSocket
 
 pytestmark = pytest.mark.system
 
@@ -212,6 +216,84 @@ async def test_changes_made_while_redis_is_down_reach_every_subscriber(redis_out
         await resumed.collect_until(last_revision(resumed.events, 8), timeout=10)
         assert await resumed.collect_until(lambda _: False, timeout=0.5) == resumed.events
     assert summary(resumed.events) == expected
+
+
+ME_SUBSCRIPTION = "subscription { me { displayName } }"
+
+
+def _persisted(query: str) -> dict:
+    digest = hashlib.sha256(query.encode()).hexdigest()
+    return {"persistedQuery": {"version": 1, "sha256Hash": digest}}
+
+
+def _signed_in_socket(server: LiveServer, token: str) -> RawWebSocket:
+    socket = RawWebSocket(server.port)
+    socket.send({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
+    assert socket.message() == {"type": "connection_ack"}
+    return socket
+
+
+def test_a_stalled_redis_holds_up_only_what_waits_for_it(tmp_path, redis_binary):
+    """While Redis does not answer, a request waiting for it (the query budget, a persisted
+    document) must not hold up the process's other sockets: before the fix those calls
+    blocked the event loop, and a ping on another socket waited for Redis too."""
+    redis = PrivateRedis(tmp_path)
+    with live_database(tmp_path) as database_url:
+        stack = LiveStack(tmp_path, database_url, REDIS_URL=redis.url, REDIS_TIMEOUT="5")
+        try:
+            server = stack.start()
+            token = server.register("Stall")
+            headers = {"Authorization": f"Bearer {token}"}
+            url = f"{server.url}/graphql/"
+            me = "query { me { displayName } }"
+            httpx.post(url, json={"query": me, "extensions": _persisted(me)}, headers=headers)
+            bystander, subscriber = (_signed_in_socket(server, token) for _ in range(2))
+            subscriber.send(
+                {
+                    "type": "subscribe",
+                    "id": "learn",
+                    "payload": {
+                        "query": ME_SUBSCRIPTION,
+                        "extensions": _persisted(ME_SUBSCRIPTION),
+                    },
+                }
+            )
+            assert subscriber.message()["type"] == "next"
+            waiting_for_redis = {
+                "a query over HTTP": lambda: httpx.post(
+                    url, json={"query": "{ __typename }"}, headers=headers, timeout=10
+                ),
+                "a persisted query over HTTP": lambda: httpx.post(
+                    url, json={"extensions": _persisted(me)}, headers=headers, timeout=10
+                ),
+                "a persisted subscription over a WebSocket": lambda: subscriber.send(
+                    {
+                        "type": "subscribe",
+                        "id": "by-hash",
+                        "payload": {"extensions": _persisted(ME_SUBSCRIPTION)},
+                    }
+                ),
+            }
+            control = redis_client.Redis.from_url(redis.url)
+            answered = {}
+            for name, request in waiting_for_redis.items():
+                control.execute_command("CLIENT", "PAUSE", "1500", "ALL")
+                waiting = threading.Thread(target=request)
+                waiting.start()
+                time.sleep(0.3)  # the request is waiting for Redis by now
+                started = time.monotonic()
+                bystander.send_frame(0x9, b"still there?")
+                assert bystander.frame() == (0xA, b"still there?")
+                answered[name] = time.monotonic() - started
+                waiting.join()
+                time.sleep(1.5)  # the pause is over
+            # The stalled requests were answered once Redis was back.
+            assert subscriber.message()["id"] == "by-hash"
+        finally:
+            stack.stop()
+            redis.stop()
+
+    assert all(seconds < 0.5 for seconds in answered.values()), answered
 
 
 def nowhere_server(tmp_path) -> LiveServer:
