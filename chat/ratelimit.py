@@ -9,11 +9,13 @@ A fixed window lets a client spend up to twice the limit across a window boundar
 throttling logins and emails that is an acceptable price for one atomic `incr` per hit.
 """
 
+import asyncio
 import hashlib
 import logging
 import math
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -118,19 +120,31 @@ class FixedWindow:
 
 # GCRA in one round trip: the key holds the "theoretical arrival time" (TAT) of the next
 # unit; a hit of `cost` units moves it `cost * interval` on, and is allowed while the TAT
-# stays within `burst * interval` of now.
-_GCRA = """
-local now = tonumber(ARGV[1])
-local interval = tonumber(ARGV[2])
-local span = tonumber(ARGV[3])
-local cost = tonumber(ARGV[4])
-local tat = tonumber(redis.call('GET', KEYS[1]) or ARGV[1])
-if tat < now then tat = now end
-local next_tat = tat + interval * cost
-if next_tat - span > now then return tostring(next_tat - span - now) end
-redis.call('SET', KEYS[1], tostring(next_tat), 'PX', math.ceil((next_tat - now) * 1000) + 1000)
-return '0'
+# stays within `burst * interval` of now. The batched form charges several keys in order,
+# each with its four arguments.
+_CHARGE = """
+local function charge(key, now, interval, span, cost)
+  now, interval, span, cost = tonumber(now), tonumber(interval), tonumber(span), tonumber(cost)
+  local tat = tonumber(redis.call('GET', key) or now)
+  if tat < now then tat = now end
+  local next_tat = tat + interval * cost
+  if next_tat - span > now then return tostring(next_tat - span - now) end
+  redis.call('SET', key, tostring(next_tat), 'PX', math.ceil((next_tat - now) * 1000) + 1000)
+  return '0'
+end
 """
+_GCRA = _CHARGE + "return charge(KEYS[1], unpack(ARGV, 1, 4))"
+_GCRA_BATCH = (
+    _CHARGE
+    + """
+local waits = {}
+for i, key in ipairs(KEYS) do
+  local at = (i - 1) * 4
+  waits[i] = charge(key, ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], ARGV[at + 4])
+end
+return waits
+"""
+)
 _local_lock = threading.Lock()
 
 
@@ -195,12 +209,67 @@ def _acquire(
 async def _aacquire(
     cache: BaseCache, key: str, now: float, interval: float, span: float, cost: int
 ) -> float:
-    """`_acquire` from the event loop: with `server.cache.RedisCache` (the one the settings
-    configure for Redis) the script is awaited; process memory has nothing to wait for."""
-    script = getattr(cache, "ascript", None)
-    if script is None:
+    """`_acquire` from the event loop. On `server.cache.RedisCache` (what the settings
+    configure for Redis) the charge is awaited, in a batch; process memory has nothing to
+    wait for."""
+    async_client = getattr(cache, "async_client", None)
+    if async_client is None:
         return _acquire(cache, key, now, interval, span, cost)
-    return float(await script(_GCRA, key, now, interval, span, cost))
+    client = async_client()
+    batch = _batches.get(client)
+    if batch is None:
+        batch = _batches[client] = _Batch(client)
+    return await batch.charge(cache.make_and_validate_key(key), (now, interval, span, cost))
+
+
+class _Batch:
+    """Charges asked for on one event loop while a batch is on its way to Redis go out
+    together in the next one, as one script call.
+
+    A round trip through redis-py's asyncio client costs about 0.2 ms of CPU, more than a
+    blocking one; in a reconnect storm thousands of subscribes each charge the query
+    budget at once, and now share a few round trips.
+    """
+
+    LARGEST = 1000
+
+    def __init__(self, client: Any) -> None:
+        self.script = client.register_script(_GCRA_BATCH)
+        self.waiting: list[tuple[str, tuple[float, float, float, int], asyncio.Future]] = []
+        self.sender: asyncio.Task | None = None
+
+    async def charge(self, key: str, arguments: tuple[float, float, float, int]) -> float:
+        future = asyncio.get_running_loop().create_future()
+        self.waiting.append((key, arguments, future))
+        if self.sender is None:
+            # A task of its own, so that a waiter cancelled (a client gone) stops no one.
+            self.sender = asyncio.get_running_loop().create_task(self._send())
+        return await future
+
+    async def _send(self) -> None:
+        try:
+            while self.waiting:
+                batch = self.waiting[: self.LARGEST]
+                del self.waiting[: self.LARGEST]
+                keys = [key for key, _, _ in batch]
+                arguments = [value for _, values, _ in batch for value in values]
+                try:
+                    waits = await self.script(keys=keys, args=arguments)
+                except BaseException as error:
+                    for _, _, future in batch:
+                        if not future.done():
+                            future.set_exception(error)
+                    if not isinstance(error, Exception):
+                        raise
+                else:
+                    for (_, _, future), wait in zip(batch, waits, strict=True):
+                        if not future.done():
+                            future.set_result(float(wait))
+        finally:
+            self.sender = None
+
+
+_batches: "weakref.WeakKeyDictionary[Any, _Batch]" = weakref.WeakKeyDictionary()
 
 
 def limit(name: str) -> TokenBucket:

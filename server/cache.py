@@ -80,15 +80,6 @@ class RedisCache(DjangoRedisCache):
             client = state[server] = aioredis.Redis(connection_pool=pool)
         return client
 
-    async def ascript(self, source: str, key: str, *args: Any, version: int | None = None) -> Any:
-        """Run the Lua script `source` on the cache key `key` (EVALSHA, loading it once)."""
-        client = self.async_client()
-        state = _async[asyncio.get_running_loop()]
-        script = state.get((client, source))
-        if script is None:
-            script = state[(client, source)] = client.register_script(source)
-        return await script(keys=[self.make_and_validate_key(key, version=version)], args=args)
-
     async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:
         value = await self.async_client().get(self.make_and_validate_key(key, version=version))
         return default if value is None else self._cache._serializer.loads(value)

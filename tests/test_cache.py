@@ -144,3 +144,51 @@ def test_execute_sync_still_charges_the_query_budget(settings, make_user):
 
     assert [r.errors is None for r in results] == [True, True, False]
     assert results[2].errors[0].extensions["code"] == "RATE_LIMITED"
+
+
+def test_concurrent_awaited_charges_are_batched_and_each_counted_once(settings):
+    redis_cache()  # the services pass: where the configured cache is Redis
+    settings.GRAPHQL_COST_RATE_BURST, settings.GRAPHQL_COST_RATE_PER_SECOND = 150, 0.01
+    sent: list[int] = []
+
+    async def scenario() -> list:
+        await ratelimit.ahit("graphql_cost", "warm-up", 1)
+        batch = ratelimit._batches[caches["default"].async_client()]
+        original = batch.script
+
+        async def counting(keys, args):
+            sent.append(len(keys))
+            return await original(keys=keys, args=args)
+
+        batch.script = counting
+        outcomes = await asyncio.gather(
+            *(ratelimit.ahit("graphql_cost", f"user-{i % 2}", 1) for i in range(400)),
+            return_exceptions=True,
+        )
+        return ["spent" if outcome is None else type(outcome).__name__ for outcome in outcomes]
+
+    outcomes = asyncio.run(scenario())
+
+    assert outcomes.count("spent") == 300  # 150 for each of the two users
+    assert outcomes.count("RateLimited") == 100
+    assert sum(sent) == 400
+    assert len(sent) <= 3  # one call for the first, the rest together (at most 1,000 each)
+
+
+def test_a_cancelled_charge_does_not_stop_the_others_in_its_batch(settings):
+    redis_cache()
+    settings.GRAPHQL_COST_RATE_BURST, settings.GRAPHQL_COST_RATE_PER_SECOND = 10, 0.01
+
+    async def scenario() -> list:
+        charges = [
+            asyncio.ensure_future(ratelimit.ahit("graphql_cost", "cancelled-batch", 1))
+            for _ in range(5)
+        ]
+        await asyncio.sleep(0)  # all five are waiting for the batch
+        charges[0].cancel()
+        return await asyncio.gather(*charges, return_exceptions=True)
+
+    outcomes = asyncio.run(scenario())
+
+    assert isinstance(outcomes[0], asyncio.CancelledError)
+    assert outcomes[1:] == [None] * 4
