@@ -149,6 +149,8 @@ def main() -> None:
         stack = crowd_stack(tmp, database_url)
         room, tokens, _ = seed(database_url, args.sockets + 20)
         server = stack.start(
+            # Importing the project under tracemalloc alone took 29 s on this machine.
+            startup_timeout=180,
             PYTHONPATH=str(tmp / "site"),
             PYTHONTRACEMALLOC=str(args.depth),
             MEMSNAP_DIR=str(tmp / "snaps"),

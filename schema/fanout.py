@@ -110,7 +110,8 @@ def _seq(message: dict[str, Any]) -> int | None:
 class Mailbox:
     """The part of `asyncio.Queue` a listener uses, for its one reader, without the four
     deques (3 KB) a Queue allocates up front: most subscriptions sit idle while the hub
-    writes their events directly (bench/socket_memory.py)."""
+    writes their events directly (bench/socket_memory.py). Its one deque is let go once
+    drained, so an idle socket holds none."""
 
     __slots__ = ("_items", "_waiter")
 
@@ -134,7 +135,7 @@ class Mailbox:
     def get_nowait(self) -> dict[str, Any]:
         if not self._items:
             raise asyncio.QueueEmpty
-        return self._items.popleft()
+        return self._take(self._items)
 
     async def get(self) -> dict[str, Any]:
         while not self._items:
@@ -143,7 +144,13 @@ class Mailbox:
                 await self._waiter
             finally:
                 self._waiter = None
-        return self._items.popleft()
+        return self._take(self._items)
+
+    def _take(self, items: collections.deque[dict[str, Any]]) -> dict[str, Any]:
+        item = items.popleft()
+        if not items:
+            self._items = None
+        return item
 
 
 class Listener:

@@ -34,6 +34,8 @@ change their classes, so this module puts its own in daphne's server module befo
 server starts; nothing else in the process is affected.
 """
 
+import asyncio
+import functools
 import logging
 import os
 import signal
@@ -177,17 +179,13 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
 
     _overflowed = False
 
-    # autobahn copies its options from the factory onto each connection, then formats all
-    # of them with `pprint` for a debug line built whether or not it is logged: 0.3-0.4 ms
-    # of every WebSocket connect. They are copied here instead; autobahn's loop sees none.
+    # autobahn copies its ~30 options from the factory onto each connection, then formats
+    # all of them with `pprint` for a debug line built whether or not it is logged: 0.3-0.4
+    # ms of every WebSocket connect. Here the factory's protocol class carries them
+    # (`BoundedWebSocketFactory.buildProtocol`), so a connection copies and formats none,
+    # and its attribute dictionary stays small enough for a smaller table (bench/RESULTS.md).
     OPTIONS = WebSocketProtocol.CONFIG_ATTRS
     CONFIG_ATTRS = ()
-
-    def _connectionMade(self) -> None:
-        for name in self.OPTIONS:
-            if not hasattr(self, name):
-                setattr(self, name, getattr(self.factory, name))
-        super()._connectionMade()
 
     def connectionMade(self) -> None:
         write_eagerly(self.transport)
@@ -291,6 +289,24 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
 
 class BoundedWebSocketFactory(WebSocketFactory):
     protocol = BoundedWebSocketProtocol
+    _options: list[Any] | None = None
+
+    def buildProtocol(self, addr: Any) -> Any:
+        """A connection of a protocol class that holds this factory's options as class
+        attributes; remade whenever an option changed (daphne sets them after building
+        the factory)."""
+        options = [getattr(self, name) for name in BoundedWebSocketProtocol.OPTIONS]
+        if options != self._options:
+            self._options = options
+            # A function kept as a class attribute would be bound to the connection.
+            attributes = {
+                name: staticmethod(value) if callable(value) else value
+                for name, value in zip(BoundedWebSocketProtocol.OPTIONS, options, strict=True)
+            }
+            self.protocol = type(
+                "ConfiguredWebSocketProtocol", (BoundedWebSocketProtocol,), attributes
+            )
+        return super().buildProtocol(addr)
 
 
 def with_backlog(endpoint: str, backlog: int) -> str:
@@ -323,11 +339,33 @@ class GracefulServer(daphne.server.Server):
         self._changed: set[Any] = set()
 
     def create_application(self, protocol: Any, scope: dict) -> Any:
-        queue = super().create_application(protocol, scope)
+        if scope.get("type") == "websocket":
+            queue = self._create_websocket_application(protocol, scope)
+        else:
+            queue = super().create_application(protocol, scope)
         instance = self.connections.get(protocol, {}).get("application_instance")
         if instance is not None:
             instance.add_done_callback(lambda _: self._changed.add(protocol))
         return queue
+
+    def _create_websocket_application(self, protocol: Any, scope: dict) -> Any:
+        """daphne's `create_application`, with a `Mailbox` for the socket's incoming
+        messages: an `asyncio.Queue` allocates four deques (3 KB) up front, held for as
+        long as the socket is open. A consumer reads them one at a time, as a Mailbox
+        needs; an HTTP request may have two readers, so it keeps daphne's queue."""
+        from schema.fanout import Mailbox
+
+        mailbox = Mailbox()
+        scope.setdefault("asgi", {"version": "3.0"})
+        instance = self.application(
+            scope=scope, receive=mailbox.get, send=functools.partial(self.handle_reply, protocol)
+        )
+        if protocol not in self.connections:
+            return None
+        self.connections[protocol]["application_instance"] = asyncio.ensure_future(
+            instance, loop=asyncio.get_event_loop()
+        )
+        return mailbox
 
     def protocol_disconnected(self, protocol: Any) -> None:
         super().protocol_disconnected(protocol)

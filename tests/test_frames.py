@@ -198,3 +198,21 @@ def test_a_connection_takes_the_factorys_options_without_formatting_them(monkeyp
         for name in options
         if name != "openHandshakeTimeout"
     )
+
+
+def test_connections_hold_no_copy_of_the_options_and_see_a_changed_one_from_then_on():
+    factory = BoundedWebSocketFactory(None)
+    factory.autoPingInterval = 7
+    first = factory.buildProtocol(("127.0.0.1", 1))
+    first.makeConnection(StringTransport())
+    factory.autoPingInterval = 9
+    second = factory.buildProtocol(("127.0.0.1", 2))
+    second.makeConnection(StringTransport())
+
+    assert not set(BoundedWebSocketProtocol.OPTIONS) & set(vars(first))
+    assert (first.autoPingInterval, second.autoPingInterval) == (7, 9)
+    # A function among the options is called as the factory's, not bound to the connection.
+    offers = ["an offer"]
+    assert second.perMessageCompressionAccept(offers) == factory.perMessageCompressionAccept(
+        offers
+    )

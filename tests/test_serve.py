@@ -212,3 +212,28 @@ def test_the_server_pings_at_the_configured_interval(settings):
     arguments = ServeCommand().parser.parse_args(["server.asgi:application"])
 
     assert arguments.ping_interval == 7
+
+
+async def test_a_socket_gets_a_mailbox_and_a_request_daphnes_queue(server):
+    from schema.fanout import Mailbox
+
+    received = []
+
+    async def application(scope, receive, send) -> None:
+        received.append((scope["type"], await receive()))
+
+    server.application = application
+    queues = {}
+    for kind in ("websocket", "http"):
+        protocol = Connection()
+        server.protocol_connected(protocol)
+        queues[kind] = server.create_application(protocol, {"type": kind})
+        queues[kind].put_nowait({"type": f"{kind}.first"})
+    await asyncio.sleep(0.01)
+
+    assert type(queues["websocket"]) is Mailbox
+    assert type(queues["http"]) is asyncio.Queue
+    assert sorted(received) == [
+        ("http", {"type": "http.first"}),
+        ("websocket", {"type": "websocket.first"}),
+    ]

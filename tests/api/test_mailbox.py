@@ -44,3 +44,16 @@ async def test_a_cancelled_reader_loses_nothing():
 def test_taking_from_an_empty_mailbox_says_so():
     with pytest.raises(asyncio.QueueEmpty):
         Mailbox().get_nowait()
+
+
+async def test_a_drained_mailbox_holds_no_deque():
+    box = Mailbox()
+    box.put_nowait({"n": 1})
+    box.put_nowait({"n": 2})
+
+    assert box.get_nowait() == {"n": 1}
+    assert box._items is not None
+    assert await box.get() == {"n": 2}
+    assert box._items is None
+    box.put_nowait({"n": 3})
+    assert await box.get() == {"n": 3}

@@ -95,7 +95,13 @@ SERVERS = ("daphne", "uvicorn", "granian")
 
 class LiveServer:
     def __init__(
-        self, env: dict[str, str], log: Path, *, healthy: bool = True, server: str = "daphne"
+        self,
+        env: dict[str, str],
+        log: Path,
+        *,
+        healthy: bool = True,
+        server: str = "daphne",
+        startup_timeout: float = 30,
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -109,7 +115,7 @@ class LiveServer:
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
         )
-        self._wait_until_answering({200} if healthy else {200, 503})
+        self._wait_until_answering({200} if healthy else {200, 503}, startup_timeout)
 
     def _wait_until_answering(self, statuses: set[int], timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
@@ -198,11 +204,15 @@ class LiveStack:
         )
         self.servers: list[LiveServer] = []
 
-    def start(self, server: str | None = None, **settings: str) -> LiveServer:
+    def start(
+        self, server: str | None = None, *, startup_timeout: float = 30, **settings: str
+    ) -> LiveServer:
         """A server process; LIVE_SERVER=uvicorn (or granian) runs the tier under another."""
         server = server or os.environ.get("LIVE_SERVER", "daphne")
         log = self.tmp_dir / f"{server}-{len(self.servers)}.log"
-        live = LiveServer({**self.env, **settings}, log, server=server)
+        live = LiveServer(
+            {**self.env, **settings}, log, server=server, startup_timeout=startup_timeout
+        )
         self.servers.append(live)
         return live
 
