@@ -237,3 +237,55 @@ async def test_a_socket_gets_a_mailbox_and_a_request_daphnes_queue(server):
         ("http", {"type": "http.first"}),
         ("websocket", {"type": "websocket.first"}),
     ]
+
+
+async def test_an_upgraded_socket_keeps_no_copy_of_its_handshake(server):
+    """Twisted's HTTP channel stays the transport's producer after the upgrade, and kept
+    the request (headers, body buffer); autobahn kept its parsed headers and the raw
+    handshake. The scope has what the application needs."""
+    from twisted.internet.address import IPv4Address
+
+    from server.serve import BoundedHTTPFactory
+
+    scopes = []
+
+    async def application(scope, receive, send) -> None:
+        scopes.append(scope)
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept", "subprotocol": "graphql-transport-ws"})
+        await asyncio.Event().wait()
+
+    server.application = application
+    server.ws_factory = BoundedWebSocketFactory(server, server="daphne")
+    # No handshake timer: this fixture schedules nothing.
+    server.ws_factory.setProtocolOptions(allowNullOrigin=True, openHandshakeTimeout=0)
+    server.http_factory = BoundedHTTPFactory(server)
+    channel = server.http_factory.buildProtocol(("127.0.0.1", 1))
+    transport = StringTransport(
+        hostAddress=IPv4Address("TCP", "127.0.0.1", 8000),
+        peerAddress=IPv4Address("TCP", "127.0.0.1", 40000),
+    )
+    channel.makeConnection(transport)
+
+    channel.dataReceived(
+        b"GET /graphql/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n"
+    )
+    for _ in range(20):
+        await asyncio.sleep(0.01)
+        if b"101 Switching Protocols" in transport.value():
+            break
+    socket = transport.protocol
+
+    assert transport.value().startswith(b"HTTP/1.1 101 Switching Protocols")
+    assert socket.state == socket.STATE_OPEN
+    assert (b"sec-websocket-protocol", b"graphql-transport-ws") in scopes[0]["headers"]
+    assert channel._channel.requests == []  # the HTTP/1.1 channel inside Twisted's wrapper
+    assert (socket.http_headers, socket.http_request_data, socket.request.headers) == (
+        {},
+        b"",
+        {},
+    )
+    for instance in server.connections:
+        server.connections[instance].get("application_instance", asyncio.Future()).cancel()
