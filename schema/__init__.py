@@ -6,7 +6,6 @@ from typing import Any
 import strawberry
 from django.conf import settings
 from graphql import GraphQLError
-from strawberry.extensions import AddValidationRules, MaxTokensLimiter
 from strawberry.types import ExecutionContext
 from strawberry_django.optimizer import DjangoOptimizerExtension
 
@@ -33,28 +32,36 @@ class Schema(strawberry.Schema):
         if not sync:
             return extensions
         # `execute_sync` cannot await the query budget's charge: it may block instead.
-        blocking = BlockingOperationLimits(maxsize=DOCUMENTS_CACHED)
-        return [blocking if type(e) is OperationLimits else e for e in extensions]
+        return [
+            BlockingOperationLimits(maxsize=DOCUMENTS_CACHED, rules=e.rules)
+            if type(e) is OperationLimits
+            else e
+            for e in extensions
+        ]
 
     def _get_middleware_manager(self, extensions: list[Any]) -> ColumnAwareMiddleware:
         return ColumnAwareMiddleware(*(ext for ext in extensions if ext._implements_resolve()))
 
 
+def _rules() -> tuple[Any, ...]:
+    """Validation rules beyond graphql-core's own."""
+    if settings.GRAPHQL_INTROSPECTION:
+        return ()
+    from graphql.validation import NoSchemaIntrospectionCustomRule
+
+    return (NoSchemaIntrospectionCustomRule,)
+
+
 def _extensions() -> list[Any]:
     # Depth, aliases and expansion are measured by `OperationLimits` in one linear pass
-    # (Strawberry's own limiters walk fragments once per spread). Rules are built once:
-    # the validation cache is keyed on them as well as the document.
-    rules: list[Any] = []
-    if not settings.GRAPHQL_INTROSPECTION:
-        from graphql.validation import NoSchemaIntrospectionCustomRule
-
-        rules.append(NoSchemaIntrospectionCustomRule)
+    # (Strawberry's own limiters walk fragments once per spread); it also adds the extra
+    # validation rules, and `DocumentCache` applies the token limit: Strawberry's
+    # `AddValidationRules` and `MaxTokensLimiter` would do it from an operation hook, which
+    # a subscription holds open, with its extension, for as long as it lives.
     return [
         ErrorPolicy,
-        partial(AddValidationRules, rules),
-        partial(MaxTokensLimiter, max_token_count=settings.GRAPHQL_MAX_TOKENS),
-        DocumentCache,
-        partial(OperationLimits, maxsize=DOCUMENTS_CACHED),
+        partial(DocumentCache, max_tokens=settings.GRAPHQL_MAX_TOKENS),
+        partial(OperationLimits, maxsize=DOCUMENTS_CACHED, rules=_rules()),
         DjangoOptimizerExtension,
     ]
 

@@ -27,8 +27,16 @@ def parse_cached(source: str) -> Any:
 
 
 class DocumentCache(SchemaExtension):
+    """Parses through the cache, with at most `max_tokens` tokens (graphql-core's parser
+    stops counting there: a huge document is refused before it is built)."""
+
+    def __init__(self, max_tokens: int) -> None:
+        super().__init__()
+        self.max_tokens = max_tokens
+
     def on_parse(self) -> Iterator[None]:
         context = self.execution_context
+        context.parse_options["max_tokens"] = self.max_tokens
         if context.graphql_document is None and context.query:
             # A text that does not parse is left to Strawberry's own parse, which reports
             # the error the usual way.

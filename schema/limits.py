@@ -284,6 +284,10 @@ class OperationLimits(ValidationCache):
     process. `schema.execute_sync` cannot await: it gets `BlockingOperationLimits`.
     """
 
+    def __init__(self, maxsize: int | None, rules: tuple[Any, ...] = ()) -> None:
+        super().__init__(maxsize=maxsize)
+        self.rules = rules
+
     async def on_validate(self) -> AsyncIterator[None]:
         error, cost = self._refusal()
         if error is None and cost:
@@ -298,7 +302,9 @@ class OperationLimits(ValidationCache):
             context.pre_execution_errors = [error]
             return
         context.pre_execution_errors = self.cached_validate_document(
-            context.schema._schema, context.graphql_document, context.validation_rules
+            context.schema._schema,
+            context.graphql_document,
+            (*context.validation_rules, *self.rules),
         )
 
     def _refusal(self) -> tuple[GraphQLError | None, int]:
