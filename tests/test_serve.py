@@ -289,3 +289,25 @@ async def test_an_upgraded_socket_keeps_no_copy_of_its_handshake(server):
     )
     for instance in server.connections:
         server.connections[instance].get("application_instance", asyncio.Future()).cancel()
+
+
+async def test_a_socket_scope_gets_its_cookies_and_session_as_channels_gave_them():
+    from server.sessions import websocket_session
+
+    scopes = []
+
+    async def inner(scope, receive, send) -> None:
+        scopes.append(scope)
+
+    app = websocket_session(inner)
+    await app(
+        {"type": "websocket", "headers": [(b"cookie", b"sessionid=abcdefgh12345678; theme=dark")]},
+        0,
+        0,
+    )
+    await app({"type": "websocket", "headers": [(b"origin", b"https://app.example")]}, 0, 0)
+
+    with_cookie, without = scopes
+    assert with_cookie["cookies"] == {"sessionid": "abcdefgh12345678", "theme": "dark"}
+    assert with_cookie["session"].session_key == "abcdefgh12345678"
+    assert (without["cookies"], without["session"]) == ({}, None)
