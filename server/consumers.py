@@ -150,6 +150,11 @@ async def _connection_init(handler: Any, message: Any, handle: Any) -> None:
         await handle(message)
     except CloseSocket as close:
         await handler.websocket.close(code=close.code, reason=close.reason)
+    finally:
+        # Strawberry cancels its wait for `connection_init` here but kept the task for the
+        # socket's life; the loop holds it until its cancellation has run.
+        if getattr(handler, "connection_init_timeout_task", None) is not None:
+            handler.connection_init_timeout_task = None
 
 
 class _Adapter(ChannelsWebSocketAdapter):
