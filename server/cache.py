@@ -80,6 +80,16 @@ class RedisCache(DjangoRedisCache):
             client = state[server] = aioredis.Redis(connection_pool=pool)
         return client
 
+    def _command(
+        self, key: Any, timeout: Any, version: int | None
+    ) -> tuple[str, int | None, aioredis.Redis]:
+        """A write's full key, the backend's timeout and this loop's client."""
+        return (
+            self.make_and_validate_key(key, version=version),
+            self.get_backend_timeout(timeout),
+            self.async_client(),
+        )
+
     async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:
         value = await self.async_client().get(self.make_and_validate_key(key, version=version))
         return default if value is None else self._cache._serializer.loads(value)
@@ -91,9 +101,7 @@ class RedisCache(DjangoRedisCache):
         timeout: Any = DEFAULT_TIMEOUT,  # noqa: ASYNC109 (Django's signature)
         version: int | None = None,
     ) -> None:
-        key = self.make_and_validate_key(key, version=version)
-        timeout = self.get_backend_timeout(timeout)
-        client = self.async_client()
+        key, timeout, client = self._command(key, timeout, version)
         if timeout == 0:
             await client.delete(key)
         else:
@@ -106,9 +114,7 @@ class RedisCache(DjangoRedisCache):
         timeout: Any = DEFAULT_TIMEOUT,  # noqa: ASYNC109 (Django's signature)
         version: int | None = None,
     ) -> bool:
-        key = self.make_and_validate_key(key, version=version)
-        timeout = self.get_backend_timeout(timeout)
-        client = self.async_client()
+        key, timeout, client = self._command(key, timeout, version)
         value = self._cache._serializer.dumps(value)
         if timeout == 0:  # as Django's: added and expired at once
             added = bool(await client.set(key, value, nx=True))
