@@ -159,6 +159,24 @@ async def test_a_cookie_session_authenticates_the_socket(asgi_app, ada):
 
 
 @pytest.mark.parametrize(
+    "cookie",
+    [
+        b"sessionid=" + b"x" * 40,  # well formed, unknown
+        b"sessionid=../../etc/passwd",
+        b"sessionid=\xff\xfe; theme",  # not UTF-8, a cookie without a value
+        b";;=;sessionid",
+    ],
+)
+async def test_a_bogus_session_cookie_is_refused_as_no_sign_in(asgi_app, db, cookie):
+    socket = GraphQLSocket(asgi_app, headers=[(b"cookie", cookie)])
+    await socket.connect()
+
+    await socket.send({"type": "connection_init", "payload": {}})
+
+    assert await socket.receive_close() == 4403
+
+
+@pytest.mark.parametrize(
     ("headers", "accepted"),
     [
         ([(b"origin", b"https://evil.example"), (b"host", b"127.0.0.1:8000")], False),
