@@ -303,12 +303,20 @@ class _Feed:
             await layer.group_add(self.group, self.channel)
         except BaseException as error:
             if not self.joined.done():
-                self.joined.set_exception(error)
+                if isinstance(error, asyncio.CancelledError):
+                    self.joined.cancel()  # not an error nobody retrieves
+                else:
+                    self.joined.set_exception(error)
             raise
         self.hub.answered()
         self.joined.set_result(None)
         try:
             while True:
+                if self.task.cancelling():
+                    # Cancelled on the way here, and the cancellation lost: Python 3.11's
+                    # `wait_for`, which redis-py's commands run under, can swallow one.
+                    # Waiting for the next message would then never end.
+                    raise asyncio.CancelledError
                 try:
                     message = await layer.receive(self.channel)
                 except Exception:

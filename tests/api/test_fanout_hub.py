@@ -2,6 +2,7 @@
 subscriptions share a payload."""
 
 import asyncio
+import contextlib
 import json
 import os
 import time
@@ -179,6 +180,33 @@ async def test_every_listener_hears_a_group_through_one_channel_on_each_layer(ki
     assert feed.listeners == set()
     assert feed.task.done()
     assert hub.feeds == {}
+
+
+class SwallowingLayer(InMemoryChannelLayer):
+    """Loses a cancellation while joining a group, as a redis-py command can: it runs under
+    `asyncio.wait_for`, which on Python 3.11 may swallow one."""
+
+    async def group_add(self, group: str, channel: str) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0.05)
+        await super().group_add(group, channel)
+
+
+async def test_a_feed_left_while_it_joins_ends_even_if_its_cancellation_is_lost():
+    """It waited for the group's next message forever: a socket closed at once leaked the
+    feed, and a test's event loop could not shut down (CI, issue 14)."""
+    hub = fanout.Hub(SwallowingLayer())
+    listener = fanout.Listener(render=str)
+    adding = asyncio.create_task(hub.add(listener, "chat.left"))
+    await asyncio.sleep(0.01)
+    feed = hub.feeds["chat.left"]
+
+    hub.remove(listener, "chat.left")
+    await asyncio.wait([feed.task], timeout=2)
+
+    assert feed.task.done()
+    assert hub.feeds == {}
+    await adding
 
 
 async def test_a_process_joins_each_group_once_and_leaves_with_its_last_listener(hub):
