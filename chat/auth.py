@@ -7,9 +7,8 @@ is enough for a secret of that entropy (no salt or slow hash needed: nobody can 
 import functools
 import hashlib
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
@@ -78,30 +77,43 @@ def _touch_sql() -> str:
 
 def authenticate_token(raw: str) -> AuthToken | None:
     """The live token for `raw` with its user loaded, or None (unknown, expired, revoked)."""
-    statement, token_columns, user_columns = _lookup()
+    found = lookup_token(hash_token(raw))
+    return None if found is None else found[0]
+
+
+def lookup_token(key_hash: str) -> tuple[AuthToken, tuple] | None:
+    """The live token with this key hash, and the row it was built from (which
+    `build_token` turns into it again), or None."""
+    statement, _token_columns, _user_columns = _lookup()
     now = timezone.now()
-    row = rows.fetch_one(
-        statement,
-        [hash_token(raw), rows.param(AuthToken, "expires_at", now), True],
-    )
+    row = rows.fetch_one(statement, [key_hash, rows.param(AuthToken, "expires_at", now), True])
     if row is None:
         return None
+    token = build_token(row)
+    if stale(token, now):
+        touch_token(token, now)
+    return token, tuple(row)
+
+
+def build_token(row: tuple) -> AuthToken:
+    """A token and its user, new instances, from a row `lookup_token` returned."""
+    _statement, token_columns, user_columns = _lookup()
     token = token_columns.build(row)
     token.user = user_columns.build(row, len(token_columns))
-    if _stale(token, now):
-        rows.execute(
-            _touch_sql(),
-            [rows.param(AuthToken, "last_used_at", now), rows.param(AuthToken, "id", token.pk)],
-        )
-        token.last_used_at = now
     return token
 
 
-async def aauthenticate_token(raw: str) -> AuthToken | None:
-    return await sync_to_async(authenticate_token)(raw)
+def touch_token(token: AuthToken, now: datetime) -> None:
+    """Note that the token was used: at most once per `LAST_USED_RESOLUTION`."""
+    rows.execute(
+        _touch_sql(),
+        [rows.param(AuthToken, "last_used_at", now), rows.param(AuthToken, "id", token.pk)],
+    )
+    token.last_used_at = now
 
 
-def _stale(token: AuthToken, now) -> bool:
+def stale(token: AuthToken, now: datetime) -> bool:
+    """Whether `last_used_at` is due to be written again."""
     return token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION
 
 
@@ -129,3 +141,10 @@ def revoke_user_tokens(user: User, *, keep: AuthToken | None = None) -> int:
     # Sockets signed in by cookie session are closed too: a password change ends them.
     events.tokens_revoked(user, token_ids=None, keep=keep.pk if keep else None)
     return count
+
+
+def user_saved(sender: type[User], instance: User, created: bool, **kwargs: object) -> None:
+    """A saved user may look different to a token check (deactivated, renamed, a new
+    password): every process checks their tokens against the database again."""
+    if not created and not kwargs.get("raw"):
+        events.sessions_changed(instance.pk)

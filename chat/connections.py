@@ -1,5 +1,9 @@
 """Database connections on the long-lived thread WebSocket work runs on."""
 
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 from django.db import connections
 
 
@@ -21,3 +25,18 @@ def drop_broken() -> None:
                 connection.errors_occurred = False
             else:
                 connection.close()
+
+
+R = TypeVar("R")
+
+
+def checked(function: Callable[..., R]) -> Callable[..., R]:
+    """`function`, run after `drop_broken` in the same thread hop: for the first database
+    work a socket does (a token check from the cache left the connection unchecked)."""
+
+    @functools.wraps(function)
+    def run(*args: Any, **kwargs: Any) -> R:
+        drop_broken()
+        return function(*args, **kwargs)
+
+    return run

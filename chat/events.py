@@ -16,7 +16,7 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 from redis.exceptions import RedisError
 
-from chat import metrics
+from chat import metrics, tokencache
 from chat.models import Attachment, Chat, Message, User
 
 logger = logging.getLogger(__name__)
@@ -290,6 +290,22 @@ def tokens_revoked(user: User, *, token_ids: list | None, keep: object | None = 
         "keep": str(keep) if keep is not None else None,
     }
     transaction.on_commit(lambda: _send(session_group(user.id), message), robust=True)
+    sessions_changed(user.id)
+
+
+# Every process listens here, whatever sockets it has: a user's sign-ins may have changed,
+# so their tokens are checked against the database again (`chat.tokencache`).
+SESSIONS_CHANGED_GROUP = "sessions.changed"
+
+
+def sessions_changed(user_id: uuid.UUID) -> None:
+    """After commit: this process and every other one forget the user's cached tokens."""
+
+    def send() -> None:
+        tokencache.forget_user(user_id)
+        _send(SESSIONS_CHANGED_GROUP, {"type": SESSION_MESSAGE_TYPE, "user_id": str(user_id)})
+
+    transaction.on_commit(send, robust=True)
 
 
 async def presence_changed(user: User, *, online: bool, chat_ids: list) -> None:

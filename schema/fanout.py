@@ -405,6 +405,21 @@ class Hub:
             self.remove(listener, group)
             raise
 
+    def hears(self, listener: "Listener | Any", group: str) -> bool:
+        """Whether `listener` hears everything sent to `group` now: it is in the group's
+        feed, the feed has joined and still runs, and no layer outage may be losing
+        events."""
+        feed = self.feeds.get(group)
+        return (
+            self.layer_ok
+            and feed is not None
+            and listener in feed.listeners
+            and feed.joined.done()
+            and not feed.joined.cancelled()
+            and feed.joined.exception() is None
+            and not feed.task.done()
+        )
+
     def answered(self) -> None:
         """Note that the layer just answered this process (see `_probe`)."""
         self.heard = asyncio.get_running_loop().time()

@@ -22,6 +22,7 @@ import strawberry
 from asgiref.sync import sync_to_async
 
 from chat import events, metrics, models, selectors
+from chat.connections import checked
 from chat.exceptions import NotFound
 from schema import fanout, replays
 from schema.context import Context, require_viewer
@@ -45,6 +46,9 @@ from schema.events import (
 from schema.types import User
 
 REPLAY_BATCH = 500
+
+# A chat subscription's first database work, on the thread sockets share.
+_member_revision = checked(selectors.member_revision)
 
 
 class _Log:
@@ -181,9 +185,7 @@ class Subscription:
             # In the group before reading the database: nothing committed from here on
             # can fall between the replay and the live stream. The membership check reads
             # the chat's newest revision too: one query for both.
-            newest, members = await sync_to_async(selectors.member_revision)(
-                user=viewer, chat_id=chat_pk
-            )
+            newest, members = await sync_to_async(_member_revision)(user=viewer, chat_id=chat_pk)
             # Without `after`, from now. Past the newest change (a stale or foreign
             # cursor) also from now: otherwise every live change up to it would be
             # dropped as already seen.

@@ -34,7 +34,7 @@ from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWS
 from strawberry.types.unset import UNSET, UnsetType
 
 from chat import events, metrics, presence
-from chat.auth import authenticate_token, parse_authorization
+from chat.auth import parse_authorization
 from chat.connections import drop_broken
 from chat.models import AuthToken, User
 from schema import fanout
@@ -42,6 +42,7 @@ from schema.context import Context
 from schema.errors import OUTAGES
 from schema.fanout import Sink, current_sink
 from schema.persisted import DocumentError, error_payload, resolve
+from server import tokens
 from server.collector import process_collector
 from server.direct import text_writer
 from server.views import decode_json
@@ -401,7 +402,7 @@ class GraphQLConsumer(GraphQLWSConsumer):
             _unavailable("the channel layer is down")
         try:
             if sent:
-                token = await sync_to_async(_authenticate)(raw) if raw else None
+                token = await tokens.authenticate(raw, before=drop_broken) if raw else None
                 if token is None:
                     self._refuse("Invalid or expired token.")
                 context.user, context.token = token.user, token
@@ -541,12 +542,6 @@ def _unavailable(reason: object) -> NoReturn:
     logger.warning("Refused a socket: a backing service is unavailable: %s", reason)
     metrics.REFUSED_SOCKETS.labels("unavailable").inc()
     raise CloseSocket(TRY_AGAIN_LATER, "Service unavailable") from None
-
-
-def _authenticate(raw: str) -> AuthToken | None:
-    """The token check, and a check of the connection it runs on, in one thread hop."""
-    drop_broken()
-    return authenticate_token(raw)
 
 
 async def _session_user(scope: dict[str, Any]) -> User | None:

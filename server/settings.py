@@ -250,6 +250,12 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 AUTH_TOKEN_TTL = timedelta(days=env_int("AUTH_TOKEN_TTL_DAYS", 30))
+# Tokens each process keeps after checking them, so a request skips the database
+# (chat.tokencache): how many (0 turns the cache off), and how long one is trusted at most.
+# Revocations and user changes evict at once in every process through the channel layer;
+# the age bounds what a broadcast lost without a detected layer outage could leave.
+AUTH_TOKEN_CACHE_SIZE = env_int("AUTH_TOKEN_CACHE_SIZE", 10_000)
+AUTH_TOKEN_CACHE_SECONDS = env_float("AUTH_TOKEN_CACHE_SECONDS", 300)
 PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 3600)
 # Where the emailed link points: the frontend page that reads `uid` and `token`.
 PASSWORD_RESET_URL = env_str("PASSWORD_RESET_URL", "http://localhost:3000/reset-password")

@@ -20,11 +20,12 @@ from strawberry.types.graphql import OperationType
 from strawberry.utils.operation import get_operation_type
 
 from chat import events
-from chat.auth import aauthenticate_token, parse_authorization
+from chat.auth import parse_authorization
 from schema.context import Context
 from schema.documents import parse_cached
 from schema.errors import OUTAGES, RETRY_AFTER_OUTAGE, UNAVAILABLE
 from schema.persisted import DocumentError, resolve
+from server import tokens
 
 logger = logging.getLogger(__name__)
 
@@ -318,7 +319,7 @@ class GraphQLView(AsyncGraphQLView):
         header = request.headers.get("Authorization")
         if header is not None:
             raw = parse_authorization(header)
-            token = await aauthenticate_token(raw) if raw else None
+            token = await tokens.authenticate(raw) if raw else None
             if token is None:
                 context.auth_error = INVALID_TOKEN
             else:

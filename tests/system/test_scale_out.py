@@ -189,3 +189,42 @@ async def test_presence_holds_across_processes_and_survives_kill_9(live_stack, t
         "Walker",
     }
     assert after == {"data": {"onlineUsers": [{"displayName": "Watcher"}]}}
+
+
+ME = "query { me { displayName } }"
+RENAME = 'mutation { updateProfile(displayName: "Renamed") { __typename } }'
+LOGOUT = "mutation { logout { __typename } }"
+
+
+def _until(check, timeout: float = 5.0) -> float:
+    """Seconds until `check()` held (polled), or fail."""
+    started = time.monotonic()
+    while not check():
+        assert time.monotonic() - started < timeout, "never held"
+        time.sleep(0.01)
+    return time.monotonic() - started
+
+
+def test_a_token_signed_out_on_one_process_is_refused_by_the_other(two_servers):
+    """Each process answers token checks from its cache (chat.tokencache): a profile change
+    or a sign-out on one process must reach the other's cache through the channel layer,
+    within the broadcast's delay, not the cache's `AUTH_TOKEN_CACHE_SECONDS`."""
+    a, b = two_servers
+    token = register(a, "Roamer")
+    for _ in range(5):  # b looks it up once, then answers from its cache
+        assert b.graphql(ME, token=token) == {"data": {"me": {"displayName": "Roamer"}}}
+        time.sleep(0.05)
+
+    assert a.graphql(RENAME, token=token)["data"]["updateProfile"]
+    renamed = _until(lambda: b.graphql(ME, token=token)["data"]["me"]["displayName"] == "Renamed")
+    assert a.graphql(LOGOUT, token=token)["data"]["logout"]
+
+    def refused() -> bool:
+        reply = b.graphql(ME, token=token)
+        return reply.get("data") is None and reply["errors"][0]["extensions"]["code"] == (
+            "UNAUTHENTICATED"
+        )
+
+    signed_out = _until(refused)
+    assert renamed < 1, renamed
+    assert signed_out < 1, signed_out
