@@ -95,6 +95,16 @@ def lookup_token(key_hash: str) -> tuple[AuthToken, tuple] | None:
     return token, tuple(row)
 
 
+@functools.cache
+def row_position(model: type[AuthToken] | type[User], name: str) -> int:
+    """Where a column of the token (`AuthToken`) or of its user (`User`) is in a row that
+    `lookup_token` returns."""
+    _statement, token_columns, user_columns = _lookup()
+    if model is AuthToken:
+        return token_columns.names.index(name)
+    return len(token_columns.fields) + user_columns.names.index(name)
+
+
 def build_token(row: tuple) -> AuthToken:
     """A token and its user, new instances, from a row `lookup_token` returned."""
     _statement, token_columns, user_columns = _lookup()

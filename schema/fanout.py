@@ -38,7 +38,7 @@ from typing import Any, Protocol
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 
-from chat import events, metrics
+from chat import cancellation, events, metrics
 from schema.execution import event_selection
 
 _DIRECT = metrics.DELIVERIES.labels("direct")
@@ -312,11 +312,7 @@ class _Feed:
         self.joined.set_result(None)
         try:
             while True:
-                if self.task.cancelling():
-                    # Cancelled on the way here, and the cancellation lost: Python 3.11's
-                    # `wait_for`, which redis-py's commands run under, can swallow one.
-                    # Waiting for the next message would then never end.
-                    raise asyncio.CancelledError
+                cancellation.check()  # a cancellation lost while joining
                 try:
                     message = await layer.receive(self.channel)
                 except Exception:
@@ -495,6 +491,7 @@ class Hub:
 
     async def _watch(self, interval: float) -> None:
         while self.feeds:
+            cancellation.check()
             await asyncio.sleep(interval)
             ok = await self._probe(interval)
             if ok is None:
@@ -566,6 +563,7 @@ class Hub:
     async def _hear_probes(self, channel: str) -> None:
         try:
             while True:
+                cancellation.check()
                 message = await self.layer.receive(channel)
                 heard = self._probes.get(message.get("nonce"))
                 if heard is not None and not heard.done():
@@ -585,6 +583,7 @@ class Hub:
 
     async def _renew_forever(self, interval: float) -> None:
         while self.feeds:
+            cancellation.check()
             await asyncio.sleep(interval)
             for feed in list(self.feeds.values()):
                 if feed.channel is not None and feed.joined.done():

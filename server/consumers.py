@@ -33,7 +33,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.types.unset import UNSET, UnsetType
 
-from chat import events, metrics, presence
+from chat import cancellation, events, metrics, presence
 from chat.auth import parse_authorization
 from chat.connections import drop_broken
 from chat.models import AuthToken, User
@@ -599,6 +599,7 @@ async def _beat_forever() -> None:
     and one Redis call per socket (at 5,000 idle sockets that was a fifth of a core)."""
     outages_seen, missed = fanout.hub().outages, False
     while True:
+        cancellation.check()
         await asyncio.sleep(settings.PRESENCE_HEARTBEAT)
         sockets = list(_live_sockets)
         try:
@@ -638,6 +639,7 @@ async def _sweep_forever() -> None:
     interval = max(1, settings.PRESENCE_SWEEP_INTERVAL)
     every = max(1, settings.PRESENCE_RECONCILE_INTERVAL // interval)
     for sweeps in itertools.count():
+        cancellation.check()
         await asyncio.sleep(interval)
         try:
             await sync_to_async(drop_broken)()

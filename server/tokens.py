@@ -8,7 +8,6 @@ goes to the database, as it did before the cache.
 """
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -133,7 +132,7 @@ async def _from_cache(key: str, row: tuple) -> AuthToken | None:
         return None
     if auth.stale(token, now):
         await sync_to_async(auth.touch_token)(token, now)
-        index = _token_column("last_used_at")
+        index = auth.row_position(AuthToken, "last_used_at")
         value = rows.param(AuthToken, "last_used_at", now)
         tokencache.cache().replace(key, (*row[:index], value, *row[index + 1 :]))
     return token
@@ -143,24 +142,5 @@ def _trimmed(row: tuple) -> tuple:
     """The row without the `_DEFERRED` columns' values."""
     trimmed = list(row)
     for name in _DEFERRED:
-        trimmed[_user_column(name)] = None
+        trimmed[auth.row_position(User, name)] = None
     return tuple(trimmed)
-
-
-def _token_column(name: str) -> int:
-    return [f.attname for f in AuthToken._meta.concrete_fields].index(name)
-
-
-def _user_column(name: str) -> int:
-    offset = len(AuthToken._meta.concrete_fields)
-    return offset + [f.attname for f in User._meta.concrete_fields].index(name)
-
-
-async def stop() -> None:
-    """Stop listening (tests)."""
-    global _listening
-    if _listening is not None and _listening.joining is not None:
-        _listening.joining.cancel()
-        with contextlib.suppress(BaseException):
-            await _listening.joining
-    _listening = None
