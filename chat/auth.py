@@ -155,6 +155,11 @@ def revoke_user_tokens(user: User, *, keep: AuthToken | None = None) -> int:
 
 def user_saved(sender: type[User], instance: User, created: bool, **kwargs: object) -> None:
     """A saved user may look different to a token check (deactivated, renamed, a new
-    password): every process checks their tokens against the database again."""
-    if not created and not kwargs.get("raw"):
+    password): every process checks their tokens against the database again. A
+    deactivated user's open sockets are closed too, as a revocation closes them."""
+    if created or kwargs.get("raw"):
+        return
+    if instance.is_active:
         events.sessions_changed(instance.pk)
+    else:
+        events.tokens_revoked(instance, token_ids=None)

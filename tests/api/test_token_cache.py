@@ -15,8 +15,9 @@ from chat.models import AuthToken
 from chat.tokencache import TokenCache
 from schema import fanout
 from server import tokens
-from tests.api.realtime import http
+from tests.api.realtime import http, signed_in
 from tests.factories import PASSWORD, UserFactory, token_for
+from tests.ws import LEGACY_WS, TRANSPORT_WS, GraphQLSocket
 
 ME = "query { me { displayName } }"
 LOGOUT = "mutation { logout { __typename } }"
@@ -266,3 +267,21 @@ def test_the_cache_answers_nothing_unless_it_hears_revocations_or_when_off():
     off.put("a", ("a",), "u", off.mark())
     assert off.get("a") is None
     assert len(off) == 0
+
+
+@pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
+async def test_a_deactivated_user_is_refused_and_their_open_socket_closed(asgi_app, ada, protocol):
+    """Over WebSocket: an open socket is closed 4403, and the cached token signs in no
+    new one."""
+    user, token = ada
+    await cached(asgi_app, token)
+    open_socket = await signed_in(asgi_app, token, protocol)
+
+    user.is_active = False
+    await sync_to_async(user.save)()
+
+    assert await open_socket.receive_close() == 4403
+    socket = GraphQLSocket(asgi_app, protocol)
+    await socket.connect()
+    await socket.send({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
+    assert await socket.receive_close() == 4403
