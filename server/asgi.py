@@ -19,17 +19,18 @@ from server.handler import PooledASGIHandler  # noqa: E402
 django_application = PooledASGIHandler()
 
 # Imported after Django is set up: they load models.
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
-from django.urls import re_path  # noqa: E402
 
 from schema import schema  # noqa: E402
 from server.bodylimit import BodyLimit  # noqa: E402
 from server.consumers import GraphQLConsumer  # noqa: E402
-from server.sessions import websocket_session  # noqa: E402
+from server.sessions import websocket_endpoint  # noqa: E402
 
-graphql_consumer = GraphQLConsumer.as_asgi(
+graphql_consumer = websocket_endpoint(
+    r"^graphql/?$",
+    GraphQLConsumer,
     schema=schema,
     connection_init_wait_timeout=timedelta(seconds=settings.GRAPHQL_WS_CONNECTION_INIT_TIMEOUT),
     max_subscriptions_per_connection=settings.GRAPHQL_WS_MAX_SUBSCRIPTIONS,
@@ -48,7 +49,7 @@ application = ProtocolTypeRouter(
         # The session only, not Channels' AuthMiddleware: that looks the user up (and
         # reopens a database connection) on every handshake, where most sockets sign in
         # with a token; the consumer reads the session only for sockets that send none.
-        "websocket": websocket_session(URLRouter([re_path(r"^graphql/?$", graphql_consumer)])),
+        "websocket": graphql_consumer,
     }
 )
 

@@ -292,22 +292,30 @@ async def test_an_upgraded_socket_keeps_no_copy_of_its_handshake(server):
 
 
 async def test_a_socket_scope_gets_its_cookies_and_session_as_channels_gave_them():
-    from server.sessions import websocket_session
+    from server.sessions import websocket_endpoint
 
     scopes = []
 
-    async def inner(scope, receive, send) -> None:
-        scopes.append(scope)
+    class Consumer:
+        def __init__(self, **initkwargs) -> None:
+            assert initkwargs == {"option": 1}
 
-    app = websocket_session(inner)
-    await app(
-        {"type": "websocket", "headers": [(b"cookie", b"sessionid=abcdefgh12345678; theme=dark")]},
-        0,
-        0,
-    )
-    await app({"type": "websocket", "headers": [(b"origin", b"https://app.example")]}, 0, 0)
+        async def __call__(self, scope, receive, send) -> None:
+            scopes.append(scope)
 
-    with_cookie, without = scopes
+    app = websocket_endpoint(r"^graphql/?$", Consumer, option=1)
+    cookie = [(b"cookie", b"sessionid=abcdefgh12345678; theme=dark")]
+    await app({"type": "websocket", "path": "/graphql/", "headers": cookie}, 0, 0)
+    origin = [(b"origin", b"https://app.example")]
+    await app({"type": "websocket", "path": "/graphql", "headers": origin}, 0, 0)
+    prefixed = {"type": "websocket", "path": "/api/graphql", "root_path": "/api", "headers": []}
+    await app(prefixed, 0, 0)
+    for path in ("/other/", "/graphql/x", "/"):
+        with pytest.raises(ValueError, match="No route found"):
+            await app({"type": "websocket", "path": path, "headers": []}, 0, 0)
+
+    with_cookie, without, _prefixed = scopes
     assert with_cookie["cookies"] == {"sessionid": "abcdefgh12345678", "theme": "dark"}
     assert with_cookie["session"].session_key == "abcdefgh12345678"
     assert (without["cookies"], without["session"]) == ({}, None)
+    assert (app.consumer_class, app.consumer_initkwargs) == (Consumer, {"option": 1})
