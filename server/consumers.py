@@ -3,6 +3,7 @@ import contextlib
 import itertools
 import json
 import logging
+import sys
 import time
 import uuid
 import weakref
@@ -140,7 +141,9 @@ async def _with_document(message: dict[str, Any]) -> tuple[dict[str, Any], dict 
         query = await resolve(payload.get("query"), payload.get("extensions"))
     except DocumentError as error:
         return message, error_payload(error)
-    return {**message, "payload": {**payload, "query": query or ""}}, None
+    # A subscription keeps its document's text for its life, and thousands of sockets
+    # send the same one: interned, they share one copy, dropped once none uses it.
+    return {**message, "payload": {**payload, "query": sys.intern(query or "")}}, None
 
 
 async def _connection_init(handler: Any, message: Any, handle: Any) -> None:
@@ -413,6 +416,9 @@ class GraphQLConsumer(GraphQLWSConsumer):
             await self._signed_in(context.user, context.token)
         except OUTAGES as error:
             _unavailable(error)
+        # The raw token is not needed again (nor kept in memory for the socket's life).
+        context.connection_params = None
+        _forget_handshake(self.scope)
         metrics.CONNECT_SECONDS.observe(time.perf_counter() - started)
         return UNSET
 
@@ -535,6 +541,23 @@ class _SessionListener:
 
     def resync(self) -> None:
         pass
+
+
+# Request headers a socket reads once signed in: the host its media URLs start with
+# (`Context.media_base`) and the user agent a device registers with.
+KEPT_HEADERS = frozenset({b"host", b"user-agent"})
+
+
+def _forget_handshake(scope: dict[str, Any]) -> None:
+    """Let go of the handshake's headers and cookies a signed-in socket never reads
+    again: a browser's are often 1-3 KB, held for as long as the socket is open. The
+    list is trimmed in place, as daphne's protocol and every copy of the scope share it;
+    the session, already taken from the cookies, stays."""
+    headers = scope.get("headers")
+    if isinstance(headers, list):
+        headers[:] = [header for header in headers if header[0] in KEPT_HEADERS]
+    if scope.get("cookies"):
+        scope["cookies"] = {}
 
 
 def _unavailable(reason: object) -> NoReturn:

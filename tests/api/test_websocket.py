@@ -349,3 +349,29 @@ async def test_a_socket_joining_its_session_group_shows_the_layer_alive(asgi_app
     await socket.close()
 
     assert fanout.hub().heard >= before
+
+
+@BOTH
+async def test_a_signed_in_socket_keeps_only_the_headers_it_reads_again(asgi_app, ada, protocol):
+    """A browser's handshake headers and cookies are let go once the socket has signed
+    in; what it reads later, the host and user agent, stays."""
+    from server.consumers import _live_sockets
+
+    _, token = ada
+    headers = [
+        (b"host", b"testserver"),
+        (b"user-agent", b"Mozilla/5.0"),
+        (b"accept-language", b"en-GB,en;q=0.9"),
+        (b"cookie", b"theme=dark; _ga=GA1.1.12345"),
+    ]
+    socket = GraphQLSocket(asgi_app, protocol, headers=headers)
+    await socket.connect()
+    await socket.init({"authorization": f"Bearer {token}"})
+    (consumer,) = list(_live_sockets)
+    scope = consumer.scope
+    await socket.subscribe("1", ME_SUBSCRIPTION)
+    assert "data" in await socket.next_payload("1")
+    await socket.close()
+
+    assert scope["headers"] == [(b"host", b"testserver"), (b"user-agent", b"Mozilla/5.0")]
+    assert scope["cookies"] == {}
