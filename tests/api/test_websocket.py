@@ -352,6 +352,38 @@ async def test_a_socket_joining_its_session_group_shows_the_layer_alive(asgi_app
 
 
 @BOTH
+async def test_unexpected_errors_in_a_subscription_are_masked(
+    asgi_app, ada, protocol, monkeypatch
+):
+    """A stream masks each result as it is sent: subscriptions run without the operation
+    hook that masks a single result at the end (`schema._StreamExtensionsRunner`)."""
+    from schema import subscriptions
+
+    _, token = ada
+    socket = GraphQLSocket(asgi_app, protocol)
+    await socket.connect()
+    await socket.init({"authorization": f"Bearer {token}"})
+    await socket.subscribe("sub", ME_SUBSCRIPTION)
+    await socket.next_payload("sub")
+
+    class Exploding:
+        @staticmethod
+        def copy(user):
+            raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(subscriptions, "copy", Exploding)
+    client = GraphQLClient(asgi_app, token=token)
+    await client._post({"query": UPDATE_PROFILE}, {"Authorization": f"Bearer {token}"})
+    frame = await socket.receive()
+    monkeypatch.undo()
+    await socket.close()
+
+    assert frame["type"] in {"next", "data"}
+    masked = {"message": "Unexpected error.", "extensions": {"code": "INTERNAL_SERVER_ERROR"}}
+    assert frame["payload"] == {"data": None, "errors": [masked]}
+
+
+@BOTH
 async def test_a_signed_in_socket_keeps_only_the_headers_it_reads_again(asgi_app, ada, protocol):
     """A browser's handshake headers and cookies are let go once the socket has signed
     in; what it reads later, the host and user agent, stays."""
