@@ -36,16 +36,16 @@ def text_writer(send: Callable[..., Any]) -> Callable[[str], None] | None:
         or send.keywords
     ):
         return None
-    connections = send.func.__self__.connections
     (protocol,) = send.args
+    # A partial, not a closure: every open socket keeps its writer.
+    return functools.partial(_write, send.func.__self__.connections, protocol)
 
-    def write(text: str) -> None:
-        # daphne's Server.handle_reply, then WebSocketProtocol.handle_reply.
-        details = connections.get(protocol)
-        if details is None or details.get("disconnected") or not text:
-            return
-        if protocol.state == protocol.STATE_CONNECTING:
-            raise ValueError("Socket has not been accepted, so cannot send over it")
-        protocol.serverSend(text, False)
 
-    return write
+def _write(connections: dict[Any, dict], protocol: Any, text: str) -> None:
+    # daphne's Server.handle_reply, then WebSocketProtocol.handle_reply.
+    details = connections.get(protocol)
+    if details is None or details.get("disconnected") or not text:
+        return
+    if protocol.state == protocol.STATE_CONNECTING:
+        raise ValueError("Socket has not been accepted, so cannot send over it")
+    protocol.serverSend(text, False)

@@ -43,7 +43,9 @@ import signal
 import struct
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
+from types import MappingProxyType
 from typing import Any
 
 import daphne.server  # installs the asyncio reactor: import before anything Twisted
@@ -148,8 +150,9 @@ def buffered_bytes(transport: Any) -> int:
 SERVER_CLOSE_CODES = frozenset({1011, SERVICE_RESTART, TRY_AGAIN_LATER})
 
 
-def write_eagerly(transport: Any) -> None:
-    """Make `transport.write` hand data to the kernel at once when nothing is queued.
+def write_eagerly(transport: Any, data: bytes) -> None:
+    """`transport.write(data)`, handing the data to the kernel at once when nothing is
+    queued.
 
     Twisted queues every write and registers the socket for writing, sends when the loop
     next polls, then unregisters it: two system calls and a loop turn per frame, for a
@@ -157,37 +160,67 @@ def write_eagerly(transport: Any) -> None:
     cost left (issue 14, bench/fanout.py). Anything the kernel does not take, or any
     error, goes the usual way, queued behind nothing, so frames keep their order and a
     broken connection is reported as before.
+
+    A function the protocol calls, not a replacement for `transport.write` installed on
+    each transport: that closure was kept by every open socket (bench/socket_memory.py).
     """
-    queued_write = transport.write
     sock = getattr(transport, "socket", None)
-    if sock is None or getattr(transport, "TLS", True):
-        return
+    if (
+        sock is not None
+        and not getattr(transport, "TLS", True)
+        and transport.connected
+        and not transport._writeDisconnected
+        and not transport._tempDataBuffer
+        and len(transport.dataBuffer) == transport.offset
+    ):
+        try:
+            sent = sock.send(data)
+        except OSError:  # would block, or broken: Twisted's own path deals with it
+            sent = 0
+        if sent == len(data):
+            return
+        data = data[sent:]
+    transport.write(data)
 
-    def write(data: bytes) -> None:
-        if (
-            transport.connected
-            and not transport._writeDisconnected
-            and not transport._tempDataBuffer
-            and len(transport.dataBuffer) == transport.offset
-        ):
-            try:
-                sent = sock.send(data)
-            except OSError:  # would block, or broken: Twisted's own path deals with it
-                sent = 0
-            if sent == len(data):
-                return
-            data = data[sent:]
-        queued_write(data)
 
-    transport.write = write
+class _NoSendQueue:
+    """autobahn's send queue for a connection that has none: empty until something is
+    appended, which gives the connection a real one."""
+
+    __slots__ = ("protocol",)
+
+    def __init__(self, protocol: "BoundedWebSocketProtocol") -> None:
+        self.protocol = protocol
+
+    def __len__(self) -> int:
+        return 0
+
+    def popleft(self) -> Any:
+        raise IndexError("pop from an empty deque")
+
+    def append(self, item: Any) -> None:
+        self.protocol.send_queue = deque((item,))
 
 
 class BoundedWebSocketProtocol(WebSocketProtocol):
     """A WebSocket that is closed, not buffered for, when its client stops reading, and
-    that can close with the server codes 1011, 1012 and 1013. Its frames are written
-    eagerly (`write_eagerly`)."""
+    that can close with the server codes 1011, 1012 and 1013. Its frames (text, pings,
+    pongs) are written eagerly (`write_eagerly`)."""
 
     _overflowed = False
+    _send_queue: deque | None = None
+
+    @property
+    def send_queue(self) -> "deque | _NoSendQueue":
+        """autobahn queues frames here only when it chops or paces them, which this
+        server never asks for; yet each connection held an empty deque (760 bytes) for
+        its life. It has one only once something is queued."""
+        queue = self._send_queue
+        return _NoSendQueue(self) if queue is None else queue
+
+    @send_queue.setter
+    def send_queue(self, queue: deque) -> None:
+        self._send_queue = queue or None
 
     # autobahn copies its ~30 options from the factory onto each connection, then formats
     # all of them with `pprint` for a debug line built whether or not it is logged: 0.3-0.4
@@ -196,10 +229,6 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
     # and its attribute dictionary stays small enough for a smaller table (bench/RESULTS.md).
     OPTIONS = WebSocketProtocol.CONFIG_ATTRS
     CONFIG_ATTRS = ()
-
-    def connectionMade(self) -> None:
-        write_eagerly(self.transport)
-        super().connectionMade()
 
     def succeedHandshake(self, res: Any) -> None:
         super().succeedHandshake(res)
@@ -243,7 +272,7 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
             and not self.trackedTimings
             and not self.logFrames
             and not self.logOctets
-            and not self.send_queue
+            and not self._send_queue
         )
 
     def _send_text_frame(self, payload: bytes) -> None:
@@ -303,7 +332,7 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
         else:
             header = struct.pack("!BBQ", first_byte, 127, size)
         self.trafficStats.outgoingOctetsWireLevel += len(header) + size
-        self.transport.write(header + payload)
+        write_eagerly(self.transport, header + payload)
 
 
 class BoundedWebSocketFactory(WebSocketFactory):
@@ -343,6 +372,10 @@ def with_backlog(endpoint: str, backlog: int) -> str:
     return f"{endpoint}:backlog={backlog}"
 
 
+# daphne's `scope["asgi"]` for a WebSocket, shared (read-only) rather than one per socket.
+ASGI_VERSION = MappingProxyType({"version": "3.0"})
+
+
 class GracefulServer(daphne.server.Server):
     """Daphne's server, draining on SIGTERM instead of cancelling everything at once."""
 
@@ -364,8 +397,11 @@ class GracefulServer(daphne.server.Server):
             queue = super().create_application(protocol, scope)
         instance = self.connections.get(protocol, {}).get("application_instance")
         if instance is not None:
-            instance.add_done_callback(lambda _: self._changed.add(protocol))
+            instance.add_done_callback(functools.partial(self._instance_done, protocol))
         return queue
+
+    def _instance_done(self, protocol: Any, _instance: asyncio.Future) -> None:
+        self._changed.add(protocol)
 
     def _create_websocket_application(self, protocol: Any, scope: dict) -> Any:
         """daphne's `create_application`, with a `Mailbox` for the socket's incoming
@@ -375,7 +411,7 @@ class GracefulServer(daphne.server.Server):
         from schema.fanout import Mailbox
 
         mailbox = Mailbox()
-        scope.setdefault("asgi", {"version": "3.0"})
+        scope.setdefault("asgi", ASGI_VERSION)
         instance = self.application(
             scope=scope, receive=mailbox.get, send=functools.partial(self.handle_reply, protocol)
         )

@@ -287,6 +287,10 @@ async def test_an_upgraded_socket_keeps_no_copy_of_its_handshake(server):
         b"",
         {},
     )
+    assert socket._send_queue is None  # no deque until a frame is queued
+    socket.sendData(b"paced", sync=True)  # autobahn's queue, made when first needed
+    assert socket._send_queue is not None
+    assert transport.value().endswith(b"paced")
     for instance in server.connections:
         server.connections[instance].get("application_instance", asyncio.Future()).cancel()
 
