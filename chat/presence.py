@@ -249,16 +249,18 @@ def leases() -> Leases:
     return _redis_leases[loop]
 
 
-# This process's leases (connection -> user), renewed together by `renew`.
-_held: dict[str, User] = {}
+# This process's leases (connection -> the user, and their id as Redis keys spell it: the
+# heartbeat sends it for every socket), renewed together by `renew`.
+_held: dict[str, tuple[User, str]] = {}
 
 
 async def socket_opened(user: User, connection: str, *, cap: int | None = None) -> bool:
     """Take the socket's lease; False (and no lease) when the user already holds `cap`.
     The lease is this process's to renew from now on, even when taking it failed (Redis
     down): the next `renew` takes it then."""
-    _held[connection] = user
-    taken = await leases().hold(str(user.id), connection, cap)
+    user_id = str(user.id)
+    _held[connection] = (user, user_id)
+    taken = await leases().hold(user_id, connection, cap)
     if taken == OVER_CAP:
         _held.pop(connection, None)
         return False
@@ -279,8 +281,8 @@ async def renew() -> int:
     held = list(_held.items())
     for start in range(0, len(held), RENEW_BATCH):
         batch = held[start : start + RENEW_BATCH]
-        users = {str(user.id): user for _, user in batch}
-        came = await leases().renew([(str(user.id), connection) for connection, user in batch])
+        users = {user_id: user for _, (user, user_id) in batch}
+        came = await leases().renew([(user_id, connection) for connection, (_, user_id) in batch])
         for user_id in came:
             _changed(users[user_id], online=True)
     return len(held)
