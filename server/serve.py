@@ -2,7 +2,7 @@
 
     python -m server.serve [daphne's options] server.asgi:application
 
-Daphne's command line, with six differences:
+Daphne's command line, with seven differences:
 
 - **Request bodies are bounded before they are held.** Daphne reads a whole body, then
   queues all of it for the application at once, in memory: a 1 GiB POST grew a process by
@@ -24,6 +24,8 @@ Daphne's command line, with six differences:
 - **The listen backlog fits a storm.** Twisted listens with room for 50 connections not
   yet accepted; here `LISTEN_BACKLOG` (4096), so that thousands of clients reconnecting
   at once are not dropped by the kernel and made to retry (`with_backlog`).
+- **Socket reads and writes skip Twisted's legacy log context** (`server.reactor`): a
+  seventh of an idle process's CPU.
 - **SIGTERM drains.** The process stops accepting connections, closes every WebSocket
   with 1012 (service restart) so clients reconnect to another process and resume with
   `after`, lets requests in flight finish for up to `SHUTDOWN_TIMEOUT` seconds, and
@@ -56,6 +58,7 @@ from twisted.internet import defer, reactor
 
 from server import masking
 from server.bodylimit import body_limit, too_large_body
+from server.reactor import call_io_directly
 
 logger = logging.getLogger("server.serve")
 
@@ -538,6 +541,7 @@ def main(argv: list[str] | None = None) -> None:
     daphne.server.HTTPFactory = BoundedHTTPFactory
     daphne.server.WebSocketFactory = BoundedWebSocketFactory
     masking.install()
+    call_io_directly(reactor)
     try:
         ServeCommand().run(sys.argv[1:] if argv is None else argv)
     finally:
