@@ -39,6 +39,8 @@ server starts; nothing else in the process is affected.
 import asyncio
 import contextlib
 import functools
+import heapq
+import itertools
 import logging
 import os
 import signal
@@ -242,6 +244,12 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
         if request is not None:
             request.headers = {}
 
+    def onOpen(self) -> None:
+        super().onOpen()
+        opened = getattr(self.server, "websocket_opened", None)
+        if opened is not None:
+            opened(self)
+
     def sendClose(self, code: int | None = None, reason: str | None = None) -> None:
         if code in SERVER_CLOSE_CODES:
             self.sendCloseFrame(code=code, reasonUtf8=(reason or "").encode()[:123] or None)
@@ -392,6 +400,11 @@ class GracefulServer(daphne.server.Server):
         # Connections whose application instance ended or whose client left since the
         # last `application_checker`: the only ones it has anything to do for.
         self._changed: set[Any] = set()
+        # What `timeout_checker` walks every 2 s: every connection but open WebSockets,
+        # which wait in `_pings`, by when their next check is due.
+        self._watched: dict[Any, None] = {}
+        self._pings: list[tuple[float, int, Any]] = []
+        self._order = itertools.count()
 
     def create_application(self, protocol: Any, scope: dict) -> Any:
         if scope.get("type") == "websocket":
@@ -454,21 +467,50 @@ class GracefulServer(daphne.server.Server):
                 elif "disconnected" in kept[protocol]:
                     self._changed.add(protocol)
 
+    def protocol_connected(self, protocol: Any) -> None:
+        super().protocol_connected(protocol)
+        self._watched[protocol] = None
+
+    def websocket_opened(self, protocol: Any) -> None:
+        """An open WebSocket leaves the two-second walk (`timeout_checker`) for the ping
+        schedule: it has nothing due before its next ping or the end of its lifetime."""
+        self._watched.pop(protocol, None)
+        self._schedule(protocol)
+
+    def _schedule(self, protocol: Any) -> None:
+        due = protocol.last_ping + self.ping_interval
+        if self.websocket_timeout >= 0:
+            due = min(due, protocol.socket_opened + self.websocket_timeout)
+        heapq.heappush(self._pings, (due, next(self._order), protocol))
+
     def timeout_checker(self) -> None:
-        """daphne's check of every connection every 2 s, with an open WebSocket's done
-        inline: one clock read per pass instead of three calls and reads per socket, as
-        most of 5,000 idle sockets have nothing due (a ping every `--ping-interval`)."""
+        """daphne's checks, every 2 s: HTTP requests and WebSockets not yet open (or never
+        opened) are walked as daphne walks every connection; an open WebSocket is looked
+        at only when its ping or the end of its lifetime is due.
+
+        daphne walked all connections every 2 s to find the few with a ping due: at 5,000
+        idle sockets that walk was an eighth of the process's idle CPU (py-spy,
+        bench/RESULTS.md). Pings and lifetimes keep daphne's rules and its 2 s grain."""
         now = time.time()
+        for protocol in list(self._watched):
+            if protocol in self.connections:
+                protocol.check_timeouts()
+            else:
+                del self._watched[protocol]  # gone (daphne reaped it)
+        due = []
+        while self._pings and self._pings[0][0] <= now:
+            due.append(heapq.heappop(self._pings)[2])
         lifetime, interval = self.websocket_timeout, self.ping_interval
-        open_ = WebSocketProtocol.STATE_OPEN
-        for protocol in list(self.connections):
-            if not isinstance(protocol, WebSocketProtocol) or protocol.state != open_:
-                protocol.check_timeouts()  # HTTP, or a WebSocket opening or closing
-            elif 0 <= lifetime < now - protocol.socket_opened:
+        for protocol in due:
+            if protocol.state != WebSocketProtocol.STATE_OPEN:
+                continue  # closing or closed: nothing more to check
+            if 0 <= lifetime < now - protocol.socket_opened:
                 protocol.serverClose()
-            elif now - protocol.last_ping > interval:
+                continue
+            if now - protocol.last_ping > interval:
                 protocol._sendAutoPing()
                 protocol.last_ping = now
+            self._schedule(protocol)
         reactor.callLater(2, self.timeout_checker)
 
     def listen_success(self, port: Any) -> None:

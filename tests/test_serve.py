@@ -148,6 +148,7 @@ def opened_socket(server: GracefulServer, *, opened_ago: float, pinged_ago: floa
     protocol.socket_opened = time.time() - opened_ago
     protocol.last_ping = time.time() - pinged_ago
     server.protocol_connected(protocol)
+    server.websocket_opened(protocol)  # as its `onOpen` tells it
     transport.clear()
     return protocol, transport
 
@@ -193,6 +194,41 @@ def test_a_client_that_stops_pinging_is_pinged_an_interval_later(server):
     assert transport.value()[0] == 0x89
     if client.autoPingTimeoutCall is not None:
         client.autoPingTimeoutCall.cancel()
+
+
+def test_an_open_socket_is_looked_at_only_when_its_ping_is_due(server, monkeypatch):
+    fresh, transport = opened_socket(server, opened_ago=60, pinged_ago=5)
+    request = Connection()
+    request.checked = 0
+
+    def check_timeouts() -> None:
+        request.checked += 1
+
+    request.check_timeouts = check_timeouts
+    server.protocol_connected(request)
+
+    server.timeout_checker()
+    assert (request.checked, transport.value()) == (1, b"")  # the request, every pass
+    assert list(server._watched) == [request]  # the open socket waits in the schedule
+
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now + 16)  # 21 s since its last ping
+    server.timeout_checker()
+
+    assert transport.value()[0] == 0x89
+    assert request.checked == 2
+    assert [entry[2] for entry in server._pings] == [fresh]  # due again an interval on
+    if fresh.autoPingTimeoutCall is not None:
+        fresh.autoPingTimeoutCall.cancel()
+
+
+def test_a_closed_socket_leaves_the_schedule_when_it_comes_due(server):
+    gone, transport = opened_socket(server, opened_ago=60, pinged_ago=21)
+    gone.state = gone.STATE_CLOSED
+
+    server.timeout_checker()
+
+    assert (server._pings, transport.value()) == ([], b"")
 
 
 def test_a_socket_past_its_lifetime_is_closed(server):
