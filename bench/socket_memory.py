@@ -57,7 +57,9 @@ async def snapshot(pid: int, directory: Path, n: int) -> tracemalloc.Snapshot:
     return tracemalloc.Snapshot.load(str(path))
 
 
-async def measure(server, tokens: list[str], room: str, directory: Path, depth: int) -> None:
+async def measure(
+    server, tokens: list[str], room: str, directory: Path, depth: int, rows: int
+) -> None:
     pid = server.process.pid
     warm = [Socket(server.ws_url, token, room) for token in tokens[:20]]
     for socket in warm:  # the first sockets import and compile what every socket uses
@@ -93,7 +95,7 @@ async def measure(server, tokens: list[str], room: str, directory: Path, depth: 
     print()
     print("| bytes per socket | blocks per socket | allocated at |")
     print("|---|---|---|")
-    for stat in stats[:25]:
+    for stat in stats[:rows]:
         frames = " <- ".join(
             f"{_short(frame.filename)}:{frame.lineno}" for frame in reversed(stat.traceback[-3:])
         )
@@ -140,6 +142,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sockets", type=int, default=1000)
     parser.add_argument("--depth", type=int, default=6, help="frames kept per allocation")
+    parser.add_argument("--rows", type=int, default=25, help="allocation sites printed")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-memory-"))
     (tmp / "site").mkdir()
@@ -156,7 +159,7 @@ def main() -> None:
             MEMSNAP_DIR=str(tmp / "snaps"),
         )
         try:
-            asyncio.run(measure(server, tokens, room, tmp / "snaps", args.depth))
+            asyncio.run(measure(server, tokens, room, tmp / "snaps", args.depth, args.rows))
         finally:
             stack.stop()
 
