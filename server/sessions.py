@@ -47,7 +47,12 @@ def websocket_endpoint(path: str, consumer: type, **initkwargs: Any) -> App:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         root, where = scope.get("root_path", ""), scope["path"]
         if not where.startswith(root) or not pattern.match(where[len(root) :].lstrip("/")):
-            raise ValueError(f"No route found for path {where!r}.")  # as URLRouter's
+            # Refused at the handshake (HTTP 403), as Channels' consumers refuse one. An
+            # exception, as URLRouter raises, was a 500 with a traceback logged for every
+            # handshake a client sent to a wrong path.
+            await receive()  # websocket.connect
+            await send({"type": "websocket.close", "code": 1000})
+            return
         await consumer(**initkwargs)(add_session(scope, store), receive, send)
 
     # Read as Channels' `as_asgi` sets them (tests, the admin's figures).

@@ -350,9 +350,17 @@ async def test_a_socket_scope_gets_its_cookies_and_session_as_channels_gave_them
     await app({"type": "websocket", "path": "/graphql", "headers": origin}, 0, 0)
     prefixed = {"type": "websocket", "path": "/api/graphql", "root_path": "/api", "headers": []}
     await app(prefixed, 0, 0)
-    for path in ("/other/", "/graphql/x", "/"):
-        with pytest.raises(ValueError, match="No route found"):
-            await app({"type": "websocket", "path": path, "headers": []}, 0, 0)
+    for path in ("/other/", "/graphql/x", "/", "/graphql/../x"):
+        sent = []
+
+        async def receive():
+            return {"type": "websocket.connect"}
+
+        async def send(message, sent=sent):
+            sent.append(message)
+
+        await app({"type": "websocket", "path": path, "headers": []}, receive, send)
+        assert sent == [{"type": "websocket.close", "code": 1000}], path  # refused: HTTP 403
 
     with_cookie, without, _prefixed = scopes
     assert with_cookie["cookies"] == {"sessionid": "abcdefgh12345678", "theme": "dark"}

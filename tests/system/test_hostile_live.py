@@ -104,6 +104,24 @@ def post_chunked(port: int, content_type: str, send: int) -> bytes:
     return answer
 
 
+def test_a_handshake_to_another_path_is_refused_403_not_a_500(daphne_server):
+    """A client pointed at the wrong path (or probing) is refused like a bad origin,
+    without the server error and logged traceback a routing exception made."""
+    for path in ("/nope", "/graphql/../admin", "/graphqlx"):
+        sock = http_request(
+            daphne_server.port,
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n",
+        )
+        answer = read_response(sock)
+        sock.close()
+        assert answer.startswith(b"HTTP/1.1 403"), (path, answer[:80])
+
+    assert "Traceback" not in daphne_server.log.read_text()
+    assert daphne_server.graphql("{ __typename }") == {"data": {"__typename": "Query"}}
+
+
 def test_a_fragment_bomb_does_not_stall_the_process(daphne_server):
     with HealthWatch(daphne_server) as health:
         started = time.monotonic()
