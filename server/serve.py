@@ -405,6 +405,7 @@ class GracefulServer(daphne.server.Server):
         self._watched: dict[Any, None] = {}
         self._pings: list[tuple[float, int, Any]] = []
         self._order = itertools.count()
+        self._closed_since_pruned = 0
 
     def create_application(self, protocol: Any, scope: dict) -> Any:
         if scope.get("type") == "websocket":
@@ -441,6 +442,19 @@ class GracefulServer(daphne.server.Server):
     def protocol_disconnected(self, protocol: Any) -> None:
         super().protocol_disconnected(protocol)
         self._changed.add(protocol)
+        if isinstance(protocol, WebSocketProtocol):
+            self._closed_since_pruned += 1
+            if self._closed_since_pruned * 2 > len(self._pings):
+                self._prune_pings()
+
+    def _prune_pings(self) -> None:
+        """Drop closed sockets from the ping schedule. Left until they came due, a storm's
+        closed connections were held up to a ping interval after daphne let them go; pruned
+        once half the schedule may be closed, the cost is linear in what is dropped."""
+        self._closed_since_pruned = 0
+        open_ = WebSocketProtocol.STATE_OPEN
+        self._pings = [entry for entry in self._pings if entry[2].state == open_]
+        heapq.heapify(self._pings)
 
     def application_checker(self) -> None:
         """daphne's once-a-second reaping (finished instances logged and dropped, those

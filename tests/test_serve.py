@@ -231,6 +231,15 @@ def test_a_closed_socket_leaves_the_schedule_when_it_comes_due(server):
     assert (server._pings, transport.value()) == ([], b"")
 
 
+def test_closed_sockets_leave_the_schedule_before_they_come_due(server):
+    sockets = [opened_socket(server, opened_ago=60, pinged_ago=5)[0] for _ in range(10)]
+    for protocol in sockets[:6]:  # a storm: most of them close at once
+        protocol.state = protocol.STATE_CLOSED
+        server.protocol_disconnected(protocol)
+
+    assert sorted(id(entry[2]) for entry in server._pings) == sorted(map(id, sockets[6:]))
+
+
 def test_a_socket_past_its_lifetime_is_closed(server):
     old, transport = opened_socket(server, opened_ago=3601, pinged_ago=1)
 
