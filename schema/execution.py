@@ -36,9 +36,9 @@ from graphql import (
     visit,
 )
 from graphql.language import Node, Visitor
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from chat import storage
+from schema.columns import ColumnExecutor
 
 # Fields whose value depends on the viewer, by name, anywhere in a shared event.
 VIEWER_DEPENDENT_FIELDS = frozenset({"email"})
@@ -124,7 +124,7 @@ def _remember(key: tuple, value: Any) -> None:
         _results.popitem(last=False)
 
 
-class SharedEventExecutor(StrawberryGraphQLCoreExecutionContext):
+class SharedEventExecutor(ColumnExecutor):
     def execute_operation(self, serially: bool | None = None) -> Any:
         share_key = getattr(self.root_value, "share_key", None)
         location = self.operation.loc

@@ -5,8 +5,9 @@ import pytest
 from django.test import RequestFactory
 from strawberry_django.optimizer import DjangoOptimizerExtension
 
-from chat.models import User
-from schema import schema
+from chat.models import Message, User
+from chat.services import chats, messages
+from schema import columns, schema
 from schema.columns import ColumnAwareMiddleware, column_reader
 from schema.context import Context
 
@@ -21,7 +22,8 @@ def test_plain_columns_are_read_directly_and_everything_else_keeps_its_resolver(
     assert reads_column("Message", "body")
     assert reads_column("Message", "seq")
     assert reads_column("User", "joinedAt")  # a column under another name (date_joined)
-    assert not reads_column("Message", "author")  # a relation
+    assert reads_column("Message", "author")  # the row a foreign key points to
+    assert not reads_column("Chat", "members")  # a list of rows, by its own resolver
     assert not reads_column("Message", "location")  # a resolver of its own
     assert not reads_column("Attachment", "url")  # a file, signed by a resolver
     assert not reads_column("User", "email")  # only for the user themself
@@ -80,3 +82,108 @@ def test_the_optimizer_is_the_only_middleware_a_reader_skips():
     ]
 
     assert [type(extension) for extension in resolving] == [DjangoOptimizerExtension]
+
+
+def execute(query: str, viewer: User) -> dict:
+    result = schema.execute_sync(
+        query, context_value=Context(request=RequestFactory().post("/graphql/"), user=viewer)
+    )
+    return {
+        "data": result.data,
+        "errors": [(e.message, e.path, e.extensions) for e in result.errors or ()],
+    }
+
+
+def as_graphql_core_completes(monkeypatch, query: str, viewer: User) -> dict:
+    """The same operation with `ColumnExecutor`'s own completion switched off."""
+    with monkeypatch.context() as patch:
+        patch.setattr(columns, "leaf_column", lambda *args: None)
+        return execute(query, viewer)
+
+
+PROFILE = """{ me { id name: displayName displayName joinedAt email ...More } }
+fragment More on User { displayName joinedAt }"""
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        pytest.param(None, None, id="as loaded"),
+        pytest.param("display_name", None, id="null where the schema forbids it"),
+        pytest.param("date_joined", "not a datetime", id="a value the scalar refuses"),
+        pytest.param("email", 12, id="a value the scalar converts"),
+        pytest.param("display_name", ..., id="not loaded"),
+    ],
+)
+def test_scalar_columns_complete_exactly_as_graphql_core_completes_them(
+    monkeypatch, make_user, column, value
+):
+    make_user(display_name="Ada")
+    viewer = User.objects.get()
+    if value is ...:
+        del viewer.__dict__[column]
+    elif column is not None:
+        viewer.__dict__[column] = value
+    completed = []
+    leaf_column = columns.leaf_column
+    monkeypatch.setattr(
+        columns, "leaf_column", lambda *args: completed.append(leaf_column(*args)) or completed[-1]
+    )
+
+    ours = execute(PROFILE, viewer)
+
+    assert ours == as_graphql_core_completes(monkeypatch, PROFILE, viewer)
+    assert any(completed), "the fast completion was not used"
+    if column is None:
+        assert ours["errors"] == []
+        assert ours["data"]["me"]["name"] == ours["data"]["me"]["displayName"] == "Ada"
+        assert ours["data"]["me"]["joinedAt"] == viewer.date_joined.isoformat()
+    elif column == "display_name" and value is None:
+        assert ours["data"] is None  # `me` is non-null too
+        [(message, path, _)] = ours["errors"]
+        assert (message, path) == ("Unexpected error.", ["me", "name"])  # masked, located
+
+
+@pytest.mark.django_db
+def test_an_enum_column_and_a_history_page_complete_as_graphql_core_completes_them(
+    monkeypatch, make_user
+):
+    ada, bob = make_user(display_name="Ada"), make_user(display_name="Bob")
+    chat = chats.open_direct_chat(user=ada, other_user_id=bob.pk)
+    for body in ("one", "two"):
+        messages.send_message(author=ada, chat_id=chat.pk, body=body)
+    query = f"""{{ messages(chatId: "{chat.pk}", last: 10) {{
+        edges {{ cursor node {{
+            id seq kind body createdAt editedAt author {{ id displayName }}
+        }} }}
+        pageInfo {{ hasPreviousPage startCursor }} }} }}"""
+
+    ours = execute(query, ada)
+
+    assert ours == as_graphql_core_completes(monkeypatch, query, ada)
+    nodes = [edge["node"] for edge in ours["data"]["messages"]["edges"]]
+    assert [(n["seq"], n["kind"], n["body"], n["author"]["displayName"]) for n in nodes] == [
+        (1, "TEXT", "one", "Ada"),
+        (2, "TEXT", "two", "Ada"),
+    ]
+    assert nodes[0]["editedAt"] is None
+
+
+@pytest.mark.django_db
+def test_a_joined_author_is_read_from_the_row_and_a_missing_one_is_loaded(
+    make_user, django_assert_num_queries
+):
+    ada, bob = make_user(display_name="Ada"), make_user(display_name="Bob")
+    chat = chats.open_direct_chat(user=ada, other_user_id=bob.pk)
+    sent = messages.send_message(author=ada, chat_id=chat.pk, body="hi")
+    author = schema._schema.type_map["Message"].fields["author"].resolve
+
+    joined = Message.objects.select_related("author").get(pk=sent.pk)
+    with django_assert_num_queries(0):
+        assert author(joined, None) == ada
+
+    plain = Message.objects.get(pk=sent.pk)
+    info = type("Info", (), {"context": None})()
+    with django_assert_num_queries(1):
+        assert author(plain, info) == ada
