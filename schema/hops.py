@@ -6,6 +6,9 @@ A chat list of 50 reads its unread counts, last messages and peers from data the
 loaded in one query, so 150 of those hops did nothing but cost (issue 14). `unless_loaded`
 calls the resolver directly when `loaded` says its data is there, and through the hop
 only when it is not, so a resolver may still fall back to a query.
+
+Such a resolver must not return a queryset or a manager when its data is loaded: the
+optimizer would not see it (`schema.columns` checks, and goes the long way if it does).
 """
 
 import functools
@@ -37,6 +40,9 @@ def unless_loaded(loaded: Callable[[Any], bool]) -> Callable[[F], F]:
 
         # strawberry-django calls a resolver marked so directly, without its own hop.
         resolve.is_async_safe = True  # type: ignore[attr-defined]
+        # `schema.columns` calls the resolver itself, without Strawberry's layers, when
+        # its data is loaded.
+        resolve.when_loaded = (loaded, resolver)  # type: ignore[attr-defined]
         return resolve  # type: ignore[return-value]
 
     return decorate

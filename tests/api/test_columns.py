@@ -14,19 +14,22 @@ from schema.context import Context
 FIELDS = schema._schema.type_map
 
 
-def reads_column(type_name: str, field: str) -> bool:
-    return getattr(FIELDS[type_name].fields[field].resolve, "reads_column", False)
+def reads_directly(type_name: str, field: str) -> bool:
+    return getattr(FIELDS[type_name].fields[field].resolve, "reads_directly", False)
 
 
 def test_plain_columns_are_read_directly_and_everything_else_keeps_its_resolver():
-    assert reads_column("Message", "body")
-    assert reads_column("Message", "seq")
-    assert reads_column("User", "joinedAt")  # a column under another name (date_joined)
-    assert reads_column("Message", "author")  # the row a foreign key points to
-    assert not reads_column("Chat", "members")  # a list of rows, by its own resolver
-    assert not reads_column("Message", "location")  # a resolver of its own
-    assert not reads_column("Attachment", "url")  # a file, signed by a resolver
-    assert not reads_column("User", "email")  # only for the user themself
+    assert reads_directly("Message", "body")
+    assert reads_directly("Message", "seq")
+    assert reads_directly("User", "joinedAt")  # a column under another name (date_joined)
+    assert reads_directly("Message", "author")  # the row a foreign key points to
+    # Resolvers that say when their data is loaded (`unless_loaded`), with or without info:
+    assert reads_directly("Chat", "unreadCount")
+    assert reads_directly("Message", "location")
+    assert reads_directly("User", "email")  # only for the user themself
+    assert not reads_directly("Chat", "members")  # a list of rows, by its own resolver
+    assert not reads_directly("Chat", "onlineCount")  # async: asks the presence store
+    assert not reads_directly("Message", "reactions")  # async: a data loader
 
 
 def test_a_reader_returns_the_loaded_value_and_falls_back_for_a_deferred_one():
