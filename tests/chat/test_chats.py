@@ -232,3 +232,36 @@ def test_adding_an_unknown_user_adds_no_one(user, grace):
 
     assert codes(error.value) == {"user_ids": ["not_found"]}
     assert Membership.objects.filter(chat=room).count() == 1
+
+
+@pytest.mark.django_db
+def test_row_values_in_finds_what_djangos_tuple_in_finds(user, grace):
+    """`RowValuesIn` prepares its values without Django's `Value` expressions; the rows and
+    the SQL's shape must not change (SQLite keeps Django's fallback)."""
+    import uuid
+
+    from django.db import connection
+    from django.db.models import F
+    from django.db.models.fields.tuple_lookups import Tuple, TupleIn
+
+    from chat.selectors import RowValuesIn
+
+    room = services.create_room(owner=user, name="Room", is_public=True)
+    services.join_room(user=grace, chat_id=room.id)
+    for body in ("one", "two", "three"):
+        services.send_message(author=user, chat_id=room.id, body=body)
+    direct = services.open_direct_chat(user=user, other_user_id=grace.id)
+    services.send_message(author=grace, chat_id=direct.id, body="hi")
+    room.refresh_from_db()
+    wanted = [(room.id, room.last_seq), (direct.id, 1), (room.id, None), (uuid.uuid4(), 1)]
+
+    def found(lookup: type, pairs: list) -> list[tuple]:
+        rows = Message.objects.filter(lookup(Tuple(F("chat_id"), F("seq")), pairs))
+        return sorted(rows.values_list("chat_id", "seq", "body"), key=str)
+
+    assert found(RowValuesIn, wanted) == found(TupleIn, wanted)
+    assert sorted(body for _, _, body in found(RowValuesIn, wanted)) == ["hi", "three"]
+    assert found(RowValuesIn, [(room.id, None)]) == found(RowValuesIn, []) == []
+    if connection.vendor == "postgresql":
+        sql = str(Message.objects.filter(RowValuesIn(Tuple(F("chat_id"), F("seq")), wanted)).query)
+        assert '("chat_message"."chat_id", "chat_message"."seq") IN ((' in sql
