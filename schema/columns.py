@@ -49,6 +49,8 @@ from strawberry_django.fields.field import StrawberryDjangoField
 PLAIN_DESCRIPTORS = (DeferredAttribute, ForeignKeyDeferredAttribute)
 # A foreign key's row, cached on the instance once joined (`select_related`).
 RELATED_DESCRIPTORS = (ForwardManyToOneDescriptor, ForwardOneToOneDescriptor)
+# What the optimizer middleware acts on, so what a direct reader must not hand out itself.
+QUERYSETS = (QuerySet, BaseManager)
 DEFINITION = "strawberry-definition"
 
 
@@ -98,7 +100,7 @@ def loaded_reader(field: Any, resolve: Callable[..., Any]) -> Callable[..., Any]
                 result = resolver(source)
             else:
                 result = resolver(source, **{info_name: Info(_raw_info=info, _field=field)})
-            if not isinstance(result, QuerySet | BaseManager):
+            if not isinstance(result, QUERYSETS):
                 return result
         return resolve(source, info, **kwargs)
 
@@ -169,8 +171,8 @@ def leaf_column(
     field = parent_type.fields.get(node.name.value)
     if field is None or field.args or node.arguments:
         return None
-    attname = getattr(field.resolve, "attname", None)
-    if attname is None or not getattr(field.resolve, "reads_directly", False):
+    attname = getattr(field.resolve, "attname", None)  # only `column_reader` sets it
+    if attname is None:
         return None
     nullable = not isinstance(field.type, GraphQLNonNull)
     named = field.type if nullable else field.type.of_type
