@@ -64,6 +64,7 @@ def column_reader(attname: str, resolve: Callable[..., Any]) -> Callable[..., An
             return resolve(source, info, **kwargs)
 
     read.reads_directly = True  # type: ignore[attr-defined]
+    read.__wrapped__ = resolve  # type: ignore[attr-defined]  # the long way
     read.attname = attname  # type: ignore[attr-defined]
     return read
 
@@ -79,6 +80,7 @@ def related_reader(cache_name: str, resolve: Callable[..., Any]) -> Callable[...
             return resolve(source, info, **kwargs)
 
     read.reads_directly = True  # type: ignore[attr-defined]
+    read.__wrapped__ = resolve  # type: ignore[attr-defined]  # the long way
     return read
 
 
@@ -105,6 +107,7 @@ def loaded_reader(field: Any, resolve: Callable[..., Any]) -> Callable[..., Any]
         return resolve(source, info, **kwargs)
 
     read.reads_directly = True  # type: ignore[attr-defined]
+    read.__wrapped__ = resolve  # type: ignore[attr-defined]  # the long way
     return read
 
 

@@ -3,6 +3,7 @@ field's own resolver when the column was not loaded."""
 
 import pytest
 from django.test import RequestFactory
+from graphql import GraphQLObjectType
 from strawberry_django.optimizer import DjangoOptimizerExtension
 
 from chat.models import Message, User
@@ -190,3 +191,68 @@ def test_a_joined_author_is_read_from_the_row_and_a_missing_one_is_loaded(
     info = type("Info", (), {"context": None})()
     with django_assert_num_queries(1):
         assert author(plain, info) == ada
+
+
+def every_field_the_long_way(patch: pytest.MonkeyPatch) -> None:
+    """Direct readers and `ColumnExecutor`'s completion off: every field as graphql-core,
+    Strawberry and strawberry-django resolve it."""
+    patch.setattr(columns, "leaf_column", lambda *args: None)
+    for graphql_type in FIELDS.values():
+        if isinstance(graphql_type, GraphQLObjectType):
+            for field in graphql_type.fields.values():
+                if getattr(field.resolve, "reads_directly", False):
+                    patch.setattr(field, "resolve", field.resolve.__wrapped__)
+
+
+CHAT_LIST = """{ chats(first: 10) { edges { node {
+    id kind name lastSeq unreadCount lastReadSeq isMuted
+    lastMessage { seq kind body isDeleted location { latitude longitude label }
+                  author { id displayName email } }
+    peer { id displayName email joinedAt avatarUrl }
+} } } }"""
+
+HISTORY = """query($chatId: ID!) { messages(chatId: $chatId, last: 10) { edges { cursor node {
+    id seq kind body createdAt editedAt isDeleted
+    location { latitude longitude label }
+    replyTo { seq body author { displayName } }
+    author { id displayName email avatarUrl }
+} } pageInfo { hasPreviousPage startCursor } } }"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chat_list_and_a_history_page_over_http_answer_as_the_long_way_does(
+    monkeypatch, gql, token, user, grace
+):
+    """Over HTTP, with what the direct paths read: columns, joined rows, the viewer's
+    membership, last messages and peers, another user's email (null) and one's own."""
+    room = chats.create_room(owner=user, name="Room", is_public=True)
+    chats.join_room(user=grace, chat_id=room.id)
+    first = messages.send_message(author=grace, chat_id=room.id, body="first")
+    messages.send_location(author=user, chat_id=room.id, latitude=51.5, longitude=-0.12)
+    messages.send_message(author=grace, chat_id=room.id, body="re", reply_to_id=first.id)
+    gone = messages.send_message(author=user, chat_id=room.id, body="gone")
+    messages.delete_message(user=user, message_id=gone.id)
+    messages.send_message(author=grace, chat_id=room.id, body="after")
+    direct = chats.open_direct_chat(user=user, other_user_id=grace.id)
+    messages.send_message(author=grace, chat_id=direct.id, body="hi")
+    variables = {"chatId": str(room.id)}
+
+    ours = [gql.execute(CHAT_LIST, token=token), gql.execute(HISTORY, variables, token=token)]
+    with monkeypatch.context() as patch:
+        every_field_the_long_way(patch)
+        theirs = [
+            gql.execute(CHAT_LIST, token=token),
+            gql.execute(HISTORY, variables, token=token),
+        ]
+
+    assert [r.json for r in ours] == [r.json for r in theirs]
+    listed = {e["node"]["kind"]: e["node"] for e in ours[0].data["chats"]["edges"]}
+    assert listed["DIRECT"]["peer"]["email"] is None  # another user's
+    assert listed["DIRECT"]["lastMessage"]["body"] == "hi"
+    assert listed["GROUP"]["unreadCount"] == 1  # grace's one after the viewer's own
+    nodes = [e["node"] for e in ours[1].data["messages"]["edges"]]
+    emails = {n["author"]["displayName"]: n["author"]["email"] for n in nodes if n["author"]}
+    assert emails == {user.display_name: user.email, grace.display_name: None}
+    assert [n["body"] for n in nodes if n["isDeleted"]] == [""]
+    assert any(n["location"] == {"latitude": 51.5, "longitude": -0.12, "label": ""} for n in nodes)
+    assert any(n["replyTo"] and n["replyTo"]["body"] == "first" for n in nodes)
