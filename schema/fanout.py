@@ -222,6 +222,11 @@ class Listener:
             )
 
     @property
+    def waiting(self) -> bool:
+        """The generator waits for its next event (whether or not one is queued)."""
+        return self._waiting
+
+    @property
     def idle(self) -> bool:
         """Waiting for an event, with none queued: the generator has sent all it got."""
         return self._waiting and self.queue.empty()

@@ -98,9 +98,18 @@ async def send(app, token, chat, body):
 
 
 async def joined(group: str) -> None:
-    """Until the process listens to `group`: the subscription is live from then on."""
+    """Until the process listens to `group` and every subscription in it waits for its
+    next event: each has read where it starts (without `after`, the revision its membership
+    check read), so whatever is committed from then on reaches it. The group's join alone
+    came before that read, and a change committed between the two was never delivered."""
     for _ in range(100):
-        if group in fanout.hub().feeds and fanout.hub().feeds[group].joined.done():
+        feed = fanout.hub().feeds.get(group)
+        if feed is not None and feed.joined.done() and all(_waiting(x) for x in feed.listeners):
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"never joined {group}")
+
+
+def _waiting(listener: object) -> bool:
+    # The session listeners of sockets have no generator and no queue.
+    return not isinstance(listener, fanout.Listener) or listener.waiting

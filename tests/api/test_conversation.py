@@ -1,6 +1,7 @@
 """Conversation features: replies, reactions, mentions, pins and edit history."""
 
 import asyncio
+import time
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -609,3 +610,40 @@ async def test_a_live_edit_keeps_its_reactions_and_readers(asgi_app, user, grace
         "readCount": 1,
         "reactions": [{"emoji": "👍", "count": 1}],
     }
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_worker_connections")
+async def test_joined_waits_until_the_subscription_has_read_where_it_starts(
+    asgi_app, user, grace, monkeypatch
+):
+    """`joined` is what these tests wait on before changing anything. A subscription
+    without `after` starts from the revision its membership check reads; a change committed
+    between the group's join and that read is before its start, and never delivered. Under
+    load the read came late and `test_a_live_edit_keeps_its_reactions_and_readers` timed
+    out; here it is made late on purpose."""
+    from schema import subscriptions
+
+    read = subscriptions._member_revision
+
+    def late(**kwargs):
+        time.sleep(0.5)
+        return read(**kwargs)
+
+    monkeypatch.setattr(subscriptions, "_member_revision", late)
+    chat = await sync_to_async(services.open_direct_chat)(user=user, other_user_id=grace.id)
+    message = await sync_to_async(services.send_message)(author=grace, chat_id=chat.id, body="a")
+    query = """subscription($c: ID!) { chatEvents(chatId: $c) {
+      ... on MessageEdited { message { body } }
+    } }"""
+    socket = await subscribed(
+        asgi_app, await sync_to_async(token_for)(grace), query, {"c": str(chat.id)}
+    )
+    await joined(events.chat_group(chat.id))
+
+    await sync_to_async(services.edit_message, thread_sensitive=False)(
+        user=grace, message_id=message.id, body="b"
+    )
+    [edited] = await asyncio.wait_for(next_events(socket, 1), 5)
+    await socket.close()
+    assert edited == {"chatEvents": {"message": {"body": "b"}}}
