@@ -34,6 +34,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from chat import events
+from chat.coalesce import Coalescer
 from chat.models import Membership, User
 
 logger = logging.getLogger(__name__)
@@ -115,20 +116,27 @@ class MemoryLeases:
         return len(self._live(user_id, time.time()))
 
 
-# KEYS: user's leases, the expiry index. ARGV: now, expiry, connection, index member, cap
-# (0: none).
+# KEYS: the expiry index. ARGV: now, expiry, key prefix for users' leases, then user,
+# connection and cap triples (cap 0: none), taken in order. Per triple: 1 when the user
+# thereby came online, 0 when they were online already, -1 (nothing taken) at their cap.
 _HOLD = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-local held = redis.call('ZCARD', KEYS[1])
-local cap = tonumber(ARGV[5])
-if cap > 0 and held >= cap and not redis.call('ZSCORE', KEYS[1], ARGV[3]) then
-  return -1
+local out = {}
+local at = math.ceil(ARGV[2] * 1000)
+for i = 4, #ARGV, 3 do
+  local key = ARGV[3] .. ARGV[i]
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[1])
+  local held = redis.call('ZCARD', key)
+  local cap = tonumber(ARGV[i + 2])
+  if cap > 0 and held >= cap and not redis.call('ZSCORE', key, ARGV[i + 1]) then
+    out[#out + 1] = -1
+  else
+    redis.call('ZADD', key, ARGV[2], ARGV[i + 1])
+    redis.call('PEXPIREAT', key, at)
+    redis.call('ZADD', KEYS[1], ARGV[2], ARGV[i] .. '|' .. ARGV[i + 1])
+    if held > 0 then out[#out + 1] = 0 else out[#out + 1] = 1 end
+  end
 end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
-redis.call('PEXPIREAT', KEYS[1], math.ceil(ARGV[2] * 1000))
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
-if held > 0 then return 0 end
-return 1
+return out
 """
 # KEYS: the expiry index. ARGV: now, expiry, key prefix for users' leases, then user and
 # connection pairs.
@@ -145,13 +153,21 @@ for i = 4, #ARGV, 2 do
 end
 return came
 """
+# KEYS: the expiry index. ARGV: now, key prefix for users' leases, then user and
+# connection pairs. Per pair: 1 when the user thereby went offline, else 0.
 _RELEASE = """
-local removed = redis.call('ZREM', KEYS[1], ARGV[2])
-redis.call('ZREM', KEYS[2], ARGV[3])
-if removed == 0 then return 0 end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-if redis.call('ZCARD', KEYS[1]) == 0 then return 1 end
-return 0
+local out = {}
+for i = 3, #ARGV, 2 do
+  local key = ARGV[2] .. ARGV[i]
+  local removed = redis.call('ZREM', key, ARGV[i + 1])
+  redis.call('ZREM', KEYS[1], ARGV[i] .. '|' .. ARGV[i + 1])
+  out[#out + 1] = 0
+  if removed == 1 then
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[1])
+    if redis.call('ZCARD', key) == 0 then out[#out] = 1 end
+  end
+end
+return out
 """
 # KEYS: the expiry index. ARGV: now, key prefix for users' leases, batch size.
 _SWEEP = """
@@ -197,12 +213,20 @@ class RedisLeases:
         }
         self._user_prefix = f"{prefix}:presence:user:"
         self._index = f"{prefix}:presence:expiry"
+        # Sockets opening or closing while a call is on its way share the next one: a
+        # reconnect storm takes thousands of leases at once (`chat.coalesce`).
+        self._holds = Coalescer(self._hold_many)
+        self._releases = Coalescer(self._release_many)
 
     async def hold(self, user_id: str, connection: str, cap: int | None = None) -> int:
+        return await self._holds.call((user_id, connection, cap or 0))
+
+    async def _hold_many(self, holds: list[tuple[str, str, int]]) -> list[int]:
         now = time.time()
-        keys = [self._user_prefix + user_id, self._index]
-        args = [now, now + settings.PRESENCE_TTL, connection, f"{user_id}|{connection}", cap or 0]
-        return int(await self._scripts["hold"](keys, args))
+        args: list[object] = [now, now + settings.PRESENCE_TTL, self._user_prefix]
+        for triple in holds:
+            args.extend(triple)
+        return [int(x) for x in await self._scripts["hold"]([self._index], args)]
 
     async def renew(self, held: list[tuple[str, str]]) -> list[str]:
         now = time.time()
@@ -212,9 +236,13 @@ class RedisLeases:
         return list(await self._scripts["renew"]([self._index], args))
 
     async def release(self, user_id: str, connection: str) -> bool:
-        keys = [self._user_prefix + user_id, self._index]
-        args = [time.time(), connection, f"{user_id}|{connection}"]
-        return bool(await self._scripts["release"](keys, args))
+        return await self._releases.call((user_id, connection))
+
+    async def _release_many(self, releases: list[tuple[str, str]]) -> list[bool]:
+        args: list[object] = [time.time(), self._user_prefix]
+        for pair in releases:
+            args.extend(pair)
+        return [bool(x) for x in await self._scripts["release"]([self._index], args)]
 
     async def sweep(self) -> list[str]:
         args = [time.time(), self._user_prefix, 500]

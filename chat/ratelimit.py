@@ -9,7 +9,6 @@ A fixed window lets a client spend up to twice the limit across a window boundar
 throttling logins and emails that is an acceptable price for one atomic `incr` per hit.
 """
 
-import asyncio
 import hashlib
 import logging
 import math
@@ -27,6 +26,7 @@ from django.core.cache.backends.locmem import LocMemCache
 from django.core.cache.backends.redis import RedisCache
 from redis.exceptions import RedisError
 
+from chat.coalesce import Coalescer
 from chat.exceptions import RateLimited
 
 logger = logging.getLogger(__name__)
@@ -218,58 +218,25 @@ async def _aacquire(
     client = async_client()
     batch = _batches.get(client)
     if batch is None:
-        batch = _batches[client] = _Batch(client)
-    return await batch.charge(cache.make_and_validate_key(key), (now, interval, span, cost))
+        batch = _batches[client] = _charges(client)
+    return await batch.call((cache.make_and_validate_key(key), (now, interval, span, cost)))
 
 
-class _Batch:
-    """Charges asked for on one event loop while a batch is on its way to Redis go out
-    together in the next one, as one script call.
+def _charges(client: Any) -> Coalescer[tuple[str, tuple[float, float, float, int]], float]:
+    """Charges asked for while a batch is on its way to Redis go out together in the next
+    one (`chat.coalesce`): in a reconnect storm thousands of subscribes each charge the
+    query budget at once."""
+    script = client.register_script(_GCRA_BATCH)
 
-    A round trip through redis-py's asyncio client costs about 0.2 ms of CPU, more than a
-    blocking one; in a reconnect storm thousands of subscribes each charge the query
-    budget at once, and now share a few round trips.
-    """
+    async def send(batch: list[tuple[str, tuple[float, float, float, int]]]) -> list[float]:
+        keys = [key for key, _ in batch]
+        arguments = [value for _, values in batch for value in values]
+        return [float(wait) for wait in await script(keys=keys, args=arguments)]
 
-    LARGEST = 1000
-
-    def __init__(self, client: Any) -> None:
-        self.script = client.register_script(_GCRA_BATCH)
-        self.waiting: list[tuple[str, tuple[float, float, float, int], asyncio.Future]] = []
-        self.sender: asyncio.Task | None = None
-
-    async def charge(self, key: str, arguments: tuple[float, float, float, int]) -> float:
-        future = asyncio.get_running_loop().create_future()
-        self.waiting.append((key, arguments, future))
-        if self.sender is None:
-            # A task of its own, so that a waiter cancelled (a client gone) stops no one.
-            self.sender = asyncio.get_running_loop().create_task(self._send())
-        return await future
-
-    async def _send(self) -> None:
-        try:
-            while self.waiting:
-                batch = self.waiting[: self.LARGEST]
-                del self.waiting[: self.LARGEST]
-                keys = [key for key, _, _ in batch]
-                arguments = [value for _, values, _ in batch for value in values]
-                try:
-                    waits = await self.script(keys=keys, args=arguments)
-                except BaseException as error:
-                    for _, _, future in batch:
-                        if not future.done():
-                            future.set_exception(error)
-                    if not isinstance(error, Exception):
-                        raise
-                else:
-                    for (_, _, future), wait in zip(batch, waits, strict=True):
-                        if not future.done():
-                            future.set_result(float(wait))
-        finally:
-            self.sender = None
+    return Coalescer(send)
 
 
-_batches: "weakref.WeakKeyDictionary[Any, _Batch]" = weakref.WeakKeyDictionary()
+_batches: "weakref.WeakKeyDictionary[Any, Coalescer]" = weakref.WeakKeyDictionary()
 
 
 def limit(name: str) -> TokenBucket:

@@ -154,13 +154,13 @@ def test_concurrent_awaited_charges_are_batched_and_each_counted_once(settings):
     async def scenario() -> list:
         await ratelimit.ahit("graphql_cost", "warm-up", 1)
         batch = ratelimit._batches[caches["default"].async_client()]
-        original = batch.script
+        original = batch.send
 
-        async def counting(keys, args):
-            sent.append(len(keys))
-            return await original(keys=keys, args=args)
+        async def counting(items):
+            sent.append(len(items))
+            return await original(items)
 
-        batch.script = counting
+        batch.send = counting
         outcomes = await asyncio.gather(
             *(ratelimit.ahit("graphql_cost", f"user-{i % 2}", 1) for i in range(400)),
             return_exceptions=True,
