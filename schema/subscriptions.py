@@ -219,6 +219,11 @@ class Subscription:
                     if newest > log.last:
                         changes = log.catch_up()
                 elif event in CHANGE_EVENTS:
+                    if data["revision"] <= log.last:
+                        # Sent already, by the replay that ran while it waited: after a
+                        # reconnect storm most sockets hold a few such, and building
+                        # each one's message to drop it was a tenth of the process.
+                        continue
                     if await listener.write_through(message):
                         continue
                     happened = change_events(
@@ -267,6 +272,8 @@ class Subscription:
                 if message["group"] != own:
                     log = logs.get(data.get("chat_id", ""))
                     if event == "message_added" and isinstance(log, _Log):
+                        if data["seq"] <= log.last:
+                            continue  # sent already (see chatEvents)
                         if await listener.write_through(message):
                             continue
                         added = [_inbox_added(data, viewer)]
