@@ -17,6 +17,8 @@ from django.contrib.sessions import middleware as sessions
 from django.http import HttpRequest, HttpResponseBase
 from django.middleware import clickjacking, common, csrf, security
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
 
 class Inline:
     """For a `MiddlewareMixin` whose `process_request` and `process_response` do no I/O."""
@@ -48,6 +50,17 @@ class CommonMiddleware(Inline, common.CommonMiddleware):
 
 class CsrfViewMiddleware(Inline, csrf.CsrfViewMiddleware):
     """The CSRF secret is in a cookie (`CSRF_USE_SESSIONS` is off): no I/O."""
+
+    async def process_view(
+        self, request: HttpRequest, callback: Any, callback_args: Any, callback_kwargs: Any
+    ) -> HttpResponseBase | None:
+        """Inline for an exempt view (the GraphQL endpoint, which checks for itself) or a
+        safe method: neither reads the body. A form POSTed to any other view is parsed
+        here, so it goes to a thread as Django would send it."""
+        args = (request, callback, callback_args, callback_kwargs)
+        if getattr(callback, "csrf_exempt", False) or request.method in SAFE_METHODS:
+            return super().process_view(*args)
+        return await sync_to_async(super().process_view)(*args)
 
 
 class AuthenticationMiddleware(Inline, auth.AuthenticationMiddleware):

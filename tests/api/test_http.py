@@ -95,6 +95,28 @@ def test_an_anonymous_post_needs_no_csrf_token(asgi_app):
     assert response.json() == {"data": {"__typename": "Query"}}
 
 
+@pytest.mark.django_db
+def test_a_form_posted_to_a_checked_view_still_needs_its_csrf_token(asgi_app, admin_user):
+    """The CSRF check runs inline for the GraphQL view only; Django's own views (the
+    admin's sign-in form) keep it, in a thread."""
+    form = {"username": admin_user.email, "password": "password", "next": "/admin/"}
+
+    refused = http(asgi_app, "POST", "/admin/login/", data=form)
+    page = http(asgi_app, "GET", "/admin/login/")
+    csrf = page.cookies["csrftoken"]
+    signed_in = http(
+        asgi_app,
+        "POST",
+        "/admin/login/",
+        data={**form, "csrfmiddlewaretoken": csrf},
+        cookies={"csrftoken": csrf},
+    )
+
+    assert refused.status_code == 403
+    assert signed_in.status_code == 302
+    assert signed_in.headers["location"] == "/admin/"
+
+
 # --- GraphiQL ------------------------------------------------------------------------
 
 
