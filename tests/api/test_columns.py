@@ -52,6 +52,30 @@ def test_a_reader_returns_the_loaded_value_and_falls_back_for_a_deferred_one():
     assert calls == [deferred]
 
 
+def test_each_django_type_checks_its_own_rows_directly_and_anything_else_the_long_way():
+    import strawberry
+
+    from chat.models import Chat
+    from schema.types import Chat as ChatType
+    from schema.types import Message as MessageType
+
+    is_message = FIELDS["Message"].is_type_of
+    long_way = is_message.__wrapped__
+    cases = [
+        Message(body="a row"),
+        strawberry.cast(MessageType, Message(body="cast")),
+        strawberry.cast(ChatType, Message(body="cast elsewhere")),
+        Chat(name="a chat"),
+        object(),
+    ]
+    assert [is_message(case, None) for case in cases] == [True, True, False, False, False]
+    assert [is_message(case, None) for case in cases] == [long_way(case, None) for case in cases]
+    assert all(
+        hasattr(FIELDS[name].is_type_of, "__wrapped__")
+        for name in ("Chat", "User", "Message", "Attachment", "Member")
+    )
+
+
 @pytest.mark.django_db
 def test_a_deferred_column_still_resolves_through_the_schema(make_user):
     make_user(display_name="Ada")
