@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 from django.core.exceptions import EmptyResultSet
+from django.db import connection
 from django.db.models import (
     Case,
     Count,
@@ -38,6 +39,7 @@ from chat.models import (
     User,
     normalize_email,
 )
+from chat.prepared import Shaped, prepared
 
 CHAT_NOT_FOUND = "Chat not found."
 # What rendering a message reads beside its row: loaded with it, never one query each.
@@ -140,6 +142,12 @@ def remember_viewer(chat: Chat, membership: Membership | None) -> Chat:
     return chat
 
 
+def user_chats(user: User) -> Shaped:
+    """`chats_for_user`, built only when its SQL is not kept yet (chat.prepared)."""
+    user_id = Membership._meta.get_field("user").get_db_prep_value(user.pk, connection)
+    return Shaped(("user_chats",), lambda: chats_for_user(user), [user_id])
+
+
 def chats_for_user(user: User) -> QuerySet[Chat]:
     """The user's chats, most recent activity first, each with `my_last_read_seq`."""
     return (
@@ -210,6 +218,13 @@ def messages_of(chat: Chat, joins: tuple[str, ...] | None = None) -> QuerySet[Me
     return with_related(Message.objects.filter(chat=chat), joins)
 
 
+def chat_messages(chat: Chat, joins: tuple[str, ...] | None = None) -> Shaped:
+    """`messages_of`, built only when its SQL is not kept yet (chat.prepared): history pages
+    differ only in the chat, the cursor and the page size."""
+    chat_id = Message._meta.get_field("chat").get_db_prep_value(chat.pk, connection)
+    return Shaped(("chat_messages", joins), lambda: messages_of(chat, joins), [chat_id])
+
+
 class RowValuesIn(TupleIn):
     """`(a, b) IN ((%s, %s), ...)`, each value prepared by its column's field.
 
@@ -247,15 +262,40 @@ def last_messages(
     wanted = [(chat.id, chat.last_seq) for chat in chats if chat.last_seq]
     if not wanted:
         return {}
-    newest = Message.objects.filter(RowValuesIn(Tuple(F("chat_id"), F("seq")), wanted))
-    return {message.chat_id: message for message in with_related(newest, joins)}
+
+    def build() -> QuerySet[Message]:
+        newest = Message.objects.filter(RowValuesIn(Tuple(F("chat_id"), F("seq")), wanted))
+        return with_related(newest, joins)
+
+    # Compiled once per page size and joins (chat.prepared); the parameters are the pairs.
+    chat, seq = (Message._meta.get_field(name) for name in ("chat", "seq"))
+    params = [
+        prepared_value
+        for chat_id, last_seq in wanted
+        for prepared_value in (
+            chat.get_db_prep_value(chat_id, connection),
+            seq.get_db_prep_value(last_seq, connection),
+        )
+    ]
+    newest = prepared.fetch(Shaped(("last_messages", joins, len(wanted)), build, params))
+    return {message.chat_id: message for message in newest}
 
 
 def direct_peers(chats: list[Chat], *, viewer: User) -> dict[uuid.UUID, User]:
     """For each direct chat, the other member, in one query."""
     direct_ids = [chat.id for chat in chats if chat.kind == Chat.Kind.DIRECT]
-    memberships = Membership.objects.filter(chat_id__in=direct_ids).exclude(user=viewer)
-    return {m.chat_id: m.user for m in memberships.select_related("user")}
+    if not direct_ids:
+        return {}
+
+    def build() -> QuerySet[Membership]:
+        others = Membership.objects.filter(chat_id__in=direct_ids).exclude(user=viewer)
+        return others.select_related("user")
+
+    chat, user = (Membership._meta.get_field(name) for name in ("chat", "user"))
+    params = [chat.get_db_prep_value(chat_id, connection) for chat_id in direct_ids]
+    params.append(user.get_db_prep_value(viewer.pk, connection))
+    memberships = prepared.fetch(Shaped(("direct_peers", len(direct_ids)), build, params))
+    return {m.chat_id: m.user for m in memberships}
 
 
 def prepare_chat_page(

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db.models import Model, Q, QuerySet
 from django.utils.dateparse import parse_datetime
 
+from chat.prepared import Shaped, prepared
 from schema.errors import bad_user_input
 
 T = TypeVar("T")
@@ -128,8 +129,39 @@ def _page_size(name: str, value: int | None) -> int | None:
     return value
 
 
+def _fetch(
+    rows: QuerySet | Shaped,
+    keyset: Keyset,
+    after: list[Any] | None,
+    before: list[Any] | None,
+    limit: int,
+    *,
+    reverse: bool,
+) -> list[Any]:
+    """Up to `limit` rows past the cursors, in the keyset's order (or its reverse).
+
+    A `Shaped` queryset keeps its SQL per shape (chat.prepared) for a first page, and for
+    any page of a one-field keyset: its cursor adds one parameter, `field < %s` or
+    `field > %s`, after the queryset's own."""
+
+    def build(base: QuerySet) -> QuerySet:
+        if after is not None:
+            base = base.filter(keyset.beyond(after))
+        if before is not None:
+            base = base.filter(keyset.beyond(before, reverse=True))
+        return base.order_by(*keyset.order_by(reverse=reverse))[:limit]
+
+    if not isinstance(rows, Shaped):
+        return list(build(rows))
+    if len(keyset.fields) != 1 and (after is not None or before is not None):
+        return list(build(rows.build()))  # a cursor over several fields: the ORM's way
+    cursors = [values[0] for values in (after, before) if values is not None]
+    shape = (rows.key, after is not None, before is not None, limit, reverse)
+    return prepared.fetch(Shaped(shape, lambda: build(rows.build()), [*rows.params, *cursors]))
+
+
 def paginate(
-    queryset: QuerySet,
+    queryset: QuerySet | Shaped,
     keyset: Keyset,
     *,
     first: int | None = None,
@@ -144,25 +176,24 @@ def paginate(
 
     `first`/`after` page forward, `last`/`before` page backward ("load older messages");
     with neither, `default_first` or `default_last` applies. `prepare` may batch-load what
-    the page's nodes need, so fields resolve without a query per node.
+    the page's nodes need, so fields resolve without a query per node. A `Shaped`
+    queryset is built and compiled only for a page shape not seen before.
     """
     first, last = _page_size("first", first), _page_size("last", last)
     if first is not None and last is not None:
         raise bad_user_input("Pass `first` or `last`, not both.")
     if first is None and last is None:
         first, last = default_first, default_last
-    if after is not None:
-        queryset = queryset.filter(keyset.beyond(keyset.decode(after)))
-    if before is not None:
-        queryset = queryset.filter(keyset.beyond(keyset.decode(before), reverse=True))
+    after_key = keyset.decode(after) if after is not None else None
+    before_key = keyset.decode(before) if before is not None else None
     if last is not None:
-        rows = list(queryset.order_by(*keyset.order_by(reverse=True))[: last + 1])
+        rows = _fetch(queryset, keyset, after_key, before_key, last + 1, reverse=True)
         more = len(rows) > last
         rows = rows[:last][::-1]
         has_previous, has_next = more, before is not None
     else:
         size = first if first is not None else settings.GRAPHQL_MAX_PAGE_SIZE
-        rows = list(queryset.order_by(*keyset.order_by())[: size + 1])
+        rows = _fetch(queryset, keyset, after_key, before_key, size + 1, reverse=False)
         more = len(rows) > size
         rows = rows[:size]
         has_next, has_previous = more, after is not None

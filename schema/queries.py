@@ -60,7 +60,7 @@ class Query(NotificationQuery, RoomQuery, ConversationQuery):
         viewer = require_viewer(info)
         shown = selected_below(info, "edges", "node")
         return paginate(
-            selectors.chats_for_user(viewer),
+            selectors.user_chats(viewer),
             CHAT_ORDER,
             first=first,
             after=after,
@@ -139,7 +139,7 @@ class Query(NotificationQuery, RoomQuery, ConversationQuery):
     ) -> Connection[Message]:
         chat = selectors.chat_for_member(user=require_viewer(info), chat_id=chat_id)
         return paginate(
-            selectors.messages_of(chat, message_joins(selected_below(info, "edges", "node"))),
+            selectors.chat_messages(chat, message_joins(selected_below(info, "edges", "node"))),
             MESSAGE_ORDER,
             first=first,
             after=after,
