@@ -41,6 +41,16 @@ import psycopg2  # noqa: E402
 BIG, SMALL, MANY_CHATS, FEW_CHATS = 1_000_000, 1_000, 5_000, 50
 RUNS, WARMUP = 300, 30
 
+HISTORY = """query($chatId: ID!, $before: String) {
+  messages(chatId: $chatId, last: 50, before: $before) {
+    edges { cursor node { id seq kind body createdAt author { id displayName } } }
+    pageInfo { hasPreviousPage startCursor }
+  }
+}"""
+CHATS = """query { chats(first: 50) { edges { node {
+  id name unreadCount lastMessage { seq body author { displayName } } peer { id }
+} } pageInfo { hasNextPage endCursor } } }"""
+
 
 def ensure_database(url: str) -> None:
     import dj_database_url
@@ -205,16 +215,6 @@ def main() -> None:
     from schema.context import Context
     from schema.pagination import encode_cursor
 
-    history = """query($chatId: ID!, $before: String) {
-      messages(chatId: $chatId, last: 50, before: $before) {
-        edges { cursor node { id seq kind body createdAt author { id displayName } } }
-        pageInfo { hasPreviousPage startCursor }
-      }
-    }"""
-    chats = """query { chats(first: 50) { edges { node {
-      id name unreadCount lastMessage { seq body author { displayName } } peer { id }
-    } } pageInfo { hasNextPage endCursor } } }"""
-
     def runner(query: str, user: User, **variables):
         request = RequestFactory().post("/graphql/")
 
@@ -234,17 +234,17 @@ def main() -> None:
     print(f"history page: last 50, {RUNS} runs after {WARMUP} warm-up, PostgreSQL", flush=True)
     small_newest = measure(
         "newest page, 1k-message chat (baseline)",
-        runner(history, reader, chatId=str(ids["small"])),
+        runner(HISTORY, reader, chatId=str(ids["small"])),
     )
     big_newest = measure(
-        "newest page, 1M-message chat", runner(history, reader, chatId=str(ids["big"]))
+        "newest page, 1M-message chat", runner(HISTORY, reader, chatId=str(ids["big"]))
     )
     big_deep = measure(
         "page before seq 500,000, 1M-message chat",
-        runner(history, reader, chatId=str(ids["big"]), before=deep),
+        runner(HISTORY, reader, chatId=str(ids["big"]), before=deep),
     )
-    few = measure(f"chats(first: 50), user in {FEW_CHATS} chats (baseline)", runner(chats, reader))
-    many = measure(f"chats(first: 50), user in {MANY_CHATS} chats", runner(chats, busy))
+    few = measure(f"chats(first: 50), user in {FEW_CHATS} chats (baseline)", runner(CHATS, reader))
+    many = measure(f"chats(first: 50), user in {MANY_CHATS} chats", runner(CHATS, busy))
     print()
     print(
         f"ratio deep page (1M) / newest page (1k): "
@@ -266,16 +266,16 @@ def main() -> None:
                 # What any signed-in request costs through daphne, Django and Strawberry:
                 # the part of each figure below that no resolver can save.
                 ("floor: { __typename }, signed in", "query { __typename }", "reader", {}),
-                ("newest page, 1k-message chat", history, "reader", {"chatId": str(ids["small"])}),
-                ("newest page, 1M-message chat", history, "reader", {"chatId": str(ids["big"])}),
+                ("newest page, 1k-message chat", HISTORY, "reader", {"chatId": str(ids["small"])}),
+                ("newest page, 1M-message chat", HISTORY, "reader", {"chatId": str(ids["big"])}),
                 (
                     "page before seq 500,000, 1M-message chat",
-                    history,
+                    HISTORY,
                     "reader",
                     {"chatId": str(ids["big"]), "before": deep},
                 ),
-                (f"chats(first: 50), user in {FEW_CHATS} chats", chats, "reader", {}),
-                (f"chats(first: 50), user in {MANY_CHATS} chats", chats, "busy", {}),
+                (f"chats(first: 50), user in {FEW_CHATS} chats", CHATS, "reader", {}),
+                (f"chats(first: 50), user in {MANY_CHATS} chats", CHATS, "busy", {}),
             ],
         )
 
