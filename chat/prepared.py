@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from threading import Lock
 from typing import Any
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Model, QuerySet
 from django.db.models.query import get_related_populators
 
@@ -56,20 +56,21 @@ class _Compiled:
         self.converters = tuple(compiler.get_converters(columns).items())
 
     def run(self, params: Sequence[Any]) -> list[Model]:
-        with connection.cursor() as cursor:
+        # The thread's own connection, looked up once: `connection` is a proxy that finds
+        # it again on every use, and the loop below would ask it per row and per value.
+        database = connections[DEFAULT_DB_ALIAS]
+        with database.cursor() as cursor:
             cursor.execute(self.sql, params)
             fetched = cursor.fetchall()
-        found = []
+        alias, found = database.alias, []
         for fetched_row in fetched:
             row = list(fetched_row) if self.converters else fetched_row
             for position, (converters, expression) in self.converters:
                 value = row[position]
                 for convert in converters:
-                    value = convert(value, expression, connection)
+                    value = convert(value, expression, database)
                 row[position] = value
-            instance = self.model.from_db(
-                connection.alias, self.init_list, row[self.start : self.end]
-            )
+            instance = self.model.from_db(alias, self.init_list, row[self.start : self.end])
             for populator in self.populators:
                 populator.populate(row, instance)
             for name, position in self.annotations:

@@ -6,7 +6,6 @@ import uuid
 from typing import Any
 
 from django.core.exceptions import EmptyResultSet
-from django.db import connection
 from django.db.models import (
     Case,
     Count,
@@ -144,7 +143,7 @@ def remember_viewer(chat: Chat, membership: Membership | None) -> Chat:
 
 def user_chats(user: User) -> Shaped:
     """`chats_for_user`, built only when its SQL is not kept yet (chat.prepared)."""
-    user_id = Membership._meta.get_field("user").get_db_prep_value(user.pk, connection)
+    user_id = rows.param(Membership, "user", user.pk)
     return Shaped(("user_chats",), lambda: chats_for_user(user), [user_id])
 
 
@@ -221,7 +220,7 @@ def messages_of(chat: Chat, joins: tuple[str, ...] | None = None) -> QuerySet[Me
 def chat_messages(chat: Chat, joins: tuple[str, ...] | None = None) -> Shaped:
     """`messages_of`, built only when its SQL is not kept yet (chat.prepared): history pages
     differ only in the chat, the cursor and the page size."""
-    chat_id = Message._meta.get_field("chat").get_db_prep_value(chat.pk, connection)
+    chat_id = rows.param(Message, "chat", chat.pk)
     return Shaped(("chat_messages", joins), lambda: messages_of(chat, joins), [chat_id])
 
 
@@ -268,14 +267,10 @@ def last_messages(
         return with_related(newest, joins)
 
     # Compiled once per page size and joins (chat.prepared); the parameters are the pairs.
-    chat, seq = (Message._meta.get_field(name) for name in ("chat", "seq"))
     params = [
-        prepared_value
+        value
         for chat_id, last_seq in wanted
-        for prepared_value in (
-            chat.get_db_prep_value(chat_id, connection),
-            seq.get_db_prep_value(last_seq, connection),
-        )
+        for value in (rows.param(Message, "chat", chat_id), rows.param(Message, "seq", last_seq))
     ]
     newest = prepared.fetch(Shaped(("last_messages", joins, len(wanted)), build, params))
     return {message.chat_id: message for message in newest}
@@ -291,9 +286,8 @@ def direct_peers(chats: list[Chat], *, viewer: User) -> dict[uuid.UUID, User]:
         others = Membership.objects.filter(chat_id__in=direct_ids).exclude(user=viewer)
         return others.select_related("user")
 
-    chat, user = (Membership._meta.get_field(name) for name in ("chat", "user"))
-    params = [chat.get_db_prep_value(chat_id, connection) for chat_id in direct_ids]
-    params.append(user.get_db_prep_value(viewer.pk, connection))
+    params = [rows.param(Membership, "chat", chat_id) for chat_id in direct_ids]
+    params.append(rows.param(Membership, "user", viewer.pk))
     memberships = prepared.fetch(Shaped(("direct_peers", len(direct_ids)), build, params))
     return {m.chat_id: m.user for m in memberships}
 
