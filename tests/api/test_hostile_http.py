@@ -174,6 +174,57 @@ def test_a_cursor_with_values_of_the_wrong_type_is_bad_user_input(gql, user, tok
     assert response.error_codes == ["BAD_USER_INPUT"]
 
 
+PAGES = """
+query($chatId: ID!, $first: Int, $last: Int, $after: String, $before: String) {
+  messages(chatId: $chatId, first: $first, last: $last, after: $after, before: $before) {
+    edges { node { seq } }
+    pageInfo { hasNextPage hasPreviousPage }
+  }
+}
+"""
+
+
+TOP, BOTTOM = 2**63 - 1, -(2**63) + 1  # the ends of a bigint, both valid cursors
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        ({"last": 10, "before": TOP}, [0, 1, 2]),
+        ({"first": 10, "after": BOTTOM}, [0, 1, 2]),
+        ({"first": 10, "after": TOP}, []),
+        ({"last": 10, "after": 0, "before": 2}, [1]),
+        ({"first": 10, "after": 2, "before": 0}, []),
+        ({"last": 0, "before": 2}, []),
+    ],
+)
+def test_extreme_and_crossed_cursors_page_from_the_same_kept_sql_as_the_orm(
+    gql, user, token, variables, expected
+):
+    """History pages run SQL kept per shape (chat.prepared): the ends of a bigint,
+    cursors that cross and empty pages answer as pages, twice in a row (built, then
+    kept). A cursor below `TOP` names one of the chat's three messages by position."""
+    chat = services.create_room(owner=user, name="Room")
+    sent = [
+        services.send_message(author=user, chat_id=chat.id, body=body).seq
+        for body in ("one", "two", "three")
+    ]
+
+    def seq(value: int) -> int:
+        return value if abs(value) > 2**62 else sent[value]
+
+    arguments = {
+        name: cursor([seq(value)]) if name in ("after", "before") else value
+        for name, value in variables.items()
+    }
+    for _ in range(2):
+        response = gql.execute(PAGES, {"chatId": str(chat.id), **arguments}, token=token)
+        assert "errors" not in response.json
+        seqs = [edge["node"]["seq"] for edge in response.data["messages"]["edges"]]
+        assert [seq for seq in seqs if seq >= sent[0]] == [sent[i] for i in expected]
+
+
 @pytest.mark.django_db
 def test_a_nul_in_a_variable_is_refused_before_anything_runs(gql, user, token, settings):
     settings.SEND_RATE_BURST = 1
