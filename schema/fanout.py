@@ -279,12 +279,28 @@ class Listener:
     async def write(self, sink: Sink, payload: str, message: dict[str, Any]) -> None:
         """Write `payload` as this subscription's frame for `message`, and move on."""
         self.advance(message)
-        _DIRECT.inc()
-        try:
-            await sink.send_text(f"{sink.prefix}{payload}}}")
-        except Exception:
-            # The socket is going away; its subscription ends with it.
-            logger.debug("Could not write to %s", sink.operation_id, exc_info=True)
+        await _send(sink, payload)
+
+    async def write_replayed(
+        self, rendered: dict[tuple, str | None], root: Callable[[], Any]
+    ) -> bool:
+        """Write a change the generator replays from the database as `write_through` writes
+        a live one: executed once per distinct query for every subscription replaying the
+        same change (`rendered`, kept with the rows that subscriptions share: the read of
+        `schema.replays`). False when the generator must yield it itself.
+
+        Called by the generator between two of its own events, which are sent before it
+        runs on, so the order holds. After a reconnect storm thousands of sockets replay
+        the same changes; executing each once per socket made the storm's CPU grow with
+        its own length (bench/reconnect.py)."""
+        sink = self.sink or current_sink.get()
+        if sink is None or not sink.is_open():
+            return False
+        payload = await _render_shared(rendered, self.group_key(sink), sink, root)
+        if payload is None:
+            return False
+        await _send(sink, payload)
+        return True
 
 
 class _Feed:
@@ -601,14 +617,32 @@ async def _render_once(
 ) -> str | None:
     """The payload of `message` for subscriptions with group `key`, executed once and kept
     on the message; None when it failed (each generator then runs and reports it)."""
-    rendered = message.setdefault(RENDERED, {})
+    return await _render_shared(
+        message.setdefault(RENDERED, {}), key, sink, lambda: render(message)
+    )
+
+
+async def _render_shared(
+    rendered: dict[tuple, str | None], key: tuple, sink: Sink, root: Callable[[], Any]
+) -> str | None:
+    """The payload for subscriptions with group `key`, executed once and kept in
+    `rendered`; None when it failed (each generator then runs and reports it)."""
     if key not in rendered:
         try:
-            rendered[key] = await _payload(sink, render(message))
+            rendered[key] = await _payload(sink, root())
         except Exception:
-            logger.exception("Could not execute a shared %s event", message.get("event"))
+            logger.exception("Could not execute a shared event for %s", sink.operation_id)
             rendered[key] = None
     return rendered[key]
+
+
+async def _send(sink: Sink, payload: str) -> None:
+    _DIRECT.inc()
+    try:
+        await sink.send_text(f"{sink.prefix}{payload}}}")
+    except Exception:
+        # The socket is going away; its subscription ends with it.
+        logger.debug("Could not write to %s", sink.operation_id, exc_info=True)
 
 
 async def _payload(sink: Sink, root: Any) -> str | None:

@@ -62,20 +62,34 @@ class _Log:
         read: replays.SharedReads,
         render: Callable[[models.Change], list[Any]],
         position: Callable[[models.Change], int],
+        listener: fanout.Listener,
+        shared: Callable[[models.Change], bool],
     ) -> None:
         self.chat_id, self.last = chat_id, last
         self._read, self._render, self._position = read, render, position
+        # Changes that render the same for every subscriber (`shared`) are written
+        # through the listener, executed once for all who replay them.
+        self._listener, self._shared = listener, shared
 
     async def catch_up(self, before: int | None = None) -> AsyncIterator[Any]:
         """Everything after what was sent, up to `before`, from the database."""
         while True:
             batch = await self._read.read(self.chat_id, self.last, before, REPLAY_BATCH)
             for change in batch:
+                written = self._shared(change) and await self._write(change)
                 self.last = self._position(change)
+                if written:
+                    continue
                 for event in self._render(change):
                     yield event
             if len(batch) < REPLAY_BATCH:
                 return
+
+    async def _write(self, change: models.Change) -> bool:
+        # The rendered payloads live on the row, which every subscription that waited for
+        # the same read shares (`schema.replays`), and go with it.
+        rendered = change.__dict__.setdefault("_rendered_for", {})
+        return await self._listener.write_replayed(rendered, lambda: self._render(change)[0])
 
     def sent(self, place: int) -> bool:
         """Whether the change at `place` has been sent: by a replay that ran while it
@@ -202,7 +216,13 @@ class Subscription:
                 return change_events(change.kind, change.message, change.revision, members)
 
             log = _Log(
-                chat_pk, after, replays.shared(_changes), replayed, lambda change: change.revision
+                chat_pk,
+                after,
+                replays.shared(_changes),
+                replayed,
+                lambda change: change.revision,
+                listener,
+                _replays_alike,
             )
             listener.positions[str(chat_pk)] = log
             # A socket that is up to date (most of a reconnect storm) reads nothing more.
@@ -263,7 +283,7 @@ class Subscription:
                 memberships__user=viewer
             ).values_list("id", "last_seq"):
                 await hub.add(listener, events.chat_group(chat_id))
-                logs[str(chat_id)] = _inbox_log(chat_id, last_seq)
+                logs[str(chat_id)] = _inbox_log(chat_id, last_seq, listener)
             listener.go_live()
             while True:
                 message = await listener.next()
@@ -291,7 +311,7 @@ class Subscription:
                     # Join, then replay what the chat got before the join landed (from the
                     # message that added the viewer): nothing falls between the two.
                     since = data["seq"] - 1 if event == "member_joined" else 0
-                    log = _inbox_log(chat["id"], since)
+                    log = _inbox_log(chat["id"], since, listener)
                     await hub.add(listener, events.chat_group(chat["id"]))
                     logs[chat["id"]] = log
                     yield AddedToChat(chat=chat_from(chat))
@@ -322,6 +342,15 @@ STATELESS_CHAT_EVENTS = frozenset(
 )
 
 
+def _replays_alike(change: models.Change) -> bool:
+    """A replayed change renders the same for everyone, as `_writes_directly` says of a
+    live one: all but joins and leaves."""
+    return (
+        change.kind != models.Change.Kind.ADDED
+        or change.message.system_event not in MEMBERSHIP_EVENTS
+    )
+
+
 def _writes_directly(message: dict[str, Any]) -> bool:
     """A join or leave is two events (the SYSTEM message, then the membership), and may end
     the subscription: it goes through the generator."""
@@ -350,9 +379,15 @@ def _viewer_left(event: Any, viewer: models.User) -> bool:
     return isinstance(event, MemberLeft) and event.user.pk == viewer.pk
 
 
-def _inbox_log(chat_id: Any, last_seq: int) -> _Log:
+def _inbox_log(chat_id: Any, last_seq: int, listener: fanout.Listener) -> _Log:
     return _Log(
-        chat_id, last_seq, replays.shared(_additions), _added, lambda change: change.message.seq
+        chat_id,
+        last_seq,
+        replays.shared(_additions),
+        _added,
+        lambda change: change.message.seq,
+        listener,
+        lambda change: True,
     )
 
 
@@ -381,7 +416,7 @@ async def _inbox_resync(
         if log is None:
             # Gained meanwhile: from the viewer's read marker, which a join sets to the
             # SYSTEM message that records it.
-            log = _inbox_log(membership.chat_id, membership.last_read_seq)
+            log = _inbox_log(membership.chat_id, membership.last_read_seq, listener)
             await hub.add(listener, events.chat_group(chat_id))
             logs[chat_id] = log
             yield AddedToChat(chat=membership.chat)

@@ -313,3 +313,57 @@ async def test_a_live_change_the_replay_already_sent_is_dropped_without_being_bu
     assert [e["chatEvents"]["message"]["body"] for e in received] == ["first", "second"]
     assert quiet
     assert built == []
+
+
+async def test_sockets_replaying_the_same_changes_execute_each_once(asgi_app, people, monkeypatch):
+    """After a reconnect storm thousands of sockets replay the same changes. Those that
+    render alike for everyone (messages added, edited, deleted) are executed once for all
+    that share the read and written to each; joins and leaves still go through each
+    socket's generator. Each socket gets every change, in order."""
+    from collections import Counter
+
+    from schema import replays, subscriptions
+
+    room = await history_while_away(people)
+    sockets, gate, arrived = 4, asyncio.Event(), []
+    read = replays.SharedReads.read
+
+    async def gated(self, *key):
+        arrived.append(key)
+        await gate.wait()
+        return await read(self, *key)
+
+    built, build = Counter(), subscriptions.change_events
+
+    def counted(kind, message, revision, members):
+        built[revision] += 1
+        return build(kind, message, revision, members)
+
+    monkeypatch.setattr(replays.SharedReads, "read", gated)
+    monkeypatch.setattr(subscriptions, "change_events", counted)
+    variables = {"chatId": str(room.id), "after": 3}
+    subscribed_ = [
+        await subscribed(asgi_app, people["ada_token"], RESUMING, variables)
+        for _ in range(sockets)
+    ]
+    for _ in range(100):  # every socket in the group, its membership checked
+        if len(arrived) == sockets:
+            break
+        await asyncio.sleep(0.05)
+    gate.set()
+    received = [summary(await events(socket, 7)) for socket in subscribed_]
+    for socket in subscribed_:
+        await socket.close()
+
+    assert len(arrived) == sockets
+    assert received == [received[0]] * sockets
+    assert [row[:2] for row in received[0]] == [
+        ("MessageEdited", 4),
+        ("MessageDeleted", 5),
+        ("MessageAdded", 6),
+        ("MemberJoined", 6),
+        ("MessageAdded", 7),
+        ("MessageAdded", 8),
+        ("MemberLeft", 8),
+    ]
+    assert built == {4: 1, 5: 1, 7: 1, 6: sockets, 8: sockets}
