@@ -256,6 +256,10 @@ class Subscription:
                         data["member_count"] or 0,
                     )
                     changes = log.live(data["revision"], happened)
+                # Typing, receipts, presence... queued while the generator was busy (a
+                # replay, most often): written as the hub writes them to idle sockets.
+                elif await listener.write_through(message):
+                    continue
                 elif (typed := chat_event(event, data, viewer)) is not None:
                     yield typed
 

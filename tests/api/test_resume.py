@@ -367,3 +367,52 @@ async def test_sockets_replaying_the_same_changes_execute_each_once(asgi_app, pe
         ("MemberLeft", 8),
     ]
     assert built == {4: 1, 5: 1, 7: 1, 6: sockets, 8: sockets}
+
+
+async def test_typing_queued_behind_a_replay_is_executed_once_for_every_socket(
+    asgi_app, people, monkeypatch
+):
+    """Events that render alike for everyone (typing, receipts, presence) reach a socket
+    busy with its replay through its generator. In a reconnect storm that is most sockets,
+    and executing each such event once per socket became most of the storm's CPU."""
+    from schema import events as schema_events
+    from schema import replays, subscriptions
+
+    room = await history_while_away(people)
+    sockets, gate, arrived = 3, asyncio.Event(), []
+    read = replays.SharedReads.read
+
+    async def gated(self, *key):
+        arrived.append(key)
+        await gate.wait()
+        return await read(self, *key)
+
+    built, build = [], schema_events.chat_event
+
+    def counted(event, data, viewer):
+        built.append(event)
+        return build(event, data, viewer)
+
+    monkeypatch.setattr(replays.SharedReads, "read", gated)
+    monkeypatch.setattr(subscriptions, "chat_event", counted)
+    typing = RESUMING.replace("__typename", "__typename ... on TypingChanged { typing }", 1)
+    variables = {"chatId": str(room.id), "after": 3}
+    subscribed_ = [
+        await subscribed(asgi_app, people["ada_token"], typing, variables) for _ in range(sockets)
+    ]
+    for _ in range(100):
+        if len(arrived) == sockets:
+            break
+        await asyncio.sleep(0.05)
+    await chat_events.typing_changed(room.id, people["grace"], typing=True, expires_in=5)
+    await asyncio.sleep(0.3)  # heard, and queued behind every replay
+    gate.set()
+    received = [await events(socket, 8) for socket in subscribed_]
+    for socket in subscribed_:
+        await socket.close()
+
+    assert len(arrived) == sockets
+    for got in received:
+        assert [e["chatEvents"]["__typename"] for e in got][-1] == "TypingChanged"
+        assert got[-1]["chatEvents"]["typing"] is True
+    assert built.count("typing_changed") == 1
