@@ -8,10 +8,11 @@ group once and hands every event to the subscriptions listening to it (`Listener
 An event a live subscription renders the same way for everyone (a new message it can take
 in order, an edit, typing, a read receipt, presence) is written straight to its socket when
 the subscription is idle: the selection is executed and encoded once per distinct query
-(see `schema.execution`), and frames differ only by operation id. Everything else goes
-through the subscription's own generator, in order: the replay, gaps, membership changes,
-a result with errors, and any event that arrives while the subscription is still busy
-with an earlier one.
+(see `schema.execution`), and frames differ only by operation id. Such an event that
+arrives while the subscription is busy, and a replayed change that renders alike, is
+written the same way by the generator itself, in its turn (`write_through`,
+`write_replayed`). The rest goes through the generator's own execution, in order: gaps,
+membership changes, a result with errors.
 
 Typing indicators lapse here too, once per chat per process: when one is not renewed in
 time, the feed delivers `typing: false` as if it had been published.
