@@ -92,7 +92,15 @@ def lookup_token(key_hash: str) -> tuple[AuthToken, tuple] | None:
     token = build_token(row)
     if stale(token, now):
         touch_token(token, now)
+        # What was written, so that a cache filled from this row does not write it again.
+        return token, touched_row(tuple(row), now)
     return token, tuple(row)
+
+
+def touched_row(row: tuple, now: datetime) -> tuple:
+    """A row `lookup_token` returned, with `last_used_at` as `touch_token` wrote it."""
+    index = row_position(AuthToken, "last_used_at")
+    return (*row[:index], rows.param(AuthToken, "last_used_at", now), *row[index + 1 :])
 
 
 @functools.cache

@@ -15,7 +15,7 @@ from typing import Any
 from asgiref.sync import AsyncToSync, sync_to_async
 from django.utils import timezone
 
-from chat import auth, events, rows, tokencache
+from chat import auth, events, tokencache
 from chat.models import AuthToken, User
 from schema import fanout
 
@@ -132,9 +132,7 @@ async def _from_cache(key: str, row: tuple) -> AuthToken | None:
         return None
     if auth.stale(token, now):
         await sync_to_async(auth.touch_token)(token, now)
-        index = auth.row_position(AuthToken, "last_used_at")
-        value = rows.param(AuthToken, "last_used_at", now)
-        tokencache.cache().replace(key, (*row[:index], value, *row[index + 1 :]))
+        tokencache.cache().replace(key, auth.touched_row(row, now))
     return token
 
 

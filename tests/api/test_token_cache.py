@@ -193,6 +193,22 @@ async def test_a_cached_token_notes_its_use_once_a_minute(asgi_app, ada, monkeyp
     assert row.last_used_at == later != before
 
 
+async def test_a_token_noted_as_used_by_its_lookup_is_cached_as_noted(asgi_app, ada, monkeypatch):
+    """The lookup that fills the cache writes `last_used_at`; the cached row must carry
+    what it wrote, or the first answer from the cache writes it again (in a reconnect
+    storm, a database write and a thread hop per socket)."""
+    _, token = ada
+    writes = []
+    touch = auth.touch_token
+    monkeypatch.setattr(auth, "touch_token", lambda *a: writes.append(a) or touch(*a))
+
+    await cached(asgi_app, token)
+    for _ in range(3):
+        assert (await http(asgi_app, ME, {}, token))["data"]
+
+    assert len(writes) == 1
+
+
 async def test_a_user_from_the_cache_loads_what_it_left_out(asgi_app, ada):
     """The password hash and `last_seen_at` are not kept; they are read if asked for."""
     _, token = ada
