@@ -60,6 +60,45 @@ async def history_while_away(people):
     return room
 
 
+# What `history_while_away` replays to a socket resuming after revision 3, by type and
+# revision.
+AFTER_REVISION_3 = [
+    ("MessageEdited", 4),
+    ("MessageDeleted", 5),
+    ("MessageAdded", 6),
+    ("MemberJoined", 6),
+    ("MessageAdded", 7),
+    ("MessageAdded", 8),
+    ("MemberLeft", 8),
+]
+
+
+@pytest.fixture
+def gated_reads(monkeypatch) -> tuple[asyncio.Event, list]:
+    """Replay reads held until the gate opens, and the reads that arrived at it: sockets
+    let through at once share one read."""
+    from schema import replays
+
+    gate, arrived = asyncio.Event(), []
+    read = replays.SharedReads.read
+
+    async def gated(self, *key):
+        arrived.append(key)
+        await gate.wait()
+        return await read(self, *key)
+
+    monkeypatch.setattr(replays.SharedReads, "read", gated)
+    return gate, arrived
+
+
+async def all_arrived(arrived: list, count: int) -> None:
+    for _ in range(100):
+        if len(arrived) == count:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{len(arrived)} of {count} reads arrived")
+
+
 async def send_as(user, room, body):
     await sync_to_async(services.send_message)(author=user, chat_id=room.id, body=body)
 
@@ -315,95 +354,66 @@ async def test_a_live_change_the_replay_already_sent_is_dropped_without_being_bu
     assert built == []
 
 
-async def test_sockets_replaying_the_same_changes_execute_each_once(asgi_app, people, monkeypatch):
+async def test_sockets_replaying_the_same_changes_execute_each_once(
+    asgi_app, people, monkeypatch, gated_reads
+):
     """After a reconnect storm thousands of sockets replay the same changes. Those that
     render alike for everyone (messages added, edited, deleted) are executed once for all
     that share the read and written to each; joins and leaves still go through each
     socket's generator. Each socket gets every change, in order."""
     from collections import Counter
 
-    from schema import replays, subscriptions
+    from schema import subscriptions
 
     room = await history_while_away(people)
-    sockets, gate, arrived = 4, asyncio.Event(), []
-    read = replays.SharedReads.read
-
-    async def gated(self, *key):
-        arrived.append(key)
-        await gate.wait()
-        return await read(self, *key)
-
+    (gate, arrived), sockets = gated_reads, 4
     built, build = Counter(), subscriptions.change_events
 
     def counted(kind, message, revision, members):
         built[revision] += 1
         return build(kind, message, revision, members)
 
-    monkeypatch.setattr(replays.SharedReads, "read", gated)
     monkeypatch.setattr(subscriptions, "change_events", counted)
     variables = {"chatId": str(room.id), "after": 3}
     subscribed_ = [
         await subscribed(asgi_app, people["ada_token"], RESUMING, variables)
         for _ in range(sockets)
     ]
-    for _ in range(100):  # every socket in the group, its membership checked
-        if len(arrived) == sockets:
-            break
-        await asyncio.sleep(0.05)
+    await all_arrived(arrived, sockets)  # every socket in the group, its membership checked
     gate.set()
     received = [summary(await events(socket, 7)) for socket in subscribed_]
     for socket in subscribed_:
         await socket.close()
 
-    assert len(arrived) == sockets
     assert received == [received[0]] * sockets
-    assert [row[:2] for row in received[0]] == [
-        ("MessageEdited", 4),
-        ("MessageDeleted", 5),
-        ("MessageAdded", 6),
-        ("MemberJoined", 6),
-        ("MessageAdded", 7),
-        ("MessageAdded", 8),
-        ("MemberLeft", 8),
-    ]
+    assert [row[:2] for row in received[0]] == AFTER_REVISION_3
     assert built == {4: 1, 5: 1, 7: 1, 6: sockets, 8: sockets}
 
 
 async def test_typing_queued_behind_a_replay_is_executed_once_for_every_socket(
-    asgi_app, people, monkeypatch
+    asgi_app, people, monkeypatch, gated_reads
 ):
     """Events that render alike for everyone (typing, receipts, presence) reach a socket
     busy with its replay through its generator. In a reconnect storm that is most sockets,
     and executing each such event once per socket became most of the storm's CPU."""
     from schema import events as schema_events
-    from schema import replays, subscriptions
+    from schema import subscriptions
 
     room = await history_while_away(people)
-    sockets, gate, arrived = 3, asyncio.Event(), []
-    read = replays.SharedReads.read
-
-    async def gated(self, *key):
-        arrived.append(key)
-        await gate.wait()
-        return await read(self, *key)
-
+    (gate, arrived), sockets = gated_reads, 3
     built, build = [], schema_events.chat_event
 
     def counted(event, data, viewer):
         built.append(event)
         return build(event, data, viewer)
 
-    monkeypatch.setattr(replays.SharedReads, "read", gated)
     monkeypatch.setattr(subscriptions, "chat_event", counted)
     typing = RESUMING.replace("__typename", "__typename ... on TypingChanged { typing }", 1)
     variables = {"chatId": str(room.id), "after": 3}
     subscribed_ = [
         await subscribed(asgi_app, people["ada_token"], typing, variables) for _ in range(sockets)
     ]
-    for _ in range(100):
-        if len(arrived) == sockets:
-            break
-        await asyncio.sleep(0.05)
+    await all_arrived(arrived, sockets)
     await chat_events.typing_changed(room.id, people["grace"], typing=True, expires_in=5)
     await asyncio.sleep(0.3)  # heard, and queued behind every replay
     gate.set()
@@ -411,7 +421,6 @@ async def test_typing_queued_behind_a_replay_is_executed_once_for_every_socket(
     for socket in subscribed_:
         await socket.close()
 
-    assert len(arrived) == sockets
     for got in received:
         assert [e["chatEvents"]["__typename"] for e in got][-1] == "TypingChanged"
         assert got[-1]["chatEvents"]["typing"] is True
