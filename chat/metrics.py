@@ -32,8 +32,9 @@ SUBSCRIPTIONS = Gauge(
 )
 DELIVERIES = Counter(
     "chat_deliveries",
-    "Events for subscriptions: written to the socket by the fan-out hub (direct) or "
-    "queued for the subscription's own generator (queued).",
+    "Events for subscriptions: written as a frame executed once per query (direct: by "
+    "the fan-out hub, or a replayed change while catching up) or queued for the "
+    "subscription's own generator (queued).",
     ["path"],
 )
 SEND_SECONDS = Histogram(
