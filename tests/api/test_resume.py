@@ -425,3 +425,27 @@ async def test_typing_queued_behind_a_replay_is_executed_once_for_every_socket(
         assert [e["chatEvents"]["__typename"] for e in got][-1] == "TypingChanged"
         assert got[-1]["chatEvents"]["typing"] is True
     assert built.count("typing_changed") == 1
+
+
+async def test_an_operation_id_reused_during_its_replay_gets_only_its_own_events(
+    asgi_app, people, gated_reads
+):
+    """A client completes a subscription while its replay is held and reuses its id at
+    once. The first replay's changes, written once per query for every socket that shares
+    the read, must not reach the operation that now holds the id."""
+    room = await history_while_away(people)
+    gate, arrived = gated_reads
+    socket = await subscribed(
+        asgi_app, people["ada_token"], RESUMING, {"chatId": str(room.id), "after": 3}
+    )
+    await all_arrived(arrived, 1)
+    await socket.send({"id": "s", "type": "complete"})
+    await socket.subscribe("s", RESUMING, {"chatId": str(room.id), "after": 7})
+    await all_arrived(arrived, 2)
+    gate.set()
+    received = summary(await events(socket, 2))
+    quiet = await socket.communicator.receive_nothing(timeout=0.5)
+    await socket.close()
+
+    assert [row[:2] for row in received] == AFTER_REVISION_3[-2:]
+    assert quiet
