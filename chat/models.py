@@ -10,6 +10,8 @@ from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from chat.loading import LoadedFast
+
 
 def normalize_email(email: str) -> str:
     """The one spelling of an address we store and look up: trimmed and lowercased.
@@ -35,7 +37,7 @@ class UserManager(BaseUserManager["User"]):
         return self.create_user(email, password, is_staff=True, is_superuser=True, **fields)
 
 
-class User(AbstractBaseUser, PermissionsMixin):
+class User(LoadedFast, AbstractBaseUser, PermissionsMixin):
     """A person who signs in with an email address."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -75,7 +77,7 @@ class User(AbstractBaseUser, PermissionsMixin):
         return f"{self.display_name} <{self.email}>"
 
 
-class AuthToken(models.Model):
+class AuthToken(LoadedFast, models.Model):
     """A bearer token. Only its SHA-256 is stored: a database leak leaks no tokens."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -100,7 +102,7 @@ class AuthToken(models.Model):
         return self.revoked_at is None and self.expires_at > timezone.now()
 
 
-class Chat(models.Model):
+class Chat(LoadedFast, models.Model):
     """A conversation: a direct chat between two users, or a group room."""
 
     class Kind(models.TextChoices):
@@ -162,7 +164,7 @@ class Chat(models.Model):
         return f"{low}:{high}"
 
 
-class Membership(models.Model):
+class Membership(LoadedFast, models.Model):
     class Role(models.TextChoices):
         OWNER = "OWNER", "Owner"
         ADMIN = "ADMIN", "Admin"
@@ -196,7 +198,7 @@ class Membership(models.Model):
         return f"{self.user_id} in {self.chat_id}"
 
 
-class Attachment(models.Model):
+class Attachment(LoadedFast, models.Model):
     """A file sent in a message, stored under a random name (`chat.storage`). `name` is the
     sender's file name, kept only as a label for the download."""
 
@@ -221,7 +223,7 @@ class Attachment(models.Model):
         return f"{self.name} ({self.content_type}, {self.size} bytes)"
 
 
-class Message(models.Model):
+class Message(LoadedFast, models.Model):
     class Kind(models.TextChoices):
         TEXT = "TEXT", "Text"
         LOCATION = "LOCATION", "Location"
@@ -307,7 +309,7 @@ class Message(models.Model):
         return self.deleted_at is not None
 
 
-class Change(models.Model):
+class Change(LoadedFast, models.Model):
     """One change to a chat's timeline that subscribers render: a message added, edited or
     deleted (joins and leaves are SYSTEM messages, so they are added messages too).
 
@@ -340,7 +342,7 @@ class Change(models.Model):
         return f"{self.chat_id}@{self.revision} {self.kind} {self.message_id}"
 
 
-class Device(models.Model):
+class Device(LoadedFast, models.Model):
     """Where a user's push notifications go: a browser's Web Push subscription or a mobile
     app's FCM registration token. `address` (the endpoint or the token) is unique: the same
     one registered again is the same device, whoever registers it."""
@@ -378,7 +380,7 @@ class Device(models.Model):
         return f"{self.get_kind_display()} {self.name or self.id} ({self.user_id})"
 
 
-class Ban(models.Model):
+class Ban(LoadedFast, models.Model):
     """A user kept out of a room (removed, and refused by `joinRoom` and `addMembers`)
     until `until`, or until unbanned when it is null."""
 
@@ -400,7 +402,7 @@ class Ban(models.Model):
         return f"{self.user_id} banned from {self.chat_id}"
 
 
-class Report(models.Model):
+class Report(LoadedFast, models.Model):
     """A member's report of a message, for staff to act on in the admin."""
 
     class Status(models.TextChoices):
@@ -429,7 +431,7 @@ class Report(models.Model):
         return f"Report of {self.message_id} by {self.reporter_id}"
 
 
-class Block(models.Model):
+class Block(LoadedFast, models.Model):
     """`blocker` blocked `blocked`: no direct messages between them either way, and the
     blocker's API flags the other's messages in shared rooms."""
 
@@ -446,7 +448,7 @@ class Block(models.Model):
         return f"{self.blocker_id} blocks {self.blocked_id}"
 
 
-class Reaction(models.Model):
+class Reaction(LoadedFast, models.Model):
     """One user's emoji on one message."""
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="reactions")
@@ -463,7 +465,7 @@ class Reaction(models.Model):
         return f"{self.emoji} on {self.message_id} by {self.user_id}"
 
 
-class MessageEdit(models.Model):
+class MessageEdit(LoadedFast, models.Model):
     """A message's body before one of its edits (`Message.editHistory`)."""
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="edits")
@@ -478,7 +480,7 @@ class MessageEdit(models.Model):
         return f"Edit of {self.message_id} at {self.edited_at}"
 
 
-class Mention(models.Model):
+class Mention(LoadedFast, models.Model):
     """A member a message @-mentions (picked by the sender, so names need not be unique)."""
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="mentions")
