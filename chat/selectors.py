@@ -80,8 +80,13 @@ def find_membership(*, user: User, chat_id: object) -> Membership | None:
     if pk is None:
         return None
     # One row at most (unique together): `[:1]` spares compiling `first()`'s ORDER BY.
-    found = Membership.objects.select_related("chat").filter(chat_id=pk, user=user)[:1]
-    membership = next(iter(found), None)
+    # Its SQL is compiled once (chat.prepared): nearly every operation on a chat asks.
+    shaped = Shaped(
+        ("membership",),
+        lambda: Membership.objects.select_related("chat").filter(chat_id=pk, user=user)[:1],
+        [rows.param(Membership, "chat", pk), rows.param(Membership, "user", user.pk)],
+    )
+    membership = next(iter(prepared.fetch(shaped)), None)
     if membership is not None:
         membership.user = user
     return membership

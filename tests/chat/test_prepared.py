@@ -151,3 +151,19 @@ def test_direct_peers_and_a_first_page_of_chats_come_from_kept_sql(user, make_us
 
     assert kept("user_chats") == [True]
     assert kept("direct_peers") == [True]
+
+
+def test_a_membership_is_found_through_kept_sql_as_the_orm_finds_it(room, user, grace, make_user):
+    prepared.clear()
+    stranger = make_user(display_name="Stranger")
+    for _ in range(2):
+        for member in (user, grace):
+            found = selectors.find_membership(user=member, chat_id=room.pk)
+            expected = Membership.objects.select_related("chat").get(chat=room, user=member)
+            expected.user = member
+            same_rows([found], [expected])
+            assert found.user is member
+        assert selectors.find_membership(user=stranger, chat_id=room.pk) is None
+        assert selectors.find_membership(user=user, chat_id=str(room.pk)).chat == room
+        assert selectors.find_membership(user=user, chat_id="not a uuid") is None
+    assert kept("membership") == [True]
