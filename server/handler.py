@@ -7,15 +7,67 @@ until PostgreSQL refused more ("too many clients", bench/sends.py). Here each re
 its sync work (ORM, resolvers, middleware that must block) on the least busy of
 `HTTP_SYNC_THREADS` threads, so a process holds at most that many connections, and with a
 max age they are reused from request to request instead of opened for each.
+
+Django also hops to that thread twice per request, whatever the request does: once for
+`request_started` (its receivers reset the query log and close an obsolete connection) and
+once to close the response (`request_finished`: the same upkeep). Those two hops were a
+quarter of a signed-in `{ __typename }`'s CPU (issue 14). Both are about the thread's
+connection, so here `request_started`'s receivers run in the request's first job on its
+thread, before the job, and `request_finished`'s go to the thread only if the request gave
+it work; a request that gave it none closes its response where it is. That holds while the
+two signals have only Django's own receivers; with any other, a request takes Django's
+way.
 """
 
-from concurrent.futures import ThreadPoolExecutor
+import asyncio
+import contextlib
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
-from asgiref.sync import AsyncToSync, ThreadSensitiveContext
+from asgiref.sync import AsyncToSync, ThreadSensitiveContext, sync_to_async
 from django.conf import settings
-from django.core.handlers.asgi import ASGIHandler
-from django.db import connections
+from django.core import signals
+from django.core.cache import close_caches
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.core.handlers.base import reset_urlconf
+from django.db import close_old_connections, connections, reset_queries
+from django.http import HttpResponseBase
+from django.urls import set_script_prefix
+
+# Django's receivers of the request signals: upkeep of the thread's connection, query log,
+# caches and URLconf, none of which a request that ran nothing on the thread has touched.
+STARTED_UPKEEP = frozenset({reset_queries, close_old_connections})
+FINISHED_UPKEEP = frozenset({close_old_connections, close_caches, reset_urlconf})
+
+
+def _only(signal: signals.Signal, sender: type, receivers: frozenset[Callable]) -> bool:
+    # `_live_receivers` is how `Signal.send` itself lists them: (sync, async).
+    sync, asynchronous = signal._live_receivers(sender)
+    return not asynchronous and all(receiver in receivers for receiver in sync)
+
+
+class RequestWork(Executor):
+    """One request's jobs on its thread; the first carries `request_started`'s upkeep."""
+
+    def __init__(self, thread: ThreadPoolExecutor) -> None:
+        self._thread = thread
+        self.upkeep: Callable[[], Any] | None = None
+        self.used = False
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        self.used = True
+        upkeep, self.upkeep = self.upkeep, None
+        if upkeep is None:
+            return self._thread.submit(fn, *args, **kwargs)
+        return self._thread.submit(_after, upkeep, fn, args, kwargs)
+
+
+def _after(upkeep: Callable[[], Any], fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    upkeep()
+    return fn(*args, **kwargs)
 
 
 class PooledASGIHandler(ASGIHandler):
@@ -42,10 +94,77 @@ class PooledASGIHandler(ASGIHandler):
         try:
             # One call at a time on one thread: what a request's sync work needs (Django
             # would otherwise give it a new thread), shared with the requests before it.
-            async with ThreadSensitiveContext(executor=thread):
-                await self.handle(scope, receive, send)
+            work = RequestWork(thread)
+            async with ThreadSensitiveContext(executor=work):
+                if _only(signals.request_started, type(self), STARTED_UPKEEP) and _only(
+                    signals.request_finished, type(self), FINISHED_UPKEEP
+                ):
+                    await self._handle(scope, receive, send, work)
+                else:
+                    await self.handle(scope, receive, send)
         finally:
             self._busy[thread] -= 1
+
+    async def _handle(self, scope: dict[str, Any], receive: Any, send: Any, work: RequestWork):
+        """Django's `ASGIHandler.handle` (5.2), with the request signals' upkeep moved as
+        the module's docstring says."""
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        work.upkeep = partial(signals.request_started.send, sender=type(self), scope=scope)
+        request, error_response = self.create_request(scope, body_file)
+        if request is None:
+            body_file.close()
+            await self.send_response(error_response, send)
+            await self._close(error_response, work)
+            return
+
+        async def process_request(request: Any, send: Any) -> HttpResponseBase:
+            response = await self.run_get_response(request)
+            # The client may disconnect while the response is sent.
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.send_response(response, send)
+            return response
+
+        # The client's disconnect cancels the view, as in Django: first the listener,
+        # which raises nothing unexpected, then the request.
+        tasks = [
+            asyncio.create_task(self.listen_for_disconnect(receive)),
+            asyncio.create_task(process_request(request, send)),
+        ]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            if task.done():
+                try:
+                    task.result()
+                except RequestAborted:
+                    pass
+                except AssertionError:
+                    body_file.close()
+                    raise
+            else:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        try:
+            response = tasks[1].result()
+        except asyncio.CancelledError:
+            await signals.request_finished.asend(sender=type(self))
+        else:
+            await self._close(response, work)
+        body_file.close()
+
+    @staticmethod
+    async def _close(response: HttpResponseBase, work: RequestWork) -> None:
+        """Close the response (and so send `request_finished`) on the request's thread if
+        it ran anything there; otherwise here: its upkeep has nothing of this request's
+        to see to, and the event loop's thread holds no database connection."""
+        if work.used:
+            await sync_to_async(response.close)()
+        else:
+            response.close()
 
     def close_connections(self) -> None:
         """Close the database connections the threads hold (tests, shutdown)."""
