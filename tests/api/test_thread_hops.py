@@ -16,16 +16,10 @@ async def test_django_middleware_runs_without_thread_hops(
     user = await sync_to_async(UserFactory)(display_name="Ada")
     token = await sync_to_async(token_for)(user)
     await http(asgi_app, "query { me { displayName } }", {}, token)  # warm up
-    hops: list[str] = []
-    call = SyncToAsync.__call__
 
-    async def counted(self, *args, **kwargs):
-        hops.append(getattr(self.func, "__qualname__", type(self.func).__name__))
-        return await call(self, *args, **kwargs)
-
-    monkeypatch.setattr(SyncToAsync, "__call__", counted)
-
-    reply = await http(asgi_app, "query { me { displayName } }", {}, token)
+    reply, hops = await count_hops(
+        monkeypatch, lambda: http(asgi_app, "query { me { displayName } }", {}, token)
+    )
 
     assert reply == {"data": {"me": {"displayName": "Ada"}}}
     assert not [hop for hop in hops if "process_" in hop], hops
