@@ -13,10 +13,12 @@ Django also hops to that thread twice per request, whatever the request does: on
 once to close the response (`request_finished`: the same upkeep). Those two hops were a
 quarter of a signed-in `{ __typename }`'s CPU (issue 14). Both are about the thread's
 connection, so here `request_started`'s receivers run in the request's first job on its
-thread, before the job, and `request_finished`'s go to the thread only if the request gave
-it work; a request that gave it none closes its response where it is. That holds while the
-two signals have only Django's own receivers; with any other, a request takes Django's
-way.
+thread, before the job. `request_finished`'s go to the thread only if the request left its
+connection needing them at once (no max age, an error, an unfinished transaction); a
+connection merely past its max age is closed by the next request's start, as Django
+leaves an idle thread's connection open until then anyway. Otherwise the response is
+closed where it is. That holds while the two signals have only Django's own receivers;
+with any other, a request takes Django's way.
 """
 
 import asyncio
@@ -50,24 +52,51 @@ def _only(signal: signals.Signal, sender: type, receivers: frozenset[Callable]) 
 
 
 class RequestWork(Executor):
-    """One request's jobs on its thread; the first carries `request_started`'s upkeep."""
+    """One request's jobs on its thread; the first carries `request_started`'s upkeep.
+
+    After each job it notes whether the thread's connections were left needing
+    `request_finished`'s upkeep at once (`left_clean`)."""
 
     def __init__(self, thread: ThreadPoolExecutor) -> None:
         self._thread = thread
         self.upkeep: Callable[[], Any] | None = None
         self.used = False
+        self.left_clean = True
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
         self.used = True
         upkeep, self.upkeep = self.upkeep, None
-        if upkeep is None:
-            return self._thread.submit(fn, *args, **kwargs)
-        return self._thread.submit(_after, upkeep, fn, args, kwargs)
+        return self._thread.submit(self._run, upkeep, fn, args, kwargs)
+
+    def _run(
+        self, upkeep: Callable[[], Any] | None, fn: Callable[..., Any], args: Any, kwargs: Any
+    ) -> Any:
+        if upkeep is not None:
+            upkeep()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.left_clean = _left_clean()
 
 
-def _after(upkeep: Callable[[], Any], fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
-    upkeep()
-    return fn(*args, **kwargs)
+def _left_clean() -> bool:
+    """Whether the thread's connections can wait for the next request's start to be looked
+    after: that is so for one merely past its max age, as Django leaves an idle thread's
+    connection open anyway. Not for one that must close after every request (no max age,
+    or Django's pool), nor one an error or an unfinished transaction may have broken,
+    which another request's job on this thread would otherwise meet."""
+    for connection in connections.all(initialized_only=True):
+        if connection.connection is None:
+            continue
+        settings_dict = connection.settings_dict
+        if (
+            settings_dict["CONN_MAX_AGE"] == 0
+            or connection.errors_occurred
+            or connection.in_atomic_block
+            or connection.autocommit != settings_dict["AUTOCOMMIT"]
+        ):
+            return False
+    return True
 
 
 class PooledASGIHandler(ASGIHandler):
@@ -159,9 +188,10 @@ class PooledASGIHandler(ASGIHandler):
     @staticmethod
     async def _close(response: HttpResponseBase, work: RequestWork) -> None:
         """Close the response (and so send `request_finished`) on the request's thread if
-        it ran anything there; otherwise here: its upkeep has nothing of this request's
-        to see to, and the event loop's thread holds no database connection."""
-        if work.used:
+        the request left its connection needing that; otherwise here: the upkeep has
+        nothing of this request's to see to at once, and the event loop's thread holds no
+        database connection."""
+        if work.used and not work.left_clean:
             await sync_to_async(response.close)()
         else:
             response.close()

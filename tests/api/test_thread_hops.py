@@ -23,9 +23,9 @@ async def test_django_middleware_runs_without_thread_hops(
 
     assert reply == {"data": {"me": {"displayName": "Ada"}}}
     assert not [hop for hop in hops if "process_" in hop], hops
-    # What is left: the token's first use, the resolver (which also runs request_started's
-    # upkeep, server.handler) and request_finished (closing the response on that thread).
-    assert len(hops) <= 3, hops
+    # What is left: the token's first use and the resolver (which also runs
+    # request_started's upkeep, server.handler).
+    assert len(hops) <= 2, hops
 
 
 async def count_hops(monkeypatch, run) -> tuple[object, list[str]]:
@@ -59,6 +59,67 @@ async def test_a_request_that_needs_no_thread_makes_no_hop(
 
     assert reply == {"data": {"__typename": "Query"}}
     assert hops == []
+
+
+SEND = 'mutation($c: ID!) { sendMessage(input: {chatId: $c, body: "hi"}) { __typename } }'
+
+
+async def test_a_request_that_queries_hops_once_for_its_queries(
+    asgi_app, monkeypatch, close_worker_connections
+):
+    """request_finished's upkeep waits for the next request's start when the connection is
+    merely reused (a max age): a send's one hop is its own work."""
+    from chat import services
+
+    user = await sync_to_async(UserFactory)(display_name="Ada")
+    token = await sync_to_async(token_for)(user)
+    room = await sync_to_async(services.create_room)(owner=user, name="Lounge")
+    for _ in range(2):
+        await http(asgi_app, SEND, {"c": str(room.id)}, token)
+
+    reply, hops = await count_hops(
+        monkeypatch, lambda: http(asgi_app, SEND, {"c": str(room.id)}, token)
+    )
+
+    assert reply == {"data": {"sendMessage": {"__typename": "Message"}}}
+    assert len(hops) == 1, hops
+
+
+async def test_a_connection_left_with_an_error_is_looked_after_when_its_request_ends(
+    close_worker_connections,
+):
+    """Another request's job on the thread would otherwise meet a broken connection."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from asgiref.sync import ThreadSensitiveContext
+    from django.db import connections
+
+    from server.handler import PooledASGIHandler, RequestWork
+
+    closed_on: list[str] = []
+
+    class Response:
+        def close(self) -> None:
+            closed_on.append(threading.current_thread().name)
+
+    def query(fail: bool) -> None:
+        connection = connections["default"]
+        connection.ensure_connection()
+        connection.errors_occurred = fail  # as Django marks a DatabaseError
+
+    thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="request-thread")
+    try:
+        for fail in (False, True):
+            work = RequestWork(thread)
+            async with ThreadSensitiveContext(executor=work):
+                await sync_to_async(query)(fail)
+                await PooledASGIHandler._close(Response(), work)
+        assert closed_on[0] == threading.current_thread().name  # clean: closed here
+        assert closed_on[1].startswith("request-thread")  # the error: on its thread
+    finally:
+        thread.submit(connections.close_all).result()
+        thread.shutdown()
 
 
 def _thread_connections(run) -> list:
