@@ -60,11 +60,9 @@ class RequestWork(Executor):
     def __init__(self, thread: ThreadPoolExecutor) -> None:
         self._thread = thread
         self.upkeep: Callable[[], Any] | None = None
-        self.used = False
-        self.left_clean = True
+        self.left_clean = True  # so far: a request that ran no job left nothing to see to
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
-        self.used = True
         upkeep, self.upkeep = self.upkeep, None
         return self._thread.submit(self._run, upkeep, fn, args, kwargs)
 
@@ -191,7 +189,7 @@ class PooledASGIHandler(ASGIHandler):
         the request left its connection needing that; otherwise here: the upkeep has
         nothing of this request's to see to at once, and the event loop's thread holds no
         database connection."""
-        if work.used and not work.left_clean:
+        if not work.left_clean:
             await sync_to_async(response.close)()
         else:
             response.close()

@@ -1,6 +1,8 @@
 """Thread hops per HTTP request: each is a thread switch and two event-loop wake-ups, and
 under ASGI they were most of a request's overhead (issue 14)."""
 
+import asyncio
+
 import pytest
 from asgiref.sync import SyncToAsync, sync_to_async
 
@@ -120,6 +122,41 @@ async def test_a_connection_left_with_an_error_is_looked_after_when_its_request_
     finally:
         thread.submit(connections.close_all).result()
         thread.shutdown()
+
+
+async def test_a_client_gone_while_its_query_runs_leaves_the_threads_serving(
+    asgi_app, close_worker_connections
+):
+    """A hostile client hangs up as soon as its request is sent: its view is cancelled,
+    Django's way, and the next requests find their threads free and answering."""
+    import json
+
+    from server.asgi import django_application
+    from tests.graphql_client import post_scope
+
+    user = await sync_to_async(UserFactory)(display_name="Ada")
+    token = await sync_to_async(token_for)(user)
+    query = "query { chats(first: 1) { edges { node { id } } } }"
+    body = json.dumps({"query": query}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"authorization", f"Bearer {token}".encode()),
+    ]
+    for _ in range(20):
+        sent: list[dict] = []
+        messages = iter([{"type": "http.request", "body": body, "more_body": False}])
+
+        async def receive(messages=messages) -> dict:
+            return next(messages, {"type": "http.disconnect"})
+
+        async def send(message: dict, sent=sent) -> None:
+            sent.append(message)
+
+        await asyncio.wait_for(asgi_app(post_scope(headers), receive, send), 10)
+
+    assert set(django_application._busy.values()) == {0}
+    for _ in range(3):
+        assert await http(asgi_app, query, {}, token) == {"data": {"chats": {"edges": []}}}
 
 
 def _thread_connections(run) -> list:
