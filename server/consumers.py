@@ -373,6 +373,8 @@ class GraphQLConsumer(GraphQLWSConsumer):
             return
         _sockets_by_address[address] += 1
         self._address = address
+        if (collector := process_collector()) is not None:
+            collector.socket_opened()
         await super().connect()
 
     async def send(
@@ -443,8 +445,6 @@ class GraphQLConsumer(GraphQLWSConsumer):
         self.viewer, self.token = user, token
         _live_sockets.add(self)
         metrics.OPEN_SOCKETS.inc()
-        if (collector := process_collector()) is not None:
-            collector.socket_opened()
         if token is not None:
             # A token is checked once, at connection_init: close the socket when it expires,
             # as a request with it would be refused from then on.
@@ -504,6 +504,8 @@ class GraphQLConsumer(GraphQLWSConsumer):
             if not _sockets_by_address[self._address]:
                 del _sockets_by_address[self._address]
             self._address = None
+            if (collector := process_collector()) is not None:
+                collector.socket_closed()
         try:
             await super().disconnect(code)
         finally:
@@ -512,8 +514,6 @@ class GraphQLConsumer(GraphQLWSConsumer):
             if self.viewer is not None:
                 _live_sockets.discard(self)
                 metrics.OPEN_SOCKETS.dec()
-                if (collector := process_collector()) is not None:
-                    collector.socket_closed()
                 if self._session is not None:
                     fanout.hub().remove(self._session, events.session_group(self.viewer.id))
                 try:
@@ -598,7 +598,7 @@ def _hold(task: asyncio.Future) -> None:
 
 _background: dict[asyncio.AbstractEventLoop, list[asyncio.Task]] = {}
 # Seconds between the garbage-collection policy's checks.
-GC_TICK = 5
+GC_TICK = 1
 
 
 def _ensure_background_tasks() -> None:
@@ -650,8 +650,7 @@ async def _collect_forever() -> None:
     while collector is not None:
         await asyncio.sleep(GC_TICK)
         started = time.perf_counter()
-        done = collector.tick(len(_live_sockets))
-        if done == "full":
+        if collector.tick():
             logger.info("Collected garbage in %.0f ms", (time.perf_counter() - started) * 1000)
 
 

@@ -1,17 +1,20 @@
-"""server.collector: open sockets' objects are frozen out of the garbage collector's
-walks, and walked again once enough sockets closed or enough time passed."""
+"""server.collector: while sockets are held, what survives into the oldest generation is
+frozen out of the garbage collector's walks at once; everything is walked again once
+enough sockets closed (one walk for a mass disconnect) or enough time passed."""
 
 import gc
 import weakref
+from collections.abc import Iterator
 
 import pytest
 
-from server.collector import Collector
+from server.collector import CLOSING_SETTLE, Collector
 
 
 class Recorder:
     def __init__(self) -> None:
         self.calls: list[tuple] = []
+        self.callbacks: list = []
 
     def collect(self, generation: int = 2) -> int:
         self.calls.append(("collect", generation))
@@ -23,8 +26,13 @@ class Recorder:
     def unfreeze(self) -> None:
         self.calls.append(("unfreeze",))
 
+    def walked(self, generation: int) -> None:
+        """What CPython does around a walk of `generation`."""
+        for callback in self.callbacks:
+            callback("start", {"generation": generation})
+            callback("stop", {"generation": generation, "collected": 0, "uncollectable": 0})
 
-FREEZE = [("collect", 1), ("freeze",)]
+
 FULL = [("unfreeze",), ("collect", 2), ("freeze",)]
 
 
@@ -38,6 +46,18 @@ def policy(now):
     return Collector(churn=100, full_interval=600, clock=lambda: now[0], collector=Recorder())
 
 
+@pytest.fixture
+def real_policy() -> Iterator[Collector]:
+    """The policy on the real collector; everything is thawed and walked afterwards."""
+    policy = Collector(churn=1, full_interval=600)
+    try:
+        yield policy
+    finally:
+        policy.stop()
+        gc.unfreeze()
+        gc.collect()
+
+
 def opened(policy: Collector, n: int) -> None:
     for _ in range(n):
         policy.socket_opened()
@@ -48,66 +68,120 @@ def closed(policy: Collector, n: int) -> None:
         policy.socket_closed()
 
 
-def test_sockets_are_frozen_once_enough_have_opened(policy):
-    opened(policy, 99)
-    assert policy.tick(open_now=99) is None
+def ticks(policy: Collector, now: list[float], closes: list[int]) -> list[bool]:
+    """One tick a second, with `closes[i]` sockets closing in the second before tick i."""
+    walked = []
+    for n in closes:
+        closed(policy, n)
+        now[0] += 1
+        walked.append(policy.tick())
+    return walked
+
+
+def test_what_a_middle_walk_passes_on_is_frozen_while_sockets_are_held(policy):
+    recorder = policy.collector
+    recorder.walked(1)
+    assert recorder.calls == []  # no socket: CPython's own pace
+
     opened(policy, 1)
-    assert policy.tick(open_now=100) == "freeze"
-    assert policy.collector.calls == FREEZE
-    assert policy.tick(open_now=100) is None  # nothing new
+    recorder.walked(0)
+    assert recorder.calls == []  # a young walk passes nothing to the oldest generation
+    recorder.walked(1)
+    assert recorder.calls == [("freeze",)]
 
-
-def test_enough_is_a_quarter_of_those_open_at_the_last_freeze(policy):
-    opened(policy, 4000)
-    policy.tick(open_now=4000)
-    policy.collector.calls.clear()
-
-    opened(policy, 999)
-    assert policy.tick(open_now=4999) is None
-    opened(policy, 1)
-    assert policy.tick(open_now=5000) == "freeze"
-    closed(policy, 1249)
-    assert policy.tick(open_now=3751) is None
     closed(policy, 1)
-    assert policy.tick(open_now=3750) == "full"
-    assert policy.collector.calls == FREEZE + FULL
+    recorder.walked(1)
+    assert recorder.calls == [("freeze",)]
+
+
+def test_held_sockets_keep_cpythons_oldest_generation_walks_away(real_policy):
+    """A heap that grows by 300,000 long-lived objects while a socket is held is not
+    walked once: each middle walk's survivors are frozen, so the oldest generation never
+    fills. Before, the objects stayed there for the next few seconds, and CPython walked
+    them about once a second, each walk longer than the last."""
+    walks: list[int] = []
+
+    def count(phase: str, info: dict) -> None:
+        if phase == "start" and info["generation"] == 2:
+            walks.append(1)
+
+    gc.collect()
+    opened(real_policy, 1)
+    gc.callbacks.append(count)
+    try:
+        kept = [[n] for n in range(300_000)]  # what thousands of sockets would hold
+    finally:
+        gc.callbacks.remove(count)
+    assert walks == []
+    assert gc.get_freeze_count() >= len(kept)
+
+
+def test_a_quarter_of_the_sockets_held_must_close_before_a_walk(policy, now):
+    opened(policy, 4000)
+    assert ticks(policy, now, [999, 0]) == [False, False]  # 999 < (3001 + 999) / 4
+    assert ticks(policy, now, [1, 0]) == [False, True]  # walked once closing paused
+    assert policy.collector.calls == FULL
+    assert ticks(policy, now, [0, 0]) == [False, False]
+
+
+def test_at_least_churn_sockets_must_close(policy, now):
+    opened(policy, 10)
+    assert ticks(policy, now, [10, 0, 0]) == [False, False, False]
+
+
+def test_a_mass_disconnect_is_one_walk_once_closing_pauses(policy, now):
+    """Daphne takes a few seconds to close 5,000 sockets dropped at once; walking each
+    second while it does would walk the whole heap three or four times."""
+    opened(policy, 5000)
+    assert ticks(policy, now, [1500, 2000, 1500, 0, 0, 0]) == [
+        False,
+        False,
+        False,
+        True,
+        False,
+        False,
+    ]
+    assert policy.collector.calls == FULL
+
+
+def test_closing_that_never_pauses_is_walked_within_the_settle_time(policy, now):
+    opened(policy, 1000)
+    settle = int(CLOSING_SETTLE)
+    walked = ticks(policy, now, [100] * (settle + 2))
+    # Ticks at 1 s, 2 s, ...: `settle` seconds after the last one without closes (0 s).
+    assert walked.index(True) + 1 == settle
 
 
 def test_everything_is_walked_again_every_full_interval_at_the_latest(policy, now):
     opened(policy, 10)
     now[0] = 599
-    assert policy.tick(open_now=10) is None
+    assert policy.tick() is False
     now[0] = 600
-    assert policy.tick(open_now=10) == "full"
+    assert policy.tick() is True
     now[0] = 1199
-    assert policy.tick(open_now=10) is None
+    assert policy.tick() is False
     assert policy.collector.calls == FULL
 
 
-def test_frozen_cycles_are_reclaimed_by_the_full_walk():
-    """With the real collector: a closed socket's cycle survives collections while
-    frozen, and goes at the full walk its closing triggers."""
+def test_frozen_cycles_are_reclaimed_by_the_full_walk(real_policy):
+    """With the real collector: a closed socket's cycle, frozen once a middle walk passed
+    it on, survives CPython's own walks, and goes at the full walk its closing triggers."""
 
     class Socket:
         pass
 
-    policy = Collector(churn=1, full_interval=600)
+    opened(real_policy, 4)
     sockets = [Socket() for _ in range(4)]
     for socket in sockets:
         socket.me = socket  # a cycle, as a consumer and its tasks make
     alive = weakref.ref(sockets[0])
-    try:
-        opened(policy, 4)
-        assert policy.tick(open_now=4) == "freeze"
+    gc.collect(1)  # passes them on to the oldest generation, and so freezes them
 
-        del socket, sockets
-        gc.collect()
-        assert alive() is not None  # frozen: not walked
+    del socket, sockets
+    gc.collect()
+    assert alive() is not None  # frozen: not walked
 
-        closed(policy, 4)
-        assert policy.tick(open_now=0) == "full"
-        assert alive() is None
-    finally:
-        gc.unfreeze()
-        gc.collect()
-        gc.freeze()
+    closed(real_policy, 4)
+    real_policy.last_full -= real_policy.full_interval  # due now, whatever the clock says
+    assert real_policy.tick() is True
+    assert alive() is None
