@@ -5,24 +5,29 @@ full collection walks every one of them whenever the heap has grown by a quarter
 5,000 sockets connected that was 15 walks, 16 % of the CPU (bench/reconnect.py, issue
 14). Nothing but a closed socket makes them garbage.
 
-So while this process holds sockets, whatever survives into the oldest generation is
-frozen at once (`gc.freeze`, when a walk of the middle generation has just passed it on):
-the collector skips frozen objects, while reference counting still frees whatever is not
-in a cycle. Everything is walked again (`gc.unfreeze`, a full collection, then freeze)
-once enough sockets have closed, or at the latest every `GC_FULL_INTERVAL` seconds, so
-cycles left by closed sockets and finished requests are reclaimed within that bound.
-"Enough" is a quarter of the sockets the heap holds (open, or closed since the last
-walk), as CPython's own rule is a quarter of the heap, and at least `GC_SOCKET_CHURN`.
-The walk waits for closing to pause, so that a mass disconnect (a deploy, a network
-blip) is one walk rather than one per second while it lasts.
+So while the process holds sockets, whatever reaches the collector's oldest generation is
+frozen at once (`gc.freeze`, after each walk of the middle generation): the collector
+skips frozen objects, while reference counting still frees whatever is not in a cycle.
+Everything is walked again (`gc.unfreeze`, a full collection, then freeze) after a wave:
 
-Freezing at once, rather than every few seconds, matters because of how CPython paces its
-walks of the oldest generation: once what survived into it since its last walk is a
+- once a quarter of the sockets the heap holds (open, or closed since the last walk), and
+  at least `GC_SOCKET_CHURN`, have closed: their cycles are garbage;
+- once as many have opened: a freeze also takes what handshakes and requests in flight
+  will leave as cycles (300,000 objects after a 5,000-socket reconnect storm), which only
+  a full walk reclaims;
+- and every `GC_FULL_INTERVAL` seconds at the latest.
+
+A wave's walk waits for the wave to pause for a second (at most `CLOSING_SETTLE` or
+`OPENING_SETTLE`), so a mass disconnect is one walk and the reconnect storm after it
+another, rather than one walk per second while they last.
+
+Freezing at the middle walk rather than on a timer matters because of how CPython paces
+its walks of the oldest generation: once what survived into it since its last walk is a
 quarter of what that walk kept, checked every tenth middle walk. A freeze empties that
-generation, so the quarter becomes almost nothing, and between freezes CPython walked it
-about every second, each walk over everything opened since the last freeze and longer
-than the last. In a 5,000-socket reconnect storm, freezing every 5 s, that was 18 walks,
-6 s of the storm's 16 s of CPU, none of which found garbage.
+generation, so the quarter becomes almost nothing. Freezing every 5 s, CPython walked the
+generation about once a second in between, each walk over everything opened since the last
+freeze and longer than the last: in a 5,000-socket reconnect storm, 18 walks, 6 s of the
+storm's 16 s of CPU, none of which found garbage.
 """
 
 import gc
@@ -31,8 +36,31 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-# Seconds a walk after closes waits for them to pause.
+# Seconds a wave's walk waits for it to pause.
 CLOSING_SETTLE = 5.0
+OPENING_SETTLE = 30.0
+
+
+@dataclass
+class Wave:
+    """Sockets opened (or closed) since the last walk, as of now and of the last tick."""
+
+    count: int = 0
+    seen: int = 0
+    # The last tick at which the wave was too small to walk for.
+    since: float = 0.0
+
+    def due(self, now: float, enough: int, settle: float) -> bool:
+        """Enough, and paused since the last tick or enough for `settle` seconds."""
+        paused, self.seen = self.count == self.seen, self.count
+        if self.count < enough:
+            self.since = now
+            return False
+        return paused or now - self.since >= settle
+
+    def reset(self, now: float) -> None:
+        self.count = self.seen = 0
+        self.since = now
 
 
 @dataclass
@@ -41,17 +69,16 @@ class Collector:
     full_interval: float
     clock: Callable[[], float] = time.monotonic
     collector: Any = gc  # the gc module; tests pass a recorder
-    # Sockets open now (counted by the consumers), and closed since the last full walk.
+    # Sockets open now (counted by the consumers), and the waves since the last walk.
     held: int = 0
-    closed: int = 0
-    # When everything was last walked; sockets closed as of the last tick, and since
-    # when they have been closing.
+    opened: Wave = field(default_factory=Wave)
+    closed: Wave = field(default_factory=Wave)
     last_full: float = field(default=0.0)
-    closed_seen: int = 0
-    closing_since: float = field(default=0.0)
 
     def __post_init__(self) -> None:
         self.last_full = self.clock()
+        self.opened.reset(self.last_full)
+        self.closed.reset(self.last_full)
         self.collector.callbacks.append(self._walked)
 
     def stop(self) -> None:
@@ -60,10 +87,11 @@ class Collector:
 
     def socket_opened(self) -> None:
         self.held += 1
+        self.opened.count += 1
 
     def socket_closed(self) -> None:
         self.held -= 1
-        self.closed += 1
+        self.closed.count += 1
 
     def _walked(self, phase: str, info: dict[str, int]) -> None:
         """After a walk of the middle generation, freeze what it passed on to the oldest
@@ -75,27 +103,18 @@ class Collector:
     def tick(self) -> bool:
         """Walk everything if due; called every second. Returns whether it walked."""
         now = self.clock()
-        if not self._walk_due(now):
-            self.closed_seen = self.closed
+        enough = max(self.churn, (self.held + self.closed.count) // 4)
+        closing = self.closed.due(now, enough, CLOSING_SETTLE)
+        opening = self.opened.due(now, enough, OPENING_SETTLE)
+        if not (closing or opening or now - self.last_full >= self.full_interval):
             return False
         self.collector.unfreeze()
         self.collector.collect()
         self.collector.freeze()
         self.last_full = now
-        self.closed = self.closed_seen = 0
+        self.opened.reset(now)
+        self.closed.reset(now)
         return True
-
-    def _walk_due(self, now: float) -> bool:
-        """Enough closed, and closing has paused for a tick (or gone on for
-        `CLOSING_SETTLE` seconds)."""
-        if now - self.last_full >= self.full_interval:
-            return True
-        if self.closed == 0:
-            self.closing_since = now
-            return False
-        enough = max(self.churn, (self.held + self.closed) // 4)
-        paused = self.closed == self.closed_seen
-        return self.closed >= enough and (paused or now - self.closing_since >= CLOSING_SETTLE)
 
 
 _process: Collector | None = None

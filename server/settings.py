@@ -481,8 +481,8 @@ TYPING_TTL = env_int("TYPING_TTL", 6)
 TYPING_THROTTLE = env_int("TYPING_THROTTLE", 2)
 
 # Garbage collection (server.collector): while sockets are open, freeze whatever survives
-# into the oldest generation; walk everything again once GC_SOCKET_CHURN sockets (or a
-# quarter of those held) have closed, or every GC_FULL_INTERVAL seconds at the latest.
+# into the oldest generation; walk everything again after GC_SOCKET_CHURN sockets (or a
+# quarter of those held) have closed or opened, or every GC_FULL_INTERVAL s at the latest.
 GC_FREEZE = env_bool("GC_FREEZE", True)
 GC_SOCKET_CHURN = env_int("GC_SOCKET_CHURN", 100)
 GC_FULL_INTERVAL = env_float("GC_FULL_INTERVAL", 600)

@@ -1,6 +1,6 @@
-"""server.collector: while sockets are held, what survives into the oldest generation is
-frozen out of the garbage collector's walks at once; everything is walked again once
-enough sockets closed (one walk for a mass disconnect) or enough time passed."""
+"""server.collector: while sockets are held, what reaches the oldest generation is frozen
+out of the garbage collector's walks at once; everything is walked again after a wave of
+closes or opens (once, when it pauses), or once enough time passed."""
 
 import gc
 import weakref
@@ -8,10 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from server.collector import CLOSING_SETTLE, Collector
+from server.collector import CLOSING_SETTLE, OPENING_SETTLE, Collector
 
 
 class Recorder:
+    """The gc module's part the policy uses, recorded."""
+
     def __init__(self) -> None:
         self.calls: list[tuple] = []
         self.callbacks: list = []
@@ -33,6 +35,7 @@ class Recorder:
             callback("stop", {"generation": generation, "collected": 0, "uncollectable": 0})
 
 
+FREEZE = [("freeze",)]
 FULL = [("unfreeze",), ("collect", 2), ("freeze",)]
 
 
@@ -56,6 +59,7 @@ def real_policy() -> Iterator[Collector]:
         policy.stop()
         gc.unfreeze()
         gc.collect()
+        gc.freeze()  # as the process was (server.asgi)
 
 
 def opened(policy: Collector, n: int) -> None:
@@ -78,7 +82,7 @@ def ticks(policy: Collector, now: list[float], closes: list[int]) -> list[bool]:
     return walked
 
 
-def test_what_a_middle_walk_passes_on_is_frozen_while_sockets_are_held(policy):
+def test_a_middle_walk_freezes_what_it_passed_on_while_sockets_are_held(policy):
     recorder = policy.collector
     recorder.walked(1)
     assert recorder.calls == []  # no socket: CPython's own pace
@@ -86,19 +90,21 @@ def test_what_a_middle_walk_passes_on_is_frozen_while_sockets_are_held(policy):
     opened(policy, 1)
     recorder.walked(0)
     assert recorder.calls == []  # a young walk passes nothing to the oldest generation
+    recorder.walked(2)
+    assert recorder.calls == []
     recorder.walked(1)
-    assert recorder.calls == [("freeze",)]
+    assert recorder.calls == FREEZE
 
     closed(policy, 1)
     recorder.walked(1)
-    assert recorder.calls == [("freeze",)]
+    assert recorder.calls == FREEZE
 
 
 def test_held_sockets_keep_cpythons_oldest_generation_walks_away(real_policy):
-    """A heap that grows by 300,000 long-lived objects while a socket is held is not
-    walked once: each middle walk's survivors are frozen, so the oldest generation never
-    fills. Before, the objects stayed there for the next few seconds, and CPython walked
-    them about once a second, each walk longer than the last."""
+    """While 600 sockets open, each holding 500 objects, the oldest generation is not
+    walked once: each middle walk's survivors are frozen. Before, they stayed there for
+    up to 5 s, and CPython walked them about once a second, each walk longer than the
+    last."""
     walks: list[int] = []
 
     def count(phase: str, info: dict) -> None:
@@ -106,18 +112,27 @@ def test_held_sockets_keep_cpythons_oldest_generation_walks_away(real_policy):
             walks.append(1)
 
     gc.collect()
-    opened(real_policy, 1)
+    held = []
     gc.callbacks.append(count)
     try:
-        kept = [[n] for n in range(300_000)]  # what thousands of sockets would hold
+        for _ in range(600):
+            real_policy.socket_opened()
+            held.append([[n] for n in range(250)])
     finally:
         gc.callbacks.remove(count)
     assert walks == []
-    assert gc.get_freeze_count() >= len(kept)
+    assert gc.get_freeze_count() >= 600 * 250
+
+
+def held(policy: Collector, now: list[float], n: int) -> None:
+    """`n` sockets open, and the walk after their wave done."""
+    opened(policy, n)
+    ticks(policy, now, [0, 0])
+    policy.collector.calls.clear()
 
 
 def test_a_quarter_of_the_sockets_held_must_close_before_a_walk(policy, now):
-    opened(policy, 4000)
+    held(policy, now, 4000)
     assert ticks(policy, now, [999, 0]) == [False, False]  # 999 < (3001 + 999) / 4
     assert ticks(policy, now, [1, 0]) == [False, True]  # walked once closing paused
     assert policy.collector.calls == FULL
@@ -125,30 +140,50 @@ def test_a_quarter_of_the_sockets_held_must_close_before_a_walk(policy, now):
 
 
 def test_at_least_churn_sockets_must_close(policy, now):
-    opened(policy, 10)
+    held(policy, now, 10)
     assert ticks(policy, now, [10, 0, 0]) == [False, False, False]
 
 
 def test_a_mass_disconnect_is_one_walk_once_closing_pauses(policy, now):
     """Daphne takes a few seconds to close 5,000 sockets dropped at once; walking each
     second while it does would walk the whole heap three or four times."""
-    opened(policy, 5000)
-    assert ticks(policy, now, [1500, 2000, 1500, 0, 0, 0]) == [
-        False,
-        False,
-        False,
-        True,
-        False,
-        False,
-    ]
+    held(policy, now, 5000)
+    walked = ticks(policy, now, [1500, 2000, 1500, 0, 0, 0])
+    assert walked == [False, False, False, True, False, False]
     assert policy.collector.calls == FULL
 
 
 def test_closing_that_never_pauses_is_walked_within_the_settle_time(policy, now):
-    opened(policy, 1000)
+    held(policy, now, 1000)
     settle = int(CLOSING_SETTLE)
-    walked = ticks(policy, now, [100] * (settle + 2))
-    # Ticks at 1 s, 2 s, ...: `settle` seconds after the last one without closes (0 s).
+    walked = ticks(policy, now, [300] + [10] * (settle + 1))
+    # Enough closed by the first tick; walked `settle` seconds after the tick before it.
+    assert walked.index(True) + 1 == settle
+
+
+def opening(policy: Collector, now: list[float], waves: list[int]) -> list[bool]:
+    """One tick a second, with `waves[i]` sockets opening in the second before tick i."""
+    walked = []
+    for n in waves:
+        opened(policy, n)
+        now[0] += 1
+        walked.append(policy.tick())
+    return walked
+
+
+def test_a_wave_of_opens_is_walked_once_it_pauses(policy, now):
+    """A freeze takes what the handshakes in flight will leave as cycles: a reconnect
+    storm is walked once, after it, not left for GC_FULL_INTERVAL."""
+    held(policy, now, 4000)
+    assert opening(policy, now, [500, 500, 0]) == [False, False, False]  # 1000 < 5000 / 4
+    assert opening(policy, now, [400, 0, 0]) == [False, True, False]  # 1400 >= 5400 / 4
+    assert policy.collector.calls == FULL
+
+
+def test_opening_that_never_pauses_is_walked_within_the_settle_time(policy, now):
+    settle = int(OPENING_SETTLE)
+    walked = opening(policy, now, [100] * (settle + 2))
+    # Enough opened by the first tick; walked `settle` seconds after the tick before it.
     assert walked.index(True) + 1 == settle
 
 
