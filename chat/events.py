@@ -299,12 +299,18 @@ SESSIONS_CHANGED_GROUP = "sessions.changed"
 
 
 def sessions_changed(user_id: uuid.UUID) -> None:
-    """After commit: this process and every other one forget the user's cached tokens."""
+    """After commit: this process and every other one forget the user's cached tokens.
+    Once per transaction and user: a password change both saves the user and revokes
+    their tokens, and each would tell every process."""
+    pending = transaction.get_connection().run_on_commit
+    if any(getattr(callback, "forgets", None) == user_id for _, callback, _ in pending):
+        return
 
     def send() -> None:
         tokencache.forget_user(user_id)
         _send(SESSIONS_CHANGED_GROUP, {"type": SESSION_MESSAGE_TYPE, "user_id": str(user_id)})
 
+    send.forgets = user_id  # type: ignore[attr-defined]
     transaction.on_commit(send, robust=True)
 
 

@@ -2,14 +2,19 @@
 asked once per token, and nothing that ends or changes a sign-in is missed."""
 
 import asyncio
+import contextlib
 from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
+from django.contrib.auth.tokens import default_token_generator
+from django.db import transaction
 from django.utils import timezone
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 
-from chat import auth, events, tokencache
+from chat import auth, events, services, tokencache
 from chat.events import SESSION_MESSAGE_TYPE, SESSIONS_CHANGED_GROUP
 from chat.models import AuthToken
 from chat.tokencache import TokenCache
@@ -111,6 +116,57 @@ async def test_a_sign_in_ended_any_way_is_refused_at_once(asgi_app, ada, how, mo
         await sync_to_async(user.save)()
 
     assert refused(await http(asgi_app, ME, {}, token))
+
+
+@pytest.fixture
+def broadcasts(monkeypatch) -> list[str]:
+    """The groups published to, in order (nothing is sent)."""
+    sent: list[str] = []
+    monkeypatch.setattr(events, "_send", lambda group, message: sent.append(group))
+    return sent
+
+
+# Transactional: each service commits for real, running what waits for the commit.
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("how", ["change_password", "reset_password", "deactivate", "logout"])
+def test_a_sign_in_ended_any_way_tells_the_processes_once(how, broadcasts):
+    """A password change saves the user and revokes their tokens: one broadcast, not one
+    for each."""
+    user = UserFactory()
+    token = AuthToken.objects.get(key_hash=auth.hash_token(token_for(user)))
+    broadcasts.clear()
+
+    if how == "change_password":
+        services.change_password(
+            user=user, current_password=PASSWORD, new_password="a brand new passphrase", keep=None
+        )
+    elif how == "reset_password":
+        services.reset_password(
+            uid=urlsafe_base64_encode(force_bytes(user.pk)),
+            token=default_token_generator.make_token(user),
+            new_password="a brand new passphrase",
+        )
+    elif how == "deactivate":
+        user.is_active = False
+        user.save()
+    else:
+        services.logout(token=token)
+
+    assert broadcasts.count(SESSIONS_CHANGED_GROUP) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rolled_back_broadcast_does_not_stand_for_the_next_one(broadcasts):
+    user = UserFactory()
+    broadcasts.clear()
+
+    with transaction.atomic():
+        with contextlib.suppress(RuntimeError), transaction.atomic():
+            events.sessions_changed(user.pk)
+            raise RuntimeError
+        events.sessions_changed(user.pk)
+
+    assert broadcasts == [SESSIONS_CHANGED_GROUP]
 
 
 async def test_a_profile_change_shows_at_once(asgi_app, ada):
