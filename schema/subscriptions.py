@@ -229,12 +229,16 @@ class Subscription:
             )
             listener.positions[str(chat_pk)] = log
             # A socket that is up to date (most of a reconnect storm) reads nothing more.
-            changes = log.catch_up() if after < newest else _nothing()
+            changes = log.catch_up() if after < newest else None
             while True:
-                async for event in changes:
-                    yield event
-                    if _viewer_left(event, viewer):
-                        return
+                if changes is not None:
+                    async for event in changes:
+                        yield event
+                        if _viewer_left(event, viewer):
+                            return
+                    # Not kept while the socket waits: an async generator, even a spent
+                    # one, is also kept in the event loop's set of them.
+                    changes = None
                 listener.go_live()
                 message = await listener.next()
                 event, data = message["event"], message["data"]
@@ -375,11 +379,6 @@ def _rendered_directly(message: dict[str, Any], viewer: models.User) -> Any:
         )
         return typed
     return chat_event(event, data, viewer)
-
-
-async def _nothing() -> AsyncIterator[Any]:
-    return
-    yield
 
 
 def _viewer_left(event: Any, viewer: models.User) -> bool:
