@@ -4,7 +4,7 @@ closes or opens (once, when it pauses), or once enough time passed."""
 
 import gc
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -72,11 +72,14 @@ def closed(policy: Collector, n: int) -> None:
         policy.socket_closed()
 
 
-def ticks(policy: Collector, now: list[float], closes: list[int]) -> list[bool]:
-    """One tick a second, with `closes[i]` sockets closing in the second before tick i."""
+def ticks(
+    policy: Collector, now: list[float], counts: list[int], change: Callable = closed
+) -> list[bool]:
+    """One tick a second, with `counts[i]` sockets closing (or, with `change=opened`,
+    opening) in the second before tick i."""
     walked = []
-    for n in closes:
-        closed(policy, n)
+    for n in counts:
+        change(policy, n)
         now[0] += 1
         walked.append(policy.tick())
     return walked
@@ -161,28 +164,18 @@ def test_closing_that_never_pauses_is_walked_within_the_settle_time(policy, now)
     assert walked.index(True) + 1 == settle
 
 
-def opening(policy: Collector, now: list[float], waves: list[int]) -> list[bool]:
-    """One tick a second, with `waves[i]` sockets opening in the second before tick i."""
-    walked = []
-    for n in waves:
-        opened(policy, n)
-        now[0] += 1
-        walked.append(policy.tick())
-    return walked
-
-
 def test_a_wave_of_opens_is_walked_once_it_pauses(policy, now):
     """A freeze takes what the handshakes in flight will leave as cycles: a reconnect
     storm is walked once, after it, not left for GC_FULL_INTERVAL."""
     held(policy, now, 4000)
-    assert opening(policy, now, [500, 500, 0]) == [False, False, False]  # 1000 < 5000 / 4
-    assert opening(policy, now, [400, 0, 0]) == [False, True, False]  # 1400 >= 5400 / 4
+    assert ticks(policy, now, [500, 500, 0], opened) == [False, False, False]  # 1000 < 5000 / 4
+    assert ticks(policy, now, [400, 0, 0], opened) == [False, True, False]  # 1400 >= 5400 / 4
     assert policy.collector.calls == FULL
 
 
 def test_opening_that_never_pauses_is_walked_within_the_settle_time(policy, now):
     settle = int(OPENING_SETTLE)
-    walked = opening(policy, now, [100] * (settle + 2))
+    walked = ticks(policy, now, [100] * (settle + 2), opened)
     # Enough opened by the first tick; walked `settle` seconds after the tick before it.
     assert walked.index(True) + 1 == settle
 
