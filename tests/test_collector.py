@@ -104,10 +104,10 @@ def test_a_middle_walk_freezes_what_it_passed_on_while_sockets_are_held(policy):
 
 
 def test_held_sockets_keep_cpythons_oldest_generation_walks_away(real_policy):
-    """While 600 sockets open, each holding 500 objects, the oldest generation is not
-    walked once: each middle walk's survivors are frozen. Before, they stayed there for
-    up to 5 s, and CPython walked them about once a second, each walk longer than the
-    last."""
+    """While 600 sockets open, each holding 250 objects, the oldest generation is not
+    walked once: each middle walk's survivors are frozen. Before, they stayed there until
+    the next tick (5 s), and CPython walked them about once a second in a storm, each
+    walk longer than the last; here, once."""
     walks: list[int] = []
 
     def count(phase: str, info: dict) -> None:
