@@ -375,6 +375,9 @@ class GraphQLConsumer(GraphQLWSConsumer):
         self._address = address
         if (collector := process_collector()) is not None:
             collector.socket_opened()
+        # From the first socket, signed in or not: what any socket holds is frozen while
+        # it is open, and only the collector's walks reclaim it.
+        _ensure_background_tasks()
         await super().connect()
 
     async def send(
@@ -452,7 +455,6 @@ class GraphQLConsumer(GraphQLWSConsumer):
             self._expiry = asyncio.get_running_loop().call_later(max(0.0, left), self._expired)
         self._session = _SessionListener(self)
         await fanout.hub().add(self._session, events.session_group(user.id))
-        _ensure_background_tasks()
 
     async def _session_still_valid(self) -> bool:
         if self.token is not None:
@@ -602,8 +604,8 @@ GC_TICK = 1
 
 
 def _ensure_background_tasks() -> None:
-    """One heartbeat and one sweeper per process (per event loop: tests run one per
-    test), started by the first signed-in socket."""
+    """One heartbeat, one sweeper and the collector's policy per process (per event loop:
+    tests run one per test), started by the first socket."""
     loop = asyncio.get_running_loop()
     tasks = _background.get(loop)
     if tasks is None or any(task.done() for task in tasks):

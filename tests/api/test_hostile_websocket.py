@@ -10,6 +10,8 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.db import connections
 
+from server import consumers
+from server.collector import process_collector
 from tests.api.test_hostile_http import fragment_chain
 from tests.factories import UserFactory, token_for
 from tests.ws import LEGACY_WS, TRANSPORT_WS, GraphQLSocket
@@ -155,6 +157,25 @@ async def test_sockets_are_capped_per_user(asgi_app, token, settings):
     fourth = await signed_in(asgi_app, token, TRANSPORT_WS)  # a freed place can be taken
     for socket in (kept[1], fourth):
         await socket.close()
+
+
+@BOTH
+async def test_sockets_that_never_sign_in_are_still_walked_by_the_collector(
+    asgi_app, db, protocol, monkeypatch
+):
+    """What they hold is frozen while they are open, like any socket's: the walk that
+    reclaims it must run though no socket ever signs in (a flood of them would otherwise
+    grow the frozen heap for good)."""
+    ticked = asyncio.Event()
+    monkeypatch.setattr(process_collector(), "tick", lambda: ticked.set() or False)
+    monkeypatch.setattr(consumers, "GC_TICK", 0.01)
+    socket = GraphQLSocket(asgi_app, protocol)
+    await socket.connect()
+
+    await raw(socket, "[0]")
+    assert await socket.receive_close() == 4400
+
+    await asyncio.wait_for(ticked.wait(), 3)
 
 
 async def test_sockets_are_capped_per_client_address(asgi_app, db, settings):
