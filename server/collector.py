@@ -51,7 +51,8 @@ class Wave:
     since: float = 0.0
 
     def due(self, now: float, enough: int, settle: float) -> bool:
-        """Enough, and paused since the last tick or enough for `settle` seconds."""
+        """Enough, and paused since the last tick or enough for `settle` seconds. Called
+        once a tick: it also notes the count as of this tick."""
         paused, self.seen = self.count == self.seen, self.count
         if self.count < enough:
             self.since = now

@@ -120,7 +120,8 @@ async def test_a_sign_in_ended_any_way_is_refused_at_once(asgi_app, ada, how, mo
 
 @pytest.fixture
 def broadcasts(monkeypatch) -> list[str]:
-    """The groups published to, in order (nothing is sent)."""
+    """The groups published to, in order (nothing is sent). Not `events_sent`: that records
+    chat events, and a session message names none."""
     sent: list[str] = []
     monkeypatch.setattr(events, "_send", lambda group, message: sent.append(group))
     return sent
