@@ -82,6 +82,7 @@ def related_reader(cache_name: str, resolve: Callable[..., Any]) -> Callable[...
 
     read.reads_directly = True  # type: ignore[attr-defined]
     read.__wrapped__ = resolve  # type: ignore[attr-defined]  # the long way
+    read.cache_name = cache_name  # type: ignore[attr-defined]
     return read
 
 
@@ -143,6 +144,7 @@ def model_type_check(model: type, check: Callable[..., bool]) -> Callable[..., b
         return check(obj, info)
 
     is_type_of.__wrapped__ = check  # type: ignore[attr-defined]
+    is_type_of.model = model  # type: ignore[attr-defined]
     return is_type_of
 
 

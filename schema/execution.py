@@ -38,7 +38,7 @@ from graphql import (
 from graphql.language import Node, Visitor
 
 from chat import storage
-from schema.columns import ColumnExecutor
+from schema.plans import PlannedExecutor
 
 # Fields whose value depends on the viewer, by name, anywhere in a shared event.
 VIEWER_DEPENDENT_FIELDS = frozenset({"email"})
@@ -124,7 +124,7 @@ def _remember(key: tuple, value: Any) -> None:
         _results.popitem(last=False)
 
 
-class SharedEventExecutor(ColumnExecutor):
+class SharedEventExecutor(PlannedExecutor):
     def execute_operation(self, serially: bool | None = None) -> Any:
         share_key = getattr(self.root_value, "share_key", None)
         location = self.operation.loc

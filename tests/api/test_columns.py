@@ -8,7 +8,7 @@ from strawberry_django.optimizer import DjangoOptimizerExtension
 
 from chat.models import Message, User
 from chat.services import chats, messages
-from schema import columns, schema
+from schema import columns, plans, schema
 from schema.columns import ColumnAwareMiddleware, column_reader
 from schema.context import Context
 
@@ -126,6 +126,7 @@ def as_graphql_core_completes(monkeypatch, query: str, viewer: User) -> dict:
     """The same operation with `ColumnExecutor`'s own completion switched off."""
     with monkeypatch.context() as patch:
         patch.setattr(columns, "leaf_column", lambda *args: None)
+        patch.setattr(plans.Planner, "_object", lambda *args: None)
         return execute(query, viewer)
 
 
@@ -218,9 +219,10 @@ def test_a_joined_author_is_read_from_the_row_and_a_missing_one_is_loaded(
 
 
 def every_field_the_long_way(patch: pytest.MonkeyPatch) -> None:
-    """Direct readers and `ColumnExecutor`'s completion off: every field as graphql-core,
-    Strawberry and strawberry-django resolve it."""
+    """Direct readers, `ColumnExecutor`'s completion and plans off: every field as
+    graphql-core, Strawberry and strawberry-django resolve it."""
     patch.setattr(columns, "leaf_column", lambda *args: None)
+    patch.setattr(plans.Planner, "_object", lambda *args: None)
     for graphql_type in FIELDS.values():
         if isinstance(graphql_type, GraphQLObjectType):
             for field in graphql_type.fields.values():

@@ -1,0 +1,292 @@
+"""Completing a plain object in one pass, without graphql-core's per-field machinery.
+
+A history page is a connection of 50 edges, each an edge, a message and its author: about
+150 objects and 500 fields. With each column read directly (schema/columns.py),
+graphql-core still completed every one of them field by field: a `Path`, a field lookup,
+a resolver call through the middleware, an awaitable check and a type dispatch per field,
+and a type check and a field collection per object. Over HTTP that was about two fifths
+of the server's CPU for the page (issue 14).
+
+Most of a page needs none of it: every field reads what is already loaded. An object
+*plan* says how to complete one selection of one object type when every selected field
+is such a read:
+
+- a column of the row, a joined row (`select_related`), or an attribute of a Strawberry
+  object with no resolver (an edge's `node` and `cursor`, a page's `pageInfo`);
+- completed as a scalar or enum, a list of them, or an object with a plan of its own;
+- `__typename`.
+
+A selection with anything else (arguments, a resolver, an abstract type, `@defer` or
+`@stream`, a directive besides `@skip`/`@include`) has no plan and is completed by
+graphql-core, whose completion of its fields may still find plans below it.
+
+A plan never reports an error itself. Whatever graphql-core would treat other than by
+returning the value (a column not loaded, a null where the schema forbids one, a value
+the scalar refuses, a queryset for the optimizer, an awaitable, an iterable other than a
+list) makes the whole object go graphql-core's way, which resolves, reports and locates
+it exactly as before. Reading is free of side effects, so doing it twice loses nothing.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+from graphql import GraphQLObjectType, GraphQLOutputType, Undefined
+from graphql.execution.collect_fields import FieldDetailsList
+from graphql.type import GraphQLEnumType, GraphQLList, GraphQLNonNull, GraphQLScalarType
+from strawberry.execution.is_awaitable import optimized_is_awaitable
+from strawberry.types.cast import TYPE_CAST_ATTRIBUTE
+from strawberry.types.field import StrawberryField
+
+from schema.columns import DEFINITION, QUERYSETS, ColumnExecutor
+
+# The only directives a planned field may carry: both were applied when its selection was
+# collected, so none is left to act.
+COLLECTION_DIRECTIVES = frozenset({"skip", "include"})
+# Values that are never awaitable, so need no check (the common attribute values).
+PLAIN_VALUES = frozenset({str, int, float, bool, list, tuple, dict, type(None)})
+
+Complete = Callable[[Any], Any]
+
+
+class Unplanned(Exception):
+    """The value needs graphql-core's own completion."""
+
+
+class Planner:
+    """The plans of one execution, each worked out once on its first object.
+
+    Keyed as graphql-core memoizes its field collection: by the object type and the
+    identity of the field details list, which is kept alive beside its plan."""
+
+    def __init__(self, executor: Any) -> None:
+        self.executor = executor
+        self.plans: dict[tuple[int, int], tuple[Any, Any, Complete | None]] = {}
+
+    def object_plan(
+        self, object_type: GraphQLObjectType, field_details_list: FieldDetailsList
+    ) -> Complete | None:
+        key = (id(object_type), id(field_details_list))
+        entry = self.plans.get(key)
+        if entry is None or entry[0] is not field_details_list or entry[1] is not object_type:
+            plan = self._object(object_type, field_details_list)
+            entry = (field_details_list, object_type, plan)
+            self.plans[key] = entry
+        return entry[2]
+
+    def _object(
+        self, object_type: GraphQLObjectType, field_details_list: FieldDetailsList
+    ) -> Complete | None:
+        check = type_check(object_type)
+        if check is False:
+            return None
+        grouped, new_defer_usages, _ = self.executor.collect_subfields(
+            object_type, field_details_list
+        )
+        if new_defer_usages:
+            return None
+        steps: list[tuple[str, Complete, Complete | None]] = []
+        for key, details in grouped.items():
+            step = self._field(object_type, details)
+            if step is None:
+                return None
+            steps.append((key, *step))
+        return object_completer(check, tuple(steps))
+
+    def _field(
+        self, object_type: GraphQLObjectType, details: FieldDetailsList
+    ) -> tuple[Complete, Complete | None] | None:
+        node = details[0].node
+        name = node.name.value
+        if any(
+            detail.defer_usage is not None
+            or any(d.name.value not in COLLECTION_DIRECTIVES for d in detail.node.directives or ())
+            for detail in details
+        ):
+            return None
+        if name == "__typename":
+            type_name = object_type.name
+            return (lambda source: type_name), None
+        field = object_type.fields.get(name)
+        if field is None or field.args or node.arguments:
+            return None
+        read = reader(field)
+        if read is None:
+            return None
+        complete = self._value(field.type, details)
+        if complete is None:
+            return None
+        return read, complete
+
+    def _value(
+        self, type_: GraphQLOutputType, details: FieldDetailsList, listed: bool = False
+    ) -> Complete | None:
+        nullable = not isinstance(type_, GraphQLNonNull)
+        named = type_ if nullable else type_.of_type
+        if isinstance(named, GraphQLScalarType | GraphQLEnumType):
+            return leaf_completer(named.coerce_output_value, nullable, listed)
+        if isinstance(named, GraphQLList):
+            item = self._value(named.of_type, details, listed=True)
+            return None if item is None else list_completer(item, nullable)
+        if isinstance(named, GraphQLObjectType):
+            plan = self.object_plan(named, details)
+            return None if plan is None else object_value_completer(plan, nullable)
+        return None  # an interface or a union: graphql-core resolves the type
+
+
+def type_check(object_type: GraphQLObjectType) -> Callable[[Any], bool] | bool | None:
+    """How to tell that a value is of the type without `info`: None when graphql-core
+    checks nothing, False when only the type's own check can tell."""
+    is_type_of = object_type.is_type_of
+    if is_type_of is None:
+        return None
+    model = getattr(is_type_of, "model", None)  # `columns.model_type_check`
+    if model is None:
+        return False
+
+    def check(value: Any) -> bool:
+        return value.__class__ is model and TYPE_CAST_ATTRIBUTE not in value.__dict__
+
+    return check
+
+
+def reader(field: Any) -> Complete | None:
+    """How a planned field reads its value, raising `Unplanned` where its resolver would
+    do more than read."""
+    resolve = field.resolve
+    attname = getattr(resolve, "attname", None)  # `columns.column_reader`
+    if attname is not None:
+
+        def column(source: Any) -> Any:
+            try:
+                return source.__dict__[attname]
+            except (KeyError, AttributeError):
+                raise Unplanned from None
+
+        return column
+    cache_name = getattr(resolve, "cache_name", None)  # `columns.related_reader`
+    if cache_name is not None:
+
+        def related(source: Any) -> Any:
+            try:
+                return source._state.fields_cache[cache_name]
+            except (KeyError, AttributeError):
+                raise Unplanned from None
+
+        return related
+    definition = field.extensions.get(DEFINITION)
+    if getattr(resolve, "_is_default", False) and type(definition) is StrawberryField:
+        return attribute_reader(definition.default_resolver, definition.python_name)
+    return None
+
+
+def attribute_reader(default_resolver: Callable[[Any, str], Any], name: str) -> Complete:
+    """A Strawberry field with no resolver, as Strawberry reads it. The optimizer's
+    middleware acts on what such a field holds only when it is a queryset."""
+
+    def attribute(source: Any) -> Any:
+        try:
+            value = default_resolver(source, name)
+        except Exception:
+            raise Unplanned from None
+        if value.__class__ not in PLAIN_VALUES and (
+            isinstance(value, QUERYSETS) or optimized_is_awaitable(value)
+        ):
+            raise Unplanned
+        return value
+
+    return attribute
+
+
+def object_completer(
+    check: Callable[[Any], bool] | None, steps: tuple[tuple[str, Complete, Complete | None], ...]
+) -> Complete:
+    def complete(source: Any) -> dict[str, Any]:
+        if check is None:
+            # graphql-core awaits an awaitable list item; a row of a model is none.
+            if optimized_is_awaitable(source):
+                raise Unplanned
+        elif not check(source):
+            raise Unplanned
+        result = {}
+        for key, read, value in steps:
+            result[key] = read(source) if value is None else value(read(source))
+        return result
+
+    return complete
+
+
+def object_value_completer(plan: Complete, nullable: bool) -> Complete:
+    def complete(value: Any) -> Any:
+        if value is None:
+            if nullable:
+                return None
+            raise Unplanned
+        return plan(value)
+
+    return complete
+
+
+def leaf_completer(serialize: Callable[[Any], Any], nullable: bool, listed: bool) -> Complete:
+    """A scalar or enum. A list's item may be awaitable, which graphql-core awaits; a
+    field's value was checked when it was read."""
+
+    def complete(value: Any) -> Any:
+        if value is None:
+            if nullable:
+                return None
+            raise Unplanned
+        if listed and value.__class__ not in PLAIN_VALUES and optimized_is_awaitable(value):
+            raise Unplanned
+        try:
+            serialized = serialize(value)
+        except Exception:
+            raise Unplanned from None
+        if serialized is None or serialized is Undefined:
+            raise Unplanned
+        return serialized
+
+    return complete
+
+
+def list_completer(item: Complete, nullable: bool) -> Complete:
+    def complete(value: Any) -> Any:
+        if value is None:
+            if nullable:
+                return None
+            raise Unplanned
+        if value.__class__ is not list and value.__class__ is not tuple:
+            raise Unplanned  # an iterator would be spent by a second completion
+        return [item(entry) for entry in value]
+
+    return complete
+
+
+class PlannedExecutor(ColumnExecutor):
+    """Completes each object whose selection has a plan in one pass; see the module's
+    docstring. Sub-executors (`@defer`, `@stream`) and per-event copies of a
+    subscription's executor share the plans of the execution they were copied from."""
+
+    _planner: Planner | None = None
+
+    def complete_object_value(
+        self,
+        return_type: GraphQLObjectType,
+        field_details_list: FieldDetailsList,
+        info: Any,
+        path: Any,
+        result: Any,
+        position_context: Any,
+    ) -> Any:
+        if position_context is None:  # not inside a deferred fragment's delivery
+            planner = self._planner
+            if planner is None:
+                planner = self._planner = Planner(self)
+            plan = planner.object_plan(return_type, field_details_list)
+            if plan is not None:
+                try:
+                    return plan(result)
+                except Unplanned:
+                    pass
+        return super().complete_object_value(
+            return_type, field_details_list, info, path, result, position_context
+        )

@@ -1,0 +1,217 @@
+"""Objects completed in one pass by a plan (`schema/plans.py`) answer exactly as
+graphql-core completes them, and anything a plan cannot read goes graphql-core's way."""
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import strawberry
+from django.test import RequestFactory
+
+from chat.services import chats, messages
+from schema import plans, schema
+from schema.columns import ColumnExecutor
+from schema.context import Context
+from schema.plans import PlannedExecutor, Planner
+
+
+@strawberry.type
+class Item:
+    name: str
+    tags: list[str]
+    scores: list[int | None] | None
+    child: "Item | None" = None
+
+
+async def _later(value: Any) -> Any:
+    return value
+
+
+def _tags() -> Iterator[str]:
+    yield from ("a", "b")
+
+
+# What a resolver might hand graphql-core; each is compared with its own executor.
+SHAPES: dict[str, Any] = {
+    "plain": lambda: [
+        Item(
+            name="one", tags=["x"], scores=[1, None], child=Item(name="two", tags=[], scores=None)
+        )
+    ],
+    "a null where the schema forbids one": lambda: [Item(name=None, tags=[], scores=None)],
+    "a value the scalar refuses": lambda: [Item(name="one", tags=[object()], scores=[])],
+    "a value the scalar converts": lambda: [Item(name=12, tags=[True], scores=[2.0])],
+    "an iterator, spent by reading it": lambda: [Item(name="one", tags=_tags(), scores=None)],
+    "an awaitable list item": lambda: [Item(name="one", tags=[_later("late")], scores=None)],
+    "an awaitable object": lambda: [_later(Item(name="late", tags=[], scores=None))],
+    "an awaitable attribute": lambda: [Item(name=_later("late"), tags=[], scores=None)],
+    "a nested null": lambda: [
+        Item(name="one", tags=[], scores=None, child=Item(name=None, tags=[], scores=None))
+    ],
+}
+
+
+def synthetic_schema(items: Any, executor: type | None) -> strawberry.Schema:
+    @strawberry.type
+    class Query:
+        @strawberry.field
+        def items(self) -> list[Item]:
+            return items()
+
+    if executor is None:
+        return strawberry.Schema(Query)
+    return strawberry.Schema(Query, execution_context_class=executor)
+
+
+QUERIES = {
+    "fields": "{ items { name tags scores child { name tags } } }",
+    "aliases, fragments and __typename": """{ items { __typename n: name ...F
+        child { ... on Item { __typename name } } } } fragment F on Item { name tags }""",
+    "skip and include": """query($on: Boolean!) { items {
+        name @include(if: $on) tags @skip(if: $on) child @include(if: $on) { name } } }""",
+}
+
+
+@pytest.fixture
+def planned(monkeypatch) -> list[bool]:
+    """Whether each planned completion was answered by its plan (False: it fell back)."""
+    answered: list[bool] = []
+    object_plan = Planner.object_plan
+
+    def record(self, object_type, field_details_list):
+        plan = object_plan(self, object_type, field_details_list)
+        if plan is None:
+            return None
+
+        def run(value):
+            try:
+                result = plan(value)
+            except plans.Unplanned:
+                answered.append(False)
+                raise
+            answered.append(True)
+            return result
+
+        return run
+
+    monkeypatch.setattr(Planner, "object_plan", record)
+    return answered
+
+
+@pytest.fixture
+def long_way(monkeypatch) -> list[str]:
+    """The object types graphql-core completed itself, field by field."""
+    completed: list[str] = []
+    complete = ColumnExecutor.complete_object_value
+
+    def record(self, return_type, *args):
+        completed.append(return_type.name)
+        return complete(self, return_type, *args)
+
+    monkeypatch.setattr(ColumnExecutor, "complete_object_value", record, raising=False)
+    return completed
+
+
+# A coroutine the query does not select is never awaited, by either executor.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("query", QUERIES)
+def test_a_plan_answers_as_graphql_core_does_whatever_it_is_handed(planned, shape, query):
+    variables = {"on": True} if "$on" in QUERIES[query] else None
+
+    def run(executor: type | None) -> tuple[Any, list[tuple]]:
+        result = asyncio.run(
+            synthetic_schema(SHAPES[shape], executor).execute(
+                QUERIES[query], variable_values=variables
+            )
+        )
+        return result.data, [(e.message, e.path) for e in result.errors or ()]
+
+    assert run(PlannedExecutor) == run(None)
+    assert planned, "no plan was tried"
+    if shape == "plain":
+        assert all(planned)
+
+
+def test_a_plan_is_worked_out_once_per_selection():
+    made = []
+    original = Planner._object
+
+    def counting(self, object_type, details):
+        made.append(object_type.name)
+        return original(self, object_type, details)
+
+    query = "{ items { name child { name } } }"
+    items = [
+        Item(name=str(n), tags=[], scores=None, child=Item(name="c", tags=[], scores=None))
+        for n in range(20)
+    ]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Planner, "_object", counting)
+        result = synthetic_schema(lambda: items, PlannedExecutor).execute_sync(query)
+    assert result.errors is None
+    assert len(result.data["items"]) == 20
+    assert sorted(made) == ["Item", "Item"]  # the item's selection, the child's
+
+
+def execute(query: str, viewer: Any, **variables: Any) -> dict:
+    result = schema.execute_sync(
+        query,
+        variable_values=variables,
+        context_value=Context(request=RequestFactory().post("/graphql/"), user=viewer),
+    )
+    return {
+        "data": result.data,
+        "errors": [(e.message, e.path, e.extensions) for e in result.errors or ()],
+    }
+
+
+HISTORY = """query($chatId: ID!) { messages(chatId: $chatId, last: 10) {
+    edges { cursor node { __typename id seq kind body createdAt editedAt
+                          author { id displayName } } }
+    pageInfo { hasPreviousPage startCursor } } }"""
+
+
+@pytest.mark.django_db
+def test_a_history_page_is_one_plan_and_answers_as_graphql_core_does(
+    monkeypatch, planned, long_way, make_user
+):
+    ada, bob = make_user(display_name="Ada"), make_user(display_name="Bob")
+    chat = chats.open_direct_chat(user=ada, other_user_id=bob.pk)
+    for body in ("one", "two", "three"):
+        messages.send_message(author=ada, chat_id=chat.pk, body=body)
+
+    ours = execute(HISTORY, ada, chatId=str(chat.pk))
+    assert planned
+    assert all(planned)
+    assert long_way == [], "graphql-core completed part of the page itself"
+    with monkeypatch.context() as patch:
+        patch.setattr(Planner, "_object", lambda *args: None)
+        theirs = execute(HISTORY, ada, chatId=str(chat.pk))
+
+    assert ours == theirs
+    page = ours["data"]["messages"]
+    assert [e["node"]["body"] for e in page["edges"]] == ["one", "two", "three"]
+    assert {e["node"]["author"]["displayName"] for e in page["edges"]} == {"Ada"}
+
+
+@pytest.mark.django_db
+def test_a_page_whose_author_is_not_joined_is_completed_the_long_way(
+    monkeypatch, planned, long_way, make_user
+):
+    """The page's query joins the author only when it is selected: a row without it (as
+    a reused page might be) makes the plan give way, and the resolver loads it."""
+    ada, bob = make_user(display_name="Ada"), make_user(display_name="Bob")
+    chat = chats.open_direct_chat(user=ada, other_user_id=bob.pk)
+    messages.send_message(author=bob, chat_id=chat.pk, body="hi")
+    monkeypatch.setattr("schema.queries.message_joins", lambda fields: ())  # join nothing
+
+    ours = execute(HISTORY, ada, chatId=str(chat.pk))
+
+    assert ours["errors"] == []
+    assert [e["node"]["author"]["displayName"] for e in ours["data"]["messages"]["edges"]] == [
+        "Bob"
+    ]
+    assert set(long_way) == {"MessageConnection", "MessageEdge", "Message"}  # gave way ...
+    assert True in planned  # ... and the author and page info still had their plans
