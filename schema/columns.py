@@ -110,6 +110,7 @@ def loaded_reader(field: Any, resolve: Callable[..., Any]) -> Callable[..., Any]
 
     read.reads_directly = True  # type: ignore[attr-defined]
     read.__wrapped__ = resolve  # type: ignore[attr-defined]  # the long way
+    read.when_loaded = (loaded, resolver, info_name, field)  # type: ignore[attr-defined]
     return read
 
 

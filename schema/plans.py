@@ -11,8 +11,10 @@ Most of a page needs none of it: every field reads what is already loaded. An ob
 *plan* says how to complete one selection of one object type when every selected field
 is such a read:
 
-- a column of the row, a joined row (`select_related`), or an attribute of a Strawberry
-  object with no resolver (an edge's `node` and `cursor`, a page's `pageInfo`);
+- a column of the row, a joined row (`select_related`), a resolver marked
+  `unless_loaded` (schema/hops.py) whose data is loaded (a chat list's unread counts,
+  last messages and peers), or an attribute of a Strawberry object with no resolver (an
+  edge's `node` and `cursor`, a page's `pageInfo`);
 - completed as a scalar or enum, a list of them, or an object with a plan of its own;
 - `__typename`.
 
@@ -28,11 +30,14 @@ it exactly as before. Reading is free of side effects, so doing it twice loses n
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from graphql import GraphQLObjectType, GraphQLOutputType, Undefined
 from graphql.execution.collect_fields import FieldDetailsList
+from graphql.pyutils import Path
 from graphql.type import GraphQLEnumType, GraphQLList, GraphQLNonNull, GraphQLScalarType
+from strawberry import Info
 from strawberry.execution.is_awaitable import optimized_is_awaitable
 from strawberry.types.cast import TYPE_CAST_ATTRIBUTE
 from strawberry.types.field import StrawberryField
@@ -45,11 +50,32 @@ COLLECTION_DIRECTIVES = frozenset({"skip", "include"})
 # Values that are never awaitable, so need no check (the common attribute values).
 PLAIN_VALUES = frozenset({str, int, float, bool, list, tuple, dict, type(None)})
 
-Complete = Callable[[Any], Any]
+# A planned reader or completer: `(value, path)`, the path of the field it reads or the
+# value it completes, None where nothing below asks for it (only a resolver's `info` does).
+Complete = Callable[[Any, Path | None], Any]
 
 
 class Unplanned(Exception):
     """The value needs graphql-core's own completion."""
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A reader or a completer, and whether it needs its path."""
+
+    run: Complete
+    wants_path: bool = False
+
+
+@dataclass(frozen=True)
+class Step:
+    key: str
+    read: Planned
+    complete: Planned | None  # None: the value read is the answer (`__typename`)
+
+    @property
+    def wants_path(self) -> bool:
+        return self.read.wants_path or (self.complete is not None and self.complete.wants_path)
 
 
 class Planner:
@@ -60,11 +86,11 @@ class Planner:
 
     def __init__(self, executor: Any) -> None:
         self.executor = executor
-        self.plans: dict[tuple[int, int], tuple[Any, Any, Complete | None]] = {}
+        self.plans: dict[tuple[int, int], tuple[Any, Any, Planned | None]] = {}
 
     def object_plan(
         self, object_type: GraphQLObjectType, field_details_list: FieldDetailsList
-    ) -> Complete | None:
+    ) -> Planned | None:
         key = (id(object_type), id(field_details_list))
         entry = self.plans.get(key)
         if entry is None or entry[0] is not field_details_list or entry[1] is not object_type:
@@ -75,7 +101,7 @@ class Planner:
 
     def _object(
         self, object_type: GraphQLObjectType, field_details_list: FieldDetailsList
-    ) -> Complete | None:
+    ) -> Planned | None:
         check = type_check(object_type)
         if check is False:
             return None
@@ -84,17 +110,18 @@ class Planner:
         )
         if new_defer_usages:
             return None
-        steps: list[tuple[str, Complete, Complete | None]] = []
+        steps = []
         for key, details in grouped.items():
-            step = self._field(object_type, details)
+            step = self._field(object_type, key, details)
             if step is None:
                 return None
-            steps.append((key, *step))
-        return object_completer(check, tuple(steps))
+            steps.append(step)
+        wants_path = any(step.wants_path for step in steps)
+        return Planned(object_completer(check, object_type.name, tuple(steps)), wants_path)
 
     def _field(
-        self, object_type: GraphQLObjectType, details: FieldDetailsList
-    ) -> tuple[Complete, Complete | None] | None:
+        self, object_type: GraphQLObjectType, key: str, details: FieldDetailsList
+    ) -> Step | None:
         node = details[0].node
         name = node.name.value
         if any(
@@ -105,31 +132,64 @@ class Planner:
             return None
         if name == "__typename":
             type_name = object_type.name
-            return (lambda source: type_name), None
+            return Step(key, Planned(lambda source, path: type_name), None)
         field = object_type.fields.get(name)
         if field is None or field.args or node.arguments:
             return None
-        read = reader(field)
+        read = self._reader(object_type, field, details)
         if read is None:
             return None
         complete = self._value(field.type, details)
         if complete is None:
             return None
-        return read, complete
+        return Step(key, read, complete)
+
+    def _reader(
+        self, object_type: GraphQLObjectType, field: Any, details: FieldDetailsList
+    ) -> Planned | None:
+        """How a planned field reads its value, raising `Unplanned` where its resolver
+        would do more than read."""
+        resolve = field.resolve
+        attname = getattr(resolve, "attname", None)  # `columns.column_reader`
+        if attname is not None:
+            return Planned(column_reader(attname))
+        cache_name = getattr(resolve, "cache_name", None)  # `columns.related_reader`
+        if cache_name is not None:
+            return Planned(related_reader(cache_name))
+        when_loaded = getattr(resolve, "when_loaded", None)  # `columns.loaded_reader`
+        if when_loaded is not None:
+            loaded, resolver, info_name, definition = when_loaded
+            if info_name is None:
+                return Planned(loaded_reader(loaded, resolver))
+            executor, nodes = self.executor, [detail.node for detail in details]
+
+            def info(path: Path) -> Info:
+                raw = executor.build_resolve_info(field, nodes, object_type, path)
+                return Info(_raw_info=raw, _field=definition)
+
+            return Planned(loaded_reader(loaded, resolver, info_name, info), wants_path=True)
+        definition = field.extensions.get(DEFINITION)
+        if getattr(resolve, "_is_default", False) and type(definition) is StrawberryField:
+            return Planned(attribute_reader(definition.default_resolver, definition.python_name))
+        return None
 
     def _value(
         self, type_: GraphQLOutputType, details: FieldDetailsList, listed: bool = False
-    ) -> Complete | None:
+    ) -> Planned | None:
         nullable = not isinstance(type_, GraphQLNonNull)
         named = type_ if nullable else type_.of_type
         if isinstance(named, GraphQLScalarType | GraphQLEnumType):
-            return leaf_completer(named.coerce_output_value, nullable, listed)
+            return Planned(leaf_completer(named.coerce_output_value, nullable, listed))
         if isinstance(named, GraphQLList):
             item = self._value(named.of_type, details, listed=True)
-            return None if item is None else list_completer(item, nullable)
+            if item is None:
+                return None
+            return Planned(list_completer(item, nullable), item.wants_path)
         if isinstance(named, GraphQLObjectType):
             plan = self.object_plan(named, details)
-            return None if plan is None else object_value_completer(plan, nullable)
+            if plan is None:
+                return None
+            return Planned(object_value_completer(plan.run, nullable), plan.wants_path)
         return None  # an interface or a union: graphql-core resolves the type
 
 
@@ -149,41 +209,59 @@ def type_check(object_type: GraphQLObjectType) -> Callable[[Any], bool] | bool |
     return check
 
 
-def reader(field: Any) -> Complete | None:
-    """How a planned field reads its value, raising `Unplanned` where its resolver would
-    do more than read."""
-    resolve = field.resolve
-    attname = getattr(resolve, "attname", None)  # `columns.column_reader`
-    if attname is not None:
+def column_reader(attname: str) -> Complete:
+    def column(source: Any, path: Path | None) -> Any:
+        try:
+            return source.__dict__[attname]
+        except (KeyError, AttributeError):
+            raise Unplanned from None
 
-        def column(source: Any) -> Any:
-            try:
-                return source.__dict__[attname]
-            except (KeyError, AttributeError):
-                raise Unplanned from None
+    return column
 
-        return column
-    cache_name = getattr(resolve, "cache_name", None)  # `columns.related_reader`
-    if cache_name is not None:
 
-        def related(source: Any) -> Any:
-            try:
-                return source._state.fields_cache[cache_name]
-            except (KeyError, AttributeError):
-                raise Unplanned from None
+def related_reader(cache_name: str) -> Complete:
+    def related(source: Any, path: Path | None) -> Any:
+        try:
+            return source._state.fields_cache[cache_name]
+        except (KeyError, AttributeError):
+            raise Unplanned from None
 
-        return related
-    definition = field.extensions.get(DEFINITION)
-    if getattr(resolve, "_is_default", False) and type(definition) is StrawberryField:
-        return attribute_reader(definition.default_resolver, definition.python_name)
-    return None
+    return related
+
+
+def loaded_reader(
+    loaded: Callable[[Any], bool],
+    resolver: Callable[..., Any],
+    info_name: str | None = None,
+    info: Callable[[Path], Info] | None = None,
+) -> Complete:
+    """A resolver marked `unless_loaded` (schema/hops.py), called when its data is loaded,
+    as `columns.loaded_reader` calls it; not loaded, graphql-core hops to a thread for it."""
+
+    def resolved(source: Any, path: Path | None) -> Any:
+        if not loaded(source):
+            raise Unplanned
+        try:
+            if info is None:
+                result = resolver(source)
+            else:
+                result = resolver(source, **{info_name: info(path)})
+        except Exception:
+            raise Unplanned from None  # graphql-core calls it again, and reports it
+        if result.__class__ not in PLAIN_VALUES and (
+            isinstance(result, QUERYSETS) or optimized_is_awaitable(result)
+        ):
+            raise Unplanned
+        return result
+
+    return resolved
 
 
 def attribute_reader(default_resolver: Callable[[Any, str], Any], name: str) -> Complete:
     """A Strawberry field with no resolver, as Strawberry reads it. The optimizer's
     middleware acts on what such a field holds only when it is a queryset."""
 
-    def attribute(source: Any) -> Any:
+    def attribute(source: Any, path: Path | None) -> Any:
         try:
             value = default_resolver(source, name)
         except Exception:
@@ -198,9 +276,19 @@ def attribute_reader(default_resolver: Callable[[Any, str], Any], name: str) -> 
 
 
 def object_completer(
-    check: Callable[[Any], bool] | None, steps: tuple[tuple[str, Complete, Complete | None], ...]
+    check: Callable[[Any], bool] | None, type_name: str, steps: tuple[Step, ...]
 ) -> Complete:
-    def complete(source: Any) -> dict[str, Any]:
+    plan = tuple(
+        (
+            step.key,
+            step.read.run,
+            None if step.complete is None else step.complete.run,
+            step.wants_path,
+        )
+        for step in steps
+    )
+
+    def complete(source: Any, path: Path | None) -> dict[str, Any]:
         if check is None:
             # graphql-core awaits an awaitable list item; a row of a model is none.
             if optimized_is_awaitable(source):
@@ -208,20 +296,21 @@ def object_completer(
         elif not check(source):
             raise Unplanned
         result = {}
-        for key, read, value in steps:
-            result[key] = read(source) if value is None else value(read(source))
+        for key, read, value, wants_path in plan:
+            at = Path(path, key, type_name) if wants_path else None
+            result[key] = read(source, at) if value is None else value(read(source, at), at)
         return result
 
     return complete
 
 
 def object_value_completer(plan: Complete, nullable: bool) -> Complete:
-    def complete(value: Any) -> Any:
+    def complete(value: Any, path: Path | None) -> Any:
         if value is None:
             if nullable:
                 return None
             raise Unplanned
-        return plan(value)
+        return plan(value, path)
 
     return complete
 
@@ -230,7 +319,7 @@ def leaf_completer(serialize: Callable[[Any], Any], nullable: bool, listed: bool
     """A scalar or enum. A list's item may be awaitable, which graphql-core awaits; a
     field's value was checked when it was read."""
 
-    def complete(value: Any) -> Any:
+    def complete(value: Any, path: Path | None) -> Any:
         if value is None:
             if nullable:
                 return None
@@ -248,15 +337,19 @@ def leaf_completer(serialize: Callable[[Any], Any], nullable: bool, listed: bool
     return complete
 
 
-def list_completer(item: Complete, nullable: bool) -> Complete:
-    def complete(value: Any) -> Any:
+def list_completer(item: Planned, nullable: bool) -> Complete:
+    run, wants_path = item.run, item.wants_path
+
+    def complete(value: Any, path: Path | None) -> Any:
         if value is None:
             if nullable:
                 return None
             raise Unplanned
         if value.__class__ is not list and value.__class__ is not tuple:
             raise Unplanned  # an iterator would be spent by a second completion
-        return [item(entry) for entry in value]
+        if wants_path:
+            return [run(entry, Path(path, index, None)) for index, entry in enumerate(value)]
+        return [run(entry, None) for entry in value]
 
     return complete
 
@@ -284,7 +377,7 @@ class PlannedExecutor(ColumnExecutor):
             plan = planner.object_plan(return_type, field_details_list)
             if plan is not None:
                 try:
-                    return plan(result)
+                    return plan.run(result, path)
                 except Unplanned:
                     pass
         return super().complete_object_value(

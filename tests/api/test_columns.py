@@ -135,6 +135,7 @@ fragment More on User { displayName joinedAt }"""
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("completion", ["by ColumnExecutor", "by a plan"])
 @pytest.mark.parametrize(
     ("column", "value"),
     [
@@ -146,7 +147,7 @@ fragment More on User { displayName joinedAt }"""
     ],
 )
 def test_scalar_columns_complete_exactly_as_graphql_core_completes_them(
-    monkeypatch, make_user, column, value
+    monkeypatch, make_user, column, value, completion
 ):
     make_user(display_name="Ada")
     viewer = User.objects.get()
@@ -155,12 +156,26 @@ def test_scalar_columns_complete_exactly_as_graphql_core_completes_them(
     elif column is not None:
         viewer.__dict__[column] = value
     completed = []
-    leaf_column = columns.leaf_column
-    monkeypatch.setattr(
-        columns, "leaf_column", lambda *args: completed.append(leaf_column(*args)) or completed[-1]
-    )
+    if completion == "by a plan":
+        plan = plans.Planner._object
+        spy = (
+            plans.Planner,
+            "_object",
+            lambda *args: completed.append(plan(*args)) or completed[-1],
+        )
+    else:
+        leaf_column = columns.leaf_column
+        spy = (
+            columns,
+            "leaf_column",
+            lambda *a: completed.append(leaf_column(*a)) or completed[-1],
+        )
 
-    ours = execute(PROFILE, viewer)
+    with monkeypatch.context() as patch:
+        patch.setattr(*spy)
+        if completion == "by ColumnExecutor":
+            patch.setattr(plans.Planner, "_object", lambda *args: None)
+        ours = execute(PROFILE, viewer)
 
     assert ours == as_graphql_core_completes(monkeypatch, PROFILE, viewer)
     assert any(completed), "the fast completion was not used"

@@ -84,16 +84,16 @@ def planned(monkeypatch) -> list[bool]:
         if plan is None:
             return None
 
-        def run(value):
+        def run(value, path):
             try:
-                result = plan(value)
+                result = plan.run(value, path)
             except plans.Unplanned:
                 answered.append(False)
                 raise
             answered.append(True)
             return result
 
-        return run
+        return plans.Planned(run, plan.wants_path)
 
     monkeypatch.setattr(Planner, "object_plan", record)
     return answered
@@ -215,3 +215,39 @@ def test_a_page_whose_author_is_not_joined_is_completed_the_long_way(
     ]
     assert set(long_way) == {"MessageConnection", "MessageEdge", "Message"}  # gave way ...
     assert True in planned  # ... and the author and page info still had their plans
+
+
+CHAT_LIST = """{ chats(first: 10) { edges { cursor node {
+    id kind name unreadCount lastReadSeq isMuted myRole
+    lastMessage { seq body author { displayName email } }
+    peer { id displayName email }
+} } pageInfo { hasNextPage endCursor } } }"""
+
+
+@pytest.mark.django_db
+def test_a_chat_list_is_one_plan_and_answers_as_graphql_core_does(
+    monkeypatch, planned, long_way, make_user
+):
+    """Unread counts, last messages and peers are read from what the page loaded, with the
+    viewer's `info` where a resolver asks for it (an email shows to its owner only)."""
+    ada, bob = make_user(display_name="Ada"), make_user(display_name="Bob")
+    direct = chats.open_direct_chat(user=ada, other_user_id=bob.pk)
+    room = chats.create_room(owner=ada, name="Room", is_public=True)
+    messages.send_message(author=bob, chat_id=direct.pk, body="hi")
+    messages.send_message(author=ada, chat_id=room.pk, body="mine")
+
+    ours = execute(CHAT_LIST, ada)
+    assert planned
+    assert all(planned)
+    assert long_way == [], "graphql-core completed part of the list itself"
+    with monkeypatch.context() as patch:
+        patch.setattr(Planner, "_object", lambda *args: None)
+        theirs = execute(CHAT_LIST, ada)
+
+    assert ours == theirs
+    nodes = {e["node"]["kind"]: e["node"] for e in ours["data"]["chats"]["edges"]}
+    assert nodes["DIRECT"]["unreadCount"] == 1
+    assert nodes["DIRECT"]["peer"] == {"id": str(bob.pk), "displayName": "Bob", "email": None}
+    assert nodes["DIRECT"]["lastMessage"]["author"] == {"displayName": "Bob", "email": None}
+    assert nodes["GROUP"]["lastMessage"]["author"] == {"displayName": "Ada", "email": ada.email}
+    assert nodes["GROUP"]["myRole"] == "OWNER"
