@@ -150,6 +150,9 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's backend, with the health check asked of the socket (no `SELECT 1` per
+    # request unless the server has sent something): server/postgresql/base.py.
+    DATABASES["default"]["ENGINE"] = "server.postgresql"
     # An unreachable database fails a request in seconds (SERVICE_UNAVAILABLE), not after
     # the operating system's TCP timeout.
     DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int(
