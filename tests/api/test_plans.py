@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import strawberry
 from django.test import RequestFactory
+from strawberry.extensions import ParserCache
 
 from chat.services import chats, messages
 from schema import plans, schema
@@ -52,7 +53,7 @@ SHAPES: dict[str, Any] = {
 }
 
 
-def synthetic_schema(items: Any, executor: type | None) -> strawberry.Schema:
+def synthetic_schema(items: Any, executor: type | None, **options: Any) -> strawberry.Schema:
     @strawberry.type
     class Query:
         @strawberry.field
@@ -60,8 +61,8 @@ def synthetic_schema(items: Any, executor: type | None) -> strawberry.Schema:
             return items()
 
     if executor is None:
-        return strawberry.Schema(Query)
-    return strawberry.Schema(Query, execution_context_class=executor)
+        return strawberry.Schema(Query, **options)
+    return strawberry.Schema(Query, execution_context_class=executor, **options)
 
 
 QUERIES = {
@@ -134,25 +135,54 @@ def test_a_plan_answers_as_graphql_core_does_whatever_it_is_handed(planned, shap
         assert all(planned)
 
 
-def test_a_plan_is_worked_out_once_per_selection():
-    made = []
+@pytest.fixture
+def plans_made(monkeypatch) -> list[str]:
+    """The object types a plan was worked out for."""
+    plans._shared.clear()
+    made: list[str] = []
     original = Planner._object
 
     def counting(self, object_type, details):
         made.append(object_type.name)
         return original(self, object_type, details)
 
+    monkeypatch.setattr(Planner, "_object", counting)
+    return made
+
+
+def test_a_plan_is_worked_out_once_per_selection_and_kept_for_the_same_document(plans_made):
     query = "{ items { name child { name } } }"
     items = [
         Item(name=str(n), tags=[], scores=None, child=Item(name="c", tags=[], scores=None))
         for n in range(20)
     ]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Planner, "_object", counting)
-        result = synthetic_schema(lambda: items, PlannedExecutor).execute_sync(query)
-    assert result.errors is None
-    assert len(result.data["items"]) == 20
-    assert sorted(made) == ["Item", "Item"]  # the item's selection, the child's
+    # The document is parsed once, as the project's DocumentCache parses it.
+    schema_ = synthetic_schema(lambda: items, PlannedExecutor, extensions=[ParserCache])
+    for _ in range(3):
+        result = schema_.execute_sync(query)
+        assert result.errors is None
+        assert len(result.data["items"]) == 20
+    assert sorted(plans_made) == ["Item", "Item"]  # the item's selection, the child's
+
+
+def test_a_selection_that_depends_on_the_variables_is_planned_per_execution(plans_made):
+    query = "query($on: Boolean!) { items { name @include(if: $on) tags } }"
+    schema_ = synthetic_schema(
+        lambda: [Item(name="n", tags=["t"], scores=None)],
+        PlannedExecutor,
+        extensions=[ParserCache],
+    )
+
+    answers = [
+        schema_.execute_sync(query, variable_values={"on": on}).data for on in (True, False, True)
+    ]
+
+    assert answers == [
+        {"items": [{"name": "n", "tags": ["t"]}]},
+        {"items": [{"tags": ["t"]}]},
+        {"items": [{"name": "n", "tags": ["t"]}]},
+    ]
+    assert plans_made == ["Item", "Item", "Item"]
 
 
 def execute(query: str, viewer: Any, **variables: Any) -> dict:
@@ -187,7 +217,7 @@ def test_a_history_page_is_one_plan_and_answers_as_graphql_core_does(
     assert all(planned)
     assert long_way == [], "graphql-core completed part of the page itself"
     with monkeypatch.context() as patch:
-        patch.setattr(Planner, "_object", lambda *args: None)
+        patch.setattr(Planner, "object_plan", lambda *args: None)
         theirs = execute(HISTORY, ada, chatId=str(chat.pk))
 
     assert ours == theirs
@@ -241,7 +271,7 @@ def test_a_chat_list_is_one_plan_and_answers_as_graphql_core_does(
     assert all(planned)
     assert long_way == [], "graphql-core completed part of the list itself"
     with monkeypatch.context() as patch:
-        patch.setattr(Planner, "_object", lambda *args: None)
+        patch.setattr(Planner, "object_plan", lambda *args: None)
         theirs = execute(CHAT_LIST, ada)
 
     assert ours == theirs
@@ -251,3 +281,10 @@ def test_a_chat_list_is_one_plan_and_answers_as_graphql_core_does(
     assert nodes["DIRECT"]["lastMessage"]["author"] == {"displayName": "Bob", "email": None}
     assert nodes["GROUP"]["lastMessage"]["author"] == {"displayName": "Ada", "email": ada.email}
     assert nodes["GROUP"]["myRole"] == "OWNER"
+
+    # The same document for another viewer, through the plan kept from Ada's: each
+    # resolver is given Bob's own request (an email shows to its owner only).
+    [bobs] = [e["node"] for e in execute(CHAT_LIST, bob)["data"]["chats"]["edges"]]
+    assert bobs["peer"] == {"id": str(ada.pk), "displayName": "Ada", "email": None}
+    assert bobs["lastMessage"]["author"] == {"displayName": "Bob", "email": bob.email}
+    assert bobs["unreadCount"] == 0
