@@ -10,6 +10,7 @@ from django.db import connection
 from django.db.models import (
     Case,
     Count,
+    Exists,
     F,
     IntegerField,
     Min,
@@ -223,11 +224,30 @@ def messages_of(chat: Chat, joins: tuple[str, ...] | None = None) -> QuerySet[Me
     return with_related(Message.objects.filter(chat=chat), joins)
 
 
-def chat_messages(chat: Chat, joins: tuple[str, ...] | None = None) -> Shaped:
-    """`messages_of`, built only when its SQL is not kept yet (chat.prepared): history pages
-    differ only in the chat, the cursor and the page size."""
-    chat_id = rows.param(Message, "chat", chat.pk)
-    return Shaped(("chat_messages", joins), lambda: messages_of(chat, joins), [chat_id])
+def member_messages(
+    *, user: User, chat_id: object, joins: tuple[str, ...] | None = None
+) -> Shaped:
+    """A chat's messages, or none when `user` is not its member (or the id is malformed):
+    the membership is checked by the page's own statement, `EXISTS` on the chat's and the
+    user's ids, which PostgreSQL answers once per statement. A history page was two round
+    trips, the membership (with its chat's row built) and then the page; it is one. A
+    page that comes back empty is an empty chat or a refusal: `membership_for` tells.
+
+    Built only when its SQL is not kept yet (chat.prepared): history pages differ only in
+    the chat, the viewer, the cursor and the page size."""
+    pk = parse_id(chat_id) or uuid.UUID(int=0)  # no chat has the nil id
+
+    def build() -> QuerySet[Message]:
+        member = Membership.objects.filter(chat_id=pk, user_id=user.pk)
+        return with_related(Message.objects.filter(Exists(member), chat_id=pk), joins)
+
+    params = [
+        1,  # Django's `EXISTS(SELECT %s AS "a" ...)`
+        rows.param(Membership, "chat", pk),
+        rows.param(Membership, "user", user.pk),
+        rows.param(Message, "chat", pk),
+    ]
+    return Shaped(("member_messages", joins), build, params)
 
 
 class RowValuesIn(TupleIn):

@@ -137,9 +137,10 @@ class Query(NotificationQuery, RoomQuery, ConversationQuery):
         last: Last = None,
         before: Before = None,
     ) -> Connection[Message]:
-        chat = selectors.chat_for_member(user=require_viewer(info), chat_id=chat_id)
-        return paginate(
-            selectors.chat_messages(chat, message_joins(selected_below(info, "edges", "node"))),
+        viewer = require_viewer(info)
+        joins = message_joins(selected_below(info, "edges", "node"))
+        page = paginate(
+            selectors.member_messages(user=viewer, chat_id=chat_id, joins=joins),
             MESSAGE_ORDER,
             first=first,
             after=after,
@@ -147,3 +148,6 @@ class Query(NotificationQuery, RoomQuery, ConversationQuery):
             before=before,
             default_last=50,
         )
+        if not page.edges:  # an empty chat, or one the viewer is not in (NotFound)
+            selectors.membership_for(user=viewer, chat_id=chat_id)
+        return page

@@ -545,6 +545,34 @@ def test_a_non_member_cannot_read_or_write_a_chat(gql, user, make_user, direct):
 @pytest.mark.django_db
 def test_an_unknown_chat_is_not_found(gql, token, chat_id):
     assert gql.execute(CHAT, {"id": chat_id}, token=token).error_codes == ["NOT_FOUND"]
+    assert gql.execute(HISTORY, {"chatId": chat_id}, token=token).error_codes == ["NOT_FOUND"]
+
+
+@pytest.mark.django_db
+def test_a_member_reads_an_empty_page_where_a_stranger_is_refused(gql, token, user, make_user):
+    """The page's statement checks the membership itself: no rows is an empty chat, or a
+    page before the first message, for a member, and NOT_FOUND for anyone else."""
+    empty = services.open_direct_chat(user=user, other_user_id=make_user().id)
+    stranger = token_for(make_user())
+    busy = services.create_room(owner=user, name="Busy")
+    services.send_message(author=user, chat_id=busy.id, body="the newest")
+    edges = gql.execute(HISTORY, {"chatId": str(busy.id)}, token=token).data["messages"]["edges"]
+    first = edges[0]
+
+    pages = [
+        gql.execute(HISTORY, {"chatId": str(empty.id)}, token=token),
+        gql.execute(HISTORY, {"chatId": str(busy.id), "before": first["cursor"]}, token=token),
+    ]
+    refused = [
+        gql.execute(HISTORY, {"chatId": str(empty.id)}, token=stranger),
+        gql.execute(HISTORY, {"chatId": str(busy.id), "before": first["cursor"]}, token=stranger),
+    ]
+
+    for page in pages:
+        assert "errors" not in page.json
+        assert page.data["messages"]["edges"] == []
+        assert page.data["messages"]["pageInfo"]["hasPreviousPage"] is False
+    assert [r.error_codes for r in refused] == [["NOT_FOUND"], ["NOT_FOUND"]]
 
 
 @pytest.mark.django_db

@@ -43,12 +43,15 @@ def room(user, grace) -> Chat:
     return room
 
 
-def by_chat(chat: Chat, builds: list) -> Shaped:
+def by_chat(chat: Chat, builds: list, reader) -> Shaped:
+    shaped = selectors.member_messages(
+        user=reader, chat_id=chat.pk, joins=("author", "reply_to", "reply_to__author")
+    )
+
     def build():
         builds.append(chat.pk)
-        return selectors.messages_of(chat, ("author", "reply_to", "reply_to__author"))
+        return shaped.build()
 
-    shaped = selectors.chat_messages(chat, ("author", "reply_to", "reply_to__author"))
     return Shaped(("test", shaped.key), build, shaped.params)
 
 
@@ -57,9 +60,10 @@ def test_a_shape_is_compiled_once_and_each_run_reads_its_own_parameters(room, us
     services.send_message(author=grace, chat_id=other.id, body="elsewhere")
     queries, builds = PreparedQueries(), []
 
-    first = queries.fetch(by_chat(room, builds))
-    again = queries.fetch(by_chat(room, builds))
-    elsewhere = queries.fetch(by_chat(other, builds))
+    first = queries.fetch(by_chat(room, builds, grace))
+    again = queries.fetch(by_chat(room, builds, user))
+    elsewhere = queries.fetch(by_chat(other, builds, grace))
+    not_a_member = queries.fetch(by_chat(other, builds, user))
 
     orm = list(selectors.messages_of(room, ("author", "reply_to", "reply_to__author")))
     same_rows(first, orm)
@@ -69,6 +73,7 @@ def test_a_shape_is_compiled_once_and_each_run_reads_its_own_parameters(room, us
     )
     assert [m.chat_id for m in elsewhere] == [other.pk] * len(elsewhere)
     assert "elsewhere" in [m.body for m in elsewhere]
+    assert not_a_member == []
     assert builds == [room.pk]  # built and compiled once; the later runs only executed
     reply = next(m for m in again if m.body == "a reply")
     assert reply.reply_to.body == "first"
@@ -91,10 +96,14 @@ def test_a_shape_whose_parameters_are_not_djangos_runs_through_the_orm_every_tim
     assert len(builds) == 3  # two runs and the check above: never kept
 
 
-def test_history_pages_and_cursors_through_a_kept_shape_match_the_orm(room):
+def test_history_pages_and_cursors_through_a_kept_shape_match_the_orm(room, grace, make_user):
+    prepared.clear()
     every = list(Message.objects.filter(chat=room).order_by("seq"))
-    shaped = selectors.chat_messages(room, ("author",))
+    shaped = selectors.member_messages(user=grace, chat_id=room.pk, joins=("author",))
     orm = selectors.messages_of(room, ("author",))
+    stranger = make_user(display_name="Stranger")
+    refused = selectors.member_messages(user=stranger, chat_id=room.pk, joins=("author",))
+    malformed = selectors.member_messages(user=grace, chat_id="not an id", joins=("author",))
 
     for _ in range(2):  # the second time from the kept SQL
         newest = paginate(shaped, MESSAGE_ORDER, last=3)
@@ -108,6 +117,12 @@ def test_history_pages_and_cursors_through_a_kept_shape_match_the_orm(room):
         assert forward.page_info.has_next_page
         same_rows([e.node for e in newest.edges], list(orm.order_by("seq"))[-3:])
         same_rows([e.node for e in older.edges], list(orm.order_by("seq"))[-6:-3])
+        for not_a_member in (refused, malformed):  # the same statements, with no rows
+            assert paginate(not_a_member, MESSAGE_ORDER, last=3).edges == []
+            before = newest.page_info.start_cursor
+            assert paginate(not_a_member, MESSAGE_ORDER, last=3, before=before).edges == []
+
+    assert kept("member_messages") == [True, True, True]  # newest, before, after
 
 
 def test_a_chat_lists_newest_messages_match_the_orm_page_after_page(user, grace):
