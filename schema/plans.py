@@ -29,6 +29,7 @@ list) makes the whole object go graphql-core's way, which resolves, reports and 
 it exactly as before. Reading is free of side effects, so doing it twice loses nothing.
 """
 
+import weakref
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -138,7 +139,9 @@ class Planner:
     a twentieth of a history page's CPU."""
 
     def __init__(self, executor: Any) -> None:
-        self.executor = executor
+        # Weakly: the executor holds its planner, and a cycle would keep every request's
+        # execution (its result and everything it read) for the garbage collector.
+        self._executor = weakref.ref(executor)
         self.plans: dict[tuple[int, int], tuple[Any, Any, Planned | None]] = {}
         self.shared = not collects_by_variables(executor.operation, executor.fragments)
 
@@ -181,7 +184,7 @@ class Planner:
         check = type_check(object_type)
         if check is False:
             return None
-        grouped, new_defer_usages, _ = self.executor.collect_subfields(
+        grouped, new_defer_usages, _ = self._executor().collect_subfields(
             object_type, field_details_list
         )
         if new_defer_usages:
