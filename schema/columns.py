@@ -40,10 +40,11 @@ from graphql.execution.middleware import MiddlewareManager
 from graphql.pyutils import Path
 from graphql.type import GraphQLEnumType, GraphQLNonNull, GraphQLScalarType
 from strawberry import Info
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types.base import StrawberryObjectDefinition
 from strawberry.types.cast import TYPE_CAST_ATTRIBUTE
 from strawberry_django.fields.field import StrawberryDjangoField
+
+from schema.acyclic import AcyclicExecutor
 
 # Descriptors whose `__get__` returns `row.__dict__[attname]` once it is loaded. Subclasses
 # such as `FileDescriptor` wrap the value, so only these exact types qualify.
@@ -215,7 +216,7 @@ def leaf_column(
     return attname, named.coerce_output_value, nullable
 
 
-class ColumnExecutor(StrawberryGraphQLCoreExecutionContext):
+class ColumnExecutor(AcyclicExecutor):
     """Completes loaded scalar columns directly; see the module's docstring.
 
     How each selected field is completed is worked out once per execution, on its first

@@ -1,0 +1,98 @@
+"""Executions are freed when they end, not by the garbage collector (schema/acyclic.py)."""
+
+import asyncio
+import gc
+import weakref
+from contextlib import contextmanager
+
+import pytest
+import strawberry
+
+from chat.services import chats, messages
+from schema import execution
+from schema.acyclic import AcyclicExecutor
+
+
+@contextmanager
+def no_collector():
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+@pytest.fixture
+def executions(monkeypatch) -> list[weakref.ref]:
+    made: list[weakref.ref] = []
+    init = execution.SharedEventExecutor.__init__
+
+    def remember(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        made.append(weakref.ref(self))
+
+    monkeypatch.setattr(execution.SharedEventExecutor, "__init__", remember)
+    return made
+
+
+HISTORY = """query($chatId: ID!) { messages(chatId: $chatId, last: 10) {
+    edges { node { seq body author { displayName } reactions { emoji count } } } } }"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_history_page_over_http_is_freed_as_soon_as_it_is_answered(
+    executions, gql, user, token, grace
+):
+    chat = chats.open_direct_chat(user=user, other_user_id=grace.pk)
+    messages.send_message(author=grace, chat_id=chat.pk, body="hi")
+    gql.execute(HISTORY, {"chatId": str(chat.pk)}, token=token)  # warm: caches filled
+    executions.clear()
+
+    with no_collector():
+        reply = gql.execute(HISTORY, {"chatId": str(chat.pk)}, token=token)
+        [execution_] = executions
+        freed = execution_() is None
+
+    assert reply.data["messages"]["edges"][0]["node"]["body"] == "hi"
+    assert freed, "the execution waited for the garbage collector"
+
+
+def test_resolvers_still_gather_and_track_asynchronous_work():
+    tracked: list[str] = []
+
+    async def later(value: str) -> str:
+        await asyncio.sleep(0)
+        tracked.append(value)
+        return value
+
+    @strawberry.type
+    class Query:
+        @strawberry.field
+        async def both(self, info: strawberry.Info) -> list[str]:
+            helpers = info._raw_info.async_helpers
+            helpers.track([later("tracked"), "not awaitable"])
+            return await helpers.gather([later("a"), later("b")])
+
+    made: list[weakref.ref] = []
+
+    class Remembered(AcyclicExecutor):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(weakref.ref(self))
+
+    synthetic = strawberry.Schema(Query, execution_context_class=Remembered)
+
+    async def run():
+        result = await synthetic.execute("{ both }")
+        await asyncio.sleep(0.01)  # the tracked work settles in the background
+        return result
+
+    with no_collector():
+        result = asyncio.run(run())
+        freed = made[0]() is None
+
+    assert result.errors is None
+    assert result.data == {"both": ["a", "b"]}
+    assert "tracked" in tracked
+    assert freed
