@@ -13,10 +13,10 @@ position) go to PostgreSQL as one statement (`run`): through the ORM they were f
 statements and about 15 % of a send's CPU (py-spy, bench/RESULTS.md, issue 14).
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Field, Model
 
 
@@ -46,6 +46,14 @@ class _Names:
 def param(model: type[Model], name: str, value: Any) -> Any:
     """`value` as the database takes it for the field `name` (UUIDs, datetimes)."""
     return model._meta.get_field(name).get_db_prep_value(value, connection)
+
+
+def params(model: type[Model], name: str, values: Iterable[Any]) -> list[Any]:
+    """`param` of each value, the field and the thread's connection looked up once (a
+    chat list's newest messages take 100)."""
+    prepare = model._meta.get_field(name).get_db_prep_value
+    database = connections[DEFAULT_DB_ALIAS]
+    return [prepare(value, database) for value in values]
 
 
 class Columns:

@@ -273,14 +273,11 @@ class RowValuesIn(TupleIn):
         wanted = [values for values in self.rhs if None not in values]  # NULL equals nothing
         if not wanted:
             raise EmptyResultSet
-        prepared = [
-            [
-                field.get_db_prep_value(value, connection)
-                for field, value in zip(fields, values, strict=True)
-            ]
-            for values in wanted
+        columns = [
+            [field.get_db_prep_value(value, connection) for value in values]
+            for field, values in zip(fields, zip(*wanted, strict=True), strict=True)
         ]
-        return self.rhs_sql(fields, len(wanted), connection), self.rhs_params(prepared, connection)
+        return self.rhs_sql(fields, len(wanted), connection), self.rhs_params(columns, connection)
 
     @staticmethod
     def rhs_sql(fields: list[Any], count: int, connection: Any) -> str:
@@ -291,12 +288,12 @@ class RowValuesIn(TupleIn):
         return "(" + ", ".join([row] * count) + ")"
 
     @staticmethod
-    def rhs_params(rows: list[list[Any]], connection: Any) -> list[Any]:
-        """The statement's parameters for `rows` of prepared values: one list per column
-        on PostgreSQL, every value in turn elsewhere."""
+    def rhs_params(columns: list[list[Any]], connection: Any) -> list[Any]:
+        """The statement's parameters for the prepared values of each column: one list
+        per column on PostgreSQL, each row's values in turn elsewhere."""
         if connection.vendor == "postgresql":
-            return [list(column) for column in zip(*rows, strict=True)]
-        return [value for row in rows for value in row]
+            return columns
+        return [value for row in zip(*columns, strict=True) for value in row]
 
 
 def last_messages(
@@ -315,13 +312,11 @@ def last_messages(
         return with_related(newest, joins)
 
     # Compiled once per page size and joins (chat.prepared); the parameters are the pairs.
-    params = RowValuesIn.rhs_params(
-        [
-            [rows.param(Message, "chat", chat_id), rows.param(Message, "seq", last_seq)]
-            for chat_id, last_seq in wanted
-        ],
-        connection,
-    )
+    columns = [
+        rows.params(Message, "chat", [chat_id for chat_id, _ in wanted]),
+        rows.params(Message, "seq", [last_seq for _, last_seq in wanted]),
+    ]
+    params = RowValuesIn.rhs_params(columns, connection)
     newest = prepared.fetch(Shaped(("last_messages", joins, len(wanted)), build, params))
     return {message.chat_id: message for message in newest}
 
