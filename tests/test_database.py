@@ -74,3 +74,34 @@ def test_a_connection_the_server_ended_is_replaced_before_the_request_uses_it(
 
     assert replaced != ended
     assert long_checks == [1]
+
+
+def test_uuids_read_from_postgresql_are_the_uuids_uuid_parses():
+    import pickle
+    import uuid
+
+    from server.postgresql.base import read_uuid
+
+    values = [uuid.uuid4() for _ in range(200)] + [uuid.UUID(int=0), uuid.UUID(int=2**128 - 1)]
+    for value in values:
+        read = read_uuid(str(value))
+        assert type(read) is uuid.UUID
+        assert read == value
+        assert hash(read) == hash(value)
+        assert str(read) == str(value)
+        assert read.version == value.version
+        assert pickle.loads(pickle.dumps(read)) == value  # noqa: S301 - our own bytes
+    assert read_uuid(None) is None
+
+
+def test_a_query_returns_uuids_and_arrays_of_them(postgres):
+    import uuid
+
+    one, two = uuid.uuid4(), uuid.uuid4()
+    with postgres.cursor() as cursor:
+        cursor.execute("SELECT %s::uuid, %s::uuid[], NULL::uuid", [one, [one, two]])
+        single, array, null = cursor.fetchone()
+
+    assert (single, array, null) == (one, [one, two], None)
+    assert type(single) is uuid.UUID
+    assert all(type(value) is uuid.UUID for value in array)
