@@ -400,24 +400,15 @@ def read_then_complete(read: Complete, complete: Complete) -> Complete:
 
 
 def column_leaf(attname: str, serialize: Callable[[Any], Any], nullable: bool) -> Complete:
-    """`column_reader` and `leaf_completer` in one call."""
+    """`column_reader` and `leaf_completer` with one call fewer than `read_then_complete`."""
+    complete = leaf_completer(serialize, nullable, listed=False)
 
     def field(source: Any, path: Path | None) -> Any:
         try:
             value = source.__dict__[attname]
         except (KeyError, AttributeError):
             raise Unplanned from None
-        if value is None:
-            if nullable:
-                return None
-            raise Unplanned
-        try:
-            serialized = serialize(value)
-        except Exception:
-            raise Unplanned from None
-        if serialized is None or serialized is Undefined:
-            raise Unplanned
-        return serialized
+        return complete(value, path)
 
     return field
 
