@@ -77,7 +77,7 @@ class Unplanned(Exception):
 class Planned:
     """A reader or a completer, and whether it needs its path. A column's reader names
     the column, a scalar's completer its serializer and nullability, so that the commonest
-    field, a loaded scalar column, is one call instead of two."""
+    field, a loaded scalar column, is read and completed in one call (`column_leaf`)."""
 
     run: Complete
     wants_path: bool = False
@@ -400,7 +400,8 @@ def read_then_complete(read: Complete, complete: Complete) -> Complete:
 
 
 def column_leaf(attname: str, serialize: Callable[[Any], Any], nullable: bool) -> Complete:
-    """`column_reader` and `leaf_completer` with one call fewer than `read_then_complete`."""
+    """`column_reader` in line, then `leaf_completer`: one call fewer a field than
+    `read_then_complete`."""
     complete = leaf_completer(serialize, nullable, listed=False)
 
     def field(source: Any, path: Path | None) -> Any:
