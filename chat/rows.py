@@ -68,12 +68,19 @@ class Columns:
         self._converters: list[tuple[int, list, Any]] | None = None
 
     def build(self, row: Sequence[Any], start: int = 0) -> Model:
-        """The instance from `row[start:]`, its values converted as the ORM would."""
+        """The instance from `row[start:]`, its values converted as the ORM would.
+
+        The connection is asked for only where a column has converters (none on
+        PostgreSQL for the token lookup): on the event loop each request is a context of
+        its own, where asking for it builds a `DatabaseWrapper` per request."""
         values = list(row[start : start + len(self.fields)])
-        for index, converters, expression in self._converters_for():
-            for convert in converters:
-                values[index] = convert(values[index], expression, connection)
-        return self.model.from_db(connection.alias, self.names, values)
+        converters = self._converters_for()
+        if converters:
+            database = connections[DEFAULT_DB_ALIAS]
+            for index, convert_all, expression in converters:
+                for convert in convert_all:
+                    values[index] = convert(values[index], expression, database)
+        return self.model.from_db(DEFAULT_DB_ALIAS, self.names, values)
 
     def _converters_for(self) -> list[tuple[int, list, Any]]:
         if self._converters is None:

@@ -3,6 +3,7 @@ asked once per token, and nothing that ends or changes a sign-in is missed."""
 
 import asyncio
 import contextlib
+import contextvars
 from datetime import timedelta
 
 import pytest
@@ -79,6 +80,34 @@ async def test_a_token_is_looked_up_once_then_answered_from_the_cache(asgi_app, 
         assert (await http(asgi_app, ME, {}, token)) == {"data": {"me": {"displayName": "Ada"}}}
 
     assert lookups == []
+
+
+async def test_a_request_signed_in_from_the_cache_builds_no_database_connection(
+    asgi_app, ada, monkeypatch
+):
+    """Each request on the event loop is a context of its own: asking it for the database
+    connection there built a `DatabaseWrapper` per request, only to name its alias."""
+    from django.db import connections
+
+    if connections["default"].vendor != "postgresql":
+        pytest.skip("needs DATABASE_URL: SQLite's columns have converters, which need one")
+    _, token = ada
+    await cached(asgi_app, token)
+    created: list[str] = []
+    create = connections.create_connection
+
+    def counted(alias: str):
+        created.append(alias)
+        return create(alias)
+
+    monkeypatch.setattr(connections, "create_connection", counted)
+    for _ in range(5):
+        # A context of its own, as daphne gives each request: not the test's, which holds
+        # a connection already.
+        request = http(asgi_app, "{ __typename }", {}, token)
+        assert (await asyncio.create_task(request, context=contextvars.Context()))["data"]
+
+    assert created == []
 
 
 async def test_an_unknown_token_is_never_cached(asgi_app, ada, lookups):
