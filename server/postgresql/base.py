@@ -2,8 +2,8 @@
 and psycopg2's UUIDs read without parsing every form a UUID may be written in.
 
 With `CONN_HEALTH_CHECKS`, Django runs `SELECT 1` before each request's first query on a
-reused connection: a round trip on every request, about a tenth of a history page's
-database time and a third of a request that only checks a token. PostgreSQL ends a
+reused connection: one more round trip for every request that queries (PostgreSQL's
+statement log showed a `SELECT 1` before each history page's statements). PostgreSQL ends a
 connection (a restart, `pg_terminate_backend`, an idle timeout) by sending the reason and
 closing the socket, so an idle connection with nothing to read is as alive as `SELECT 1`
 would find it: only one with something to read, or that cannot be polled, is checked
