@@ -252,7 +252,7 @@ def member_messages(
 
 class RowValuesIn(TupleIn):
     """`(a, b) IN ((%s, %s), ...)`, each value prepared by its column's field; on
-    PostgreSQL `(a, b) IN (SELECT * FROM unnest(%s::uuid[], %s::integer[]))`, one array
+    PostgreSQL `(a, b) IN (SELECT * FROM unnest(%s::uuid[], %s::bigint[]))`, one array
     per column.
 
     Django's `TupleIn` wraps every value in a `Value` expression and compiles each: 100 of
