@@ -34,18 +34,23 @@ mutation($current: String!, $new: String!) {
 """
 
 
+def recorded(monkeypatch, owner: object, name: str) -> list:
+    """The argument of each call to `owner.name`, which is still made."""
+    seen: list = []
+    original = getattr(owner, name)
+
+    def record(argument):
+        seen.append(argument)
+        return original(argument)
+
+    monkeypatch.setattr(owner, name, record)
+    return seen
+
+
 @pytest.fixture
 def lookups(monkeypatch) -> list[str]:
     """The token lookups that reach the database."""
-    seen: list[str] = []
-    lookup = auth.lookup_token
-
-    def counted(key_hash: str):
-        seen.append(key_hash)
-        return lookup(key_hash)
-
-    monkeypatch.setattr(auth, "lookup_token", counted)
-    return seen
+    return recorded(monkeypatch, auth, "lookup_token")
 
 
 async def cached(app, token: str) -> None:
@@ -93,14 +98,7 @@ async def test_a_request_signed_in_from_the_cache_builds_no_database_connection(
         pytest.skip("needs DATABASE_URL: SQLite's columns have converters, which need one")
     _, token = ada
     await cached(asgi_app, token)
-    created: list[str] = []
-    create = connections.create_connection
-
-    def counted(alias: str):
-        created.append(alias)
-        return create(alias)
-
-    monkeypatch.setattr(connections, "create_connection", counted)
+    created = recorded(monkeypatch, connections, "create_connection")
     for _ in range(5):
         # A context of its own, as daphne gives each request: not the test's, which holds
         # a connection already.
