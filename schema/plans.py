@@ -56,7 +56,7 @@ from strawberry.execution.is_awaitable import optimized_is_awaitable
 from strawberry.types.cast import TYPE_CAST_ATTRIBUTE
 from strawberry.types.field import StrawberryField
 
-from schema.columns import DEFINITION, QUERYSETS, ColumnExecutor
+from schema.columns import DEFINITION, QUERYSETS, ColumnExecutor, leaf_column
 
 # The only directives a planned field may carry: both were applied when its selection was
 # collected, so none is left to act.
@@ -75,14 +75,10 @@ class Unplanned(Exception):
 
 @dataclass(frozen=True)
 class Planned:
-    """A reader or a completer, and whether it needs its path. A column's reader names
-    the column, a scalar's completer its serializer and nullability, so that the commonest
-    field, a loaded scalar column, is read and completed in one call (`column_leaf`)."""
+    """A reader or a completer, and whether it needs its path."""
 
     run: Complete
     wants_path: bool = False
-    column: str | None = None
-    leaf: tuple[Callable[[Any], Any], bool] | None = None
 
 
 # The execution a plan runs in, for the `info` a resolver is given: plans outlive it.
@@ -214,14 +210,16 @@ class Planner:
         field = object_type.fields.get(name)
         if field is None or field.args or node.arguments:
             return None
+        # The commonest field, a loaded scalar column, read and completed in one call.
+        leaf = leaf_column(object_type, details)
+        if leaf is not None:
+            return Planned(column_leaf(*leaf))
         read = self._reader(object_type, field, details)
         if read is None:
             return None
         complete = self._value(field.type, details)
         if complete is None:
             return None
-        if read.column is not None and complete.leaf is not None:
-            return Planned(column_leaf(read.column, *complete.leaf))
         return Planned(
             read_then_complete(read.run, complete.run), read.wants_path or complete.wants_path
         )
@@ -234,7 +232,7 @@ class Planner:
         resolve = field.resolve
         attname = getattr(resolve, "attname", None)  # `columns.column_reader`
         if attname is not None:
-            return Planned(column_reader(attname), column=attname)
+            return Planned(column_reader(attname))
         cache_name = getattr(resolve, "cache_name", None)  # `columns.related_reader`
         if cache_name is not None:
             return Planned(related_reader(cache_name))
@@ -261,9 +259,7 @@ class Planner:
         nullable = not isinstance(type_, GraphQLNonNull)
         named = type_ if nullable else type_.of_type
         if isinstance(named, GraphQLScalarType | GraphQLEnumType):
-            serialize = named.coerce_output_value
-            leaf = None if listed else (serialize, nullable)
-            return Planned(leaf_completer(serialize, nullable, listed), leaf=leaf)
+            return Planned(leaf_completer(named.coerce_output_value, nullable, listed))
         if isinstance(named, GraphQLList):
             item = self._value(named.of_type, details, listed=True)
             if item is None:
