@@ -96,3 +96,49 @@ def test_resolvers_still_gather_and_track_asynchronous_work():
     assert result.data == {"both": ["a", "b"]}
     assert "tracked" in tracked
     assert freed
+
+
+SEND = """mutation($input: SendMessageInput!) {
+    sendMessage(input: $input) {
+        __typename ... on Message { seq body author { displayName } } } }"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_send_over_http_is_freed_as_soon_as_it_is_answered(executions, gql, user, token, grace):
+    chat = chats.open_direct_chat(user=user, other_user_id=grace.pk)
+    variables = {"input": {"chatId": str(chat.pk), "body": "warm"}}
+    gql.execute(SEND, variables, token=token)
+    executions.clear()
+
+    with no_collector():
+        reply = gql.execute(SEND, {"input": {"chatId": str(chat.pk), "body": "hi"}}, token=token)
+        [execution_] = executions
+        freed = execution_() is None
+
+    assert reply.data["sendMessage"]["body"] == "hi"
+    assert freed, "the execution waited for the garbage collector"
+
+
+async def test_a_subscription_events_execution_is_freed_once_delivered(
+    asgi_app, people, executions
+):
+    """The hub executes each event for the sockets that share its selection (schema.fanout);
+    that execution is freed once its frame is written."""
+    from tests.api.realtime import CHAT_EVENTS, events, send, subscribed
+
+    chat = people["chat"]
+    socket = await subscribed(asgi_app, people["ada_token"], CHAT_EVENTS, {"chatId": str(chat.id)})
+    await send(asgi_app, people["grace_token"], chat, "warm")
+    await events(socket, 1)
+    executions.clear()
+
+    with no_collector():
+        await send(asgi_app, people["grace_token"], chat, "hi")
+        [event] = await events(socket, 1)
+        await asyncio.sleep(0.05)  # the frame is written; nothing of the event is left
+        alive = [execution_ for execution_ in executions if execution_() is not None]
+    await socket.close()
+
+    assert event["chatEvents"]["message"]["body"] == "hi"
+    assert len(executions) >= 2, "the send and the event were not both executed"
+    assert alive == [], "an execution waited for the garbage collector"
