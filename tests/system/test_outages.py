@@ -357,3 +357,59 @@ async def test_an_unreachable_database_closes_a_socket_1013_at_once(no_database)
 
     assert closed.value.rcvd.code == 1013
     assert time.monotonic() - started < 5
+
+
+CHAT_LIST = "{ chats(first: 5) { edges { node { id } } } }"
+
+
+def test_connections_the_database_ended_are_replaced_before_requests_use_them(tmp_path):
+    """PostgreSQL restarting (here: every connection of the database terminated) ends the
+    connections each request thread keeps. The health check asks the socket, not the
+    server (server/postgresql/): the server's goodbye on it makes the next request on
+    each thread reconnect, and no request fails."""
+    with live_database(tmp_path) as database_url:
+        if not database_url.startswith("postgres"):
+            pytest.skip("needs DATABASE_URL: runs in the PostgreSQL + Redis pass")
+        stack = LiveStack(tmp_path, database_url)
+        try:
+            server = stack.start()
+            token = server.register("Restart")
+
+            async def lists() -> list[httpx.Response]:
+                # Concurrent, so that they spread over the server's request threads.
+                headers = {"Authorization": f"Bearer {token}"}
+                async with httpx.AsyncClient(headers=headers, timeout=10) as client:
+                    return await asyncio.gather(
+                        *(
+                            client.post(f"{server.url}/graphql/", json={"query": CHAT_LIST})
+                            for _ in range(24)
+                        )
+                    )
+
+            assert all(reply.status_code == 200 for reply in asyncio.run(lists()))
+            name = database_url.rsplit("/", 1)[1]
+            terminated = _terminate_connections(database_url, name)
+            time.sleep(0.2)  # the servers' goodbyes arrive
+            after = asyncio.run(lists())
+        finally:
+            stack.stop()
+
+    assert terminated >= 2, "the server's threads held no connections to end"
+    assert [reply.status_code for reply in after] == [200] * len(after)
+    assert all("errors" not in reply.json() for reply in after), after[0].text
+
+
+def _terminate_connections(database_url: str, name: str) -> int:
+    import psycopg2
+
+    admin = psycopg2.connect(database_url.rsplit("/", 1)[0] + "/postgres")
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            [name],
+        )
+        [terminated] = cursor.fetchone()
+    admin.close()
+    return terminated
