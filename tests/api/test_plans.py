@@ -288,3 +288,31 @@ def test_a_chat_list_is_one_plan_and_answers_as_graphql_core_does(
     assert bobs["peer"] == {"id": str(ada.pk), "displayName": "Ada", "email": None}
     assert bobs["lastMessage"]["author"] == {"displayName": "Bob", "email": bob.email}
     assert bobs["unreadCount"] == 0
+
+
+TOGGLED = """query($chatId: ID!, $on: Boolean!) { messages(chatId: $chatId, last: 5) {
+    edges { node { seq ...Text } } } }
+fragment Text on Message { body @include(if: $on) author @skip(if: $on) { displayName } }"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_selection_a_variable_changes_is_never_answered_from_another_requests_plan(
+    gql, user, token, grace
+):
+    """Hostile to a kept plan: one document whose fields depend on a variable (inside a
+    fragment), sent over HTTP with it on, off and on again."""
+    chat = chats.open_direct_chat(user=user, other_user_id=grace.pk)
+    messages.send_message(author=grace, chat_id=chat.pk, body="hi")
+
+    nodes = [
+        gql.execute(TOGGLED, {"chatId": str(chat.pk), "on": on}, token=token).data["messages"][
+            "edges"
+        ][0]["node"]
+        for on in (True, False, True)
+    ]
+
+    assert nodes == [
+        {"seq": 1, "body": "hi"},
+        {"seq": 1, "author": {"displayName": grace.display_name}},
+        {"seq": 1, "body": "hi"},
+    ]
