@@ -19,6 +19,12 @@ connection merely past its max age is closed by the next request's start, as Dja
 leaves an idle thread's connection open until then anyway. Otherwise the response is
 closed where it is. That holds while the two signals have only Django's own receivers;
 with any other, a request takes Django's way.
+
+A request is freed as soon as it is answered, not by the garbage collector: Django's
+handler re-raised daphne's `http.disconnect` (queued after every response) in a frame that
+held the request, and the middleware's `user`, `auser` and message storage refer back to
+it. Each request left about a hundred objects in cycles; what outlived two young
+collections set off a full one every few hundred requests (bench/RESULTS.md, session 24).
 """
 
 import asyncio
@@ -43,6 +49,12 @@ from django.urls import set_script_prefix
 # caches and URLconf, none of which a request that ran nothing on the thread has touched.
 STARTED_UPKEEP = frozenset({reset_queries, close_old_connections})
 FINISHED_UPKEEP = frozenset({close_old_connections, close_caches, reset_urlconf})
+
+# What Django's middleware hangs on a request that refers back to it: `user`'s closure,
+# `auser`'s partial, the message storage. Cycles, so every request (scope, body, response)
+# waited for the garbage collector; dropped once the response is closed and sent, when
+# nothing may use the request any more.
+BACK_REFERENCES = ("user", "auser", "_messages")
 
 
 def _only(signal: signals.Signal, sender: type, receivers: frozenset[Callable]) -> bool:
@@ -163,18 +175,20 @@ class PooledASGIHandler(ASGIHandler):
         ]
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in tasks:
-            if task.done():
-                try:
-                    task.result()
-                except RequestAborted:
-                    pass
-                except AssertionError:
-                    body_file.close()
-                    raise
-            else:
+            if not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+                continue
+            # `exception()`, where Django calls `result()`: re-raising the listener's
+            # RequestAborted (daphne sends `http.disconnect` after every response) put this
+            # frame in its traceback, a cycle (frame, `tasks`, task, exception) that kept
+            # the whole request for the collector.
+            error = task.exception()
+            if error is not None and not isinstance(error, RequestAborted):
+                if isinstance(error, AssertionError):
+                    body_file.close()
+                raise error
         try:
             response = tasks[1].result()
         except asyncio.CancelledError:
@@ -182,6 +196,8 @@ class PooledASGIHandler(ASGIHandler):
         else:
             await self._close(response, work)
         body_file.close()
+        for name in BACK_REFERENCES:
+            request.__dict__.pop(name, None)
 
     @staticmethod
     async def _close(response: HttpResponseBase, work: RequestWork) -> None:

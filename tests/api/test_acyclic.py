@@ -142,3 +142,75 @@ async def test_a_subscription_events_execution_is_freed_once_delivered(
     assert event["chatEvents"]["message"]["body"] == "hi"
     assert len(executions) >= 2, "the send and the event were not both executed"
     assert alive == [], "an execution waited for the garbage collector"
+
+
+async def daphne_post(app, body: bytes, token: str) -> bytes:
+    """A POST as daphne serves one: `http.disconnect` is queued as soon as the response's
+    last body message is written, whether or not the client stays connected."""
+    from tests.graphql_client import post_scope
+
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"authorization", f"Bearer {token}".encode()),
+    ]
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+    answered = asyncio.Event()
+    chunks: list[bytes] = []
+
+    async def receive() -> dict:
+        if messages:
+            return messages.pop()
+        await answered.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        if message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                answered.set()
+
+    await asyncio.wait_for(app(post_scope(headers), receive, send), 10)
+    return b"".join(chunks)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_request_served_as_daphne_serves_it_is_freed_once_answered(
+    asgi_app, monkeypatch, close_worker_connections
+):
+    """Django's handler re-raised daphne's `http.disconnect` (a RequestAborted) in a frame
+    that held the request, and the request's lazy user, `auser` and message storage refer
+    back to it: every request, with its scope, body and response, waited for the
+    collector, and what outlived two young collections set off full ones (server.handler)."""
+    import json
+
+    from asgiref.sync import sync_to_async
+    from django.core.handlers.asgi import ASGIRequest
+
+    from server.asgi import django_application
+    from tests.factories import UserFactory, token_for
+
+    made: list[weakref.ref] = []
+
+    class Remembered(ASGIRequest):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(weakref.ref(self))
+
+    monkeypatch.setattr(django_application, "request_class", Remembered)
+    user = await sync_to_async(UserFactory)(display_name="Ada")
+    token = await sync_to_async(token_for)(user)
+    # No resolver: what is checked is the request's own machinery. (An execution whose
+    # resolver was handed graphql-core's async helpers can outlive it: noted in issue 14.)
+    body = json.dumps({"query": "query { __typename }"}).encode()
+    await daphne_post(asgi_app, body, token)  # warm: the token is cached
+    made.clear()
+
+    with no_collector():
+        replies = [await daphne_post(asgi_app, body, token) for _ in range(3)]
+        for _ in range(3):  # what the loop's pending callbacks hold, they let go of
+            await asyncio.sleep(0)
+        alive = [request for request in made if request() is not None]
+
+    assert {json.loads(reply)["data"]["__typename"] for reply in replies} == {"Query"}
+    assert len(made) == 3
+    assert alive == [], "a request waited for the garbage collector"
