@@ -417,7 +417,24 @@ class GracefulServer(daphne.server.Server):
             instance.add_done_callback(functools.partial(self._instance_done, protocol))
         return queue
 
-    def _instance_done(self, protocol: Any, _instance: asyncio.Future) -> None:
+    def _instance_done(self, protocol: Any, instance: asyncio.Future) -> None:
+        """An HTTP request whose response went out and whose application returned is
+        dropped at once, where daphne's checker would hold it up to a second: its scope,
+        request and application task then outlived two young collections into the oldest
+        generation, whose growth set off a full collection every few hundred requests
+        (bench/RESULTS.md, issue 14, session 24). Anything else waits for the checker,
+        which logs a failed application's exception."""
+        details = self.connections.get(protocol)
+        if (
+            details is not None
+            and isinstance(protocol, WebRequest)
+            and "disconnected" in details
+            and not instance.cancelled()
+            and instance.exception() is None
+        ):
+            del self.connections[protocol]
+            self._watched.pop(protocol, None)
+            return
         self._changed.add(protocol)
 
     def _create_websocket_application(self, protocol: Any, scope: dict) -> Any:

@@ -5,6 +5,7 @@ import asyncio
 import time
 
 import pytest
+from daphne.http_protocol import WebRequest
 from twisted.internet import reactor
 from twisted.internet.testing import StringTransport
 
@@ -376,3 +377,67 @@ async def test_a_socket_scope_gets_its_cookies_and_session_as_channels_gave_them
     assert with_cookie["session"].session_key == "abcdefgh12345678"
     assert (without["cookies"], without["session"]) == ({}, None)
     assert (app.consumer_class, app.consumer_initkwargs) == (Consumer, {"option": 1})
+
+
+class Request(WebRequest):
+    """What daphne keeps an HTTP request by (Twisted's setup skipped: never written to)."""
+
+    def __init__(self) -> None:
+        self.errors: list[BaseException] = []
+
+    def handle_exception(self, error: BaseException) -> None:
+        self.errors.append(error)
+
+
+async def request_answered(server: GracefulServer, application) -> Request:
+    """An HTTP request whose response went out (daphne's `finish`) while `application` runs."""
+    server.application = application
+    protocol = Request()
+    server.protocol_connected(protocol)
+    server.create_application(protocol, {"type": "http"})
+    server.protocol_disconnected(protocol)
+    return protocol
+
+
+async def test_an_answered_request_is_dropped_as_soon_as_its_application_returns(server):
+    """daphne's checker held each request (scope, task, Twisted's request) up to a second,
+    long enough to reach the collector's oldest generation."""
+
+    async def application(scope, receive, send) -> None:
+        await asyncio.sleep(0)
+
+    protocol = await request_answered(server, application)
+    assert protocol in server.connections  # its application still runs
+    await asyncio.sleep(0.01)
+
+    assert protocol not in server.connections
+    assert protocol not in server._watched
+
+
+async def test_a_request_whose_application_failed_is_left_for_the_checker(server, caplog):
+    async def failing(scope, receive, send) -> None:
+        raise ValueError("broken")
+
+    protocol = await request_answered(server, failing)
+    await asyncio.sleep(0.01)
+    assert protocol in server.connections
+
+    server.application_checker()
+
+    assert protocol not in server.connections
+    assert "broken" in caplog.text  # logged, as daphne logs it
+
+
+async def test_a_request_still_being_answered_is_kept_when_its_application_returns(server):
+    """Without daphne's `finish`, the checker decides, as daphne would."""
+
+    async def application(scope, receive, send) -> None:
+        pass
+
+    server.application = application
+    protocol = Request()
+    server.protocol_connected(protocol)
+    server.create_application(protocol, {"type": "http"})
+    await asyncio.sleep(0.01)
+
+    assert protocol in server.connections
