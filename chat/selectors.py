@@ -49,6 +49,25 @@ CHANGE_RELATED = tuple(f"message__{name}" for name in MESSAGE_RELATED)
 # Kept by a PostgreSQL trigger and read only inside the search query's SQL, so reads leave
 # it in the database: fetching and parsing it cost a history page more than its text.
 SEARCH_VECTOR = "search_vector"
+# A joined user's columns that no type, resolver or service reads from a message's author,
+# subject or quoted author: a history page sent and parsed each author's password hash,
+# flags and last sign-in with every row, a third of the page's columns (bench/RESULTS.md,
+# session 24). Read from such a user, one would cost a query each, so they stay out of the
+# GraphQL `User` type (tests/api/test_selection.py).
+UNREAD_USER_COLUMNS = ("password", "last_login", "is_superuser", "is_staff", "is_active")
+# The joins of `MESSAGE_RELATED` that are users.
+USER_JOINS = ("author", "subject", "reply_to__author")
+
+
+def _unread(joins: tuple[str, ...], prefix: str = "") -> list[str]:
+    """What a message query with `joins` leaves in the database."""
+    unread = [f"{prefix}{SEARCH_VECTOR}"]
+    if "reply_to" in joins:
+        unread.append(f"{prefix}reply_to__{SEARCH_VECTOR}")
+    for join in USER_JOINS:
+        if join in joins:
+            unread += (f"{prefix}{join}__{column}" for column in UNREAD_USER_COLUMNS)
+    return unread
 
 
 def with_related(
@@ -57,14 +76,13 @@ def with_related(
     """Messages with what one renders (author, subject, attachment, quote) in the same
     query, or only the `joins` a caller knows it reads."""
     joins = MESSAGE_RELATED if joins is None else joins
-    unread = [SEARCH_VECTOR, *([f"reply_to__{SEARCH_VECTOR}"] if "reply_to" in joins else [])]
     # `select_related()` with no names would follow every foreign key.
-    return (messages.select_related(*joins) if joins else messages).defer(*unread)
+    return (messages.select_related(*joins) if joins else messages).defer(*_unread(joins))
 
 
 def _with_messages(changes: QuerySet[Change]) -> QuerySet[Change]:
     """Changes with their messages as `with_related` loads them, oldest first."""
-    unread = (f"message__{SEARCH_VECTOR}", f"message__reply_to__{SEARCH_VECTOR}")
+    unread = _unread(MESSAGE_RELATED, prefix="message__")
     return changes.select_related(*CHANGE_RELATED).defer(*unread).order_by("revision")
 
 

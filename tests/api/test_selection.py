@@ -7,6 +7,7 @@ import pytest
 
 from chat import services
 from chat.models import Attachment, Message
+from chat.selectors import UNREAD_USER_COLUMNS
 from schema import schema
 from schema.selection import MESSAGE_JOINS, message_joins
 
@@ -194,3 +195,53 @@ def test_joins_follow_aliases_repeated_fields_and_nested_fragments(
         grace.display_name
     ] * 4
     assert len(re.findall(r'JOIN "chat_user"', sql)) == 2  # author, and the skipped subject
+
+
+# Every field of `User` that reads the user's own row (`devices` and the block lists read
+# other tables, and only for the viewer).
+USER_FIELDS = "id displayName joinedAt email avatarUrl avatarThumbnailUrl lastSeenAt"
+
+
+def test_no_user_field_reads_a_column_joined_users_leave_out():
+    """Authors, subjects and quoted authors are loaded without these columns; a field
+    reading one would cost a query per message."""
+    definition = schema.get_type_by_name("User")
+    read = set()
+    for field in definition.fields:
+        read.add(getattr(field, "django_name", None) or field.python_name)
+        store = getattr(field, "store", None)
+        read.update(store.only if store is not None else ())
+    assert read
+    assert not read & set(UNREAD_USER_COLUMNS)
+
+
+def test_joined_users_are_loaded_without_what_no_field_reads(
+    gql, token, room, django_assert_max_num_queries
+):
+    """A page's authors came with their password hashes, flags and last sign-in, a third of
+    the page's columns; every user field still costs no query per row without them."""
+    fields = (
+        f"author {{ {USER_FIELDS} }} subject {{ {USER_FIELDS} }} "
+        f"replyTo {{ author {{ {USER_FIELDS} }} }}"
+    )
+    gql.execute(HISTORY % "seq", {"chatId": str(room.id)}, token=token)  # records the token's use
+    counts = []
+    for last in (2, 9):
+        with django_assert_max_num_queries(12) as queries:
+            reply = gql.execute(
+                HISTORY % fields, {"chatId": str(room.id), "last": last}, token=token
+            )
+        assert "errors" not in reply.json, reply.json
+        counts.append(len(queries.captured_queries))
+        [page_sql] = [
+            q["sql"] for q in queries.captured_queries if 'FROM "chat_message"' in q["sql"]
+        ]
+        assert page_sql.count('JOIN "chat_user"') == 3
+        assert not [column for column in UNREAD_USER_COLUMNS if f'."{column}"' in page_sql]
+    assert counts[0] == counts[1]
+    nodes = [edge["node"] for edge in reply.data["messages"]["edges"]]
+    authors = {node["author"]["displayName"] for node in nodes if node["author"]}
+    assert authors == {"Ada Lovelace", "Grace Hopper"}
+    [reply_to] = [node["replyTo"] for node in nodes if node["replyTo"]]
+    assert reply_to["author"]["displayName"] == "Ada Lovelace"
+    assert any(node["subject"] for node in nodes)
