@@ -12,9 +12,9 @@ return: page sizes multiplied through nested lists) and refuses NUL characters i
 string argument or variable, which PostgreSQL cannot store.
 """
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 from django.conf import settings
@@ -42,6 +42,7 @@ from strawberry.types.graphql import OperationType
 
 from chat import ratelimit
 from chat.exceptions import RateLimited
+from schema.documents import DOCUMENTS_CACHED, Identity
 from schema.errors import bad_user_input, graphql_error
 
 
@@ -100,9 +101,15 @@ class _Measure:
         return shape
 
 
-@lru_cache(maxsize=1024)
 def check_document(document: DocumentNode) -> GraphQLError | None:
-    """The first limit the document breaks, or None. Linear in the document's size."""
+    """The first limit the document breaks, or None. Linear in the document's size, and
+    worked out once per document."""
+    return _check(Identity(document))
+
+
+@lru_cache(maxsize=DOCUMENTS_CACHED)
+def _check(key: Identity) -> GraphQLError | None:
+    document = key.document
     measure = _Measure(document)
     total, depth, aliases = 0, 0, 0
     for definition in document.definitions:
@@ -287,6 +294,7 @@ class OperationLimits(ValidationCache):
     def __init__(self, maxsize: int | None, rules: tuple[Any, ...] = ()) -> None:
         super().__init__(maxsize=maxsize)
         self.rules = rules
+        self.cached_validate_document = _validation_cache(maxsize)
 
     async def on_validate(self) -> AsyncIterator[None]:
         error, cost = self._refusal()
@@ -352,6 +360,22 @@ class BlockingOperationLimits(OperationLimits):
             error = _over_budget(cost, _spent_now(self._subject(), cost))
         self._conclude(error)
         yield
+
+
+@cache
+def _validation_cache(maxsize: int | None) -> Callable[..., list[GraphQLError]]:
+    """Strawberry's validation cache, with the document keyed by identity (`Identity`).
+    One per size, shared by every request, as Strawberry shares its own."""
+    from strawberry.schema.schema import validate_document
+
+    @lru_cache(maxsize=maxsize)
+    def validate(schema: GraphQLSchema, key: Identity, rules: tuple) -> list[GraphQLError]:
+        return validate_document(schema, key.document, rules)
+
+    def cached(schema: GraphQLSchema, document: DocumentNode, rules: Any) -> list[GraphQLError]:
+        return validate(schema, Identity(document), tuple(rules))
+
+    return cached
 
 
 async def _spent(subject: str, cost: int) -> RateLimited | None:

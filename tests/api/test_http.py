@@ -361,3 +361,26 @@ def test_application_json_clients_keep_200_and_data(asgi_app, accept):
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
     assert response.json()["data"] is None
+
+
+@pytest.mark.django_db
+def test_a_known_document_is_not_hashed_again(gql, user, token, monkeypatch):
+    """A parsed document's hash walks its whole tree (8-10 µs for a history page's), and
+    the limits' and validation's caches looked every request's document up by it; they
+    key it by identity, as the parse cache hands out one document per text."""
+    from graphql.language import DocumentNode
+
+    query = "query { me { id displayName } }"
+    gql.execute(query, token=token)
+    hashed: list[DocumentNode] = []
+    by_value = DocumentNode.__hash__
+
+    def counted(self: DocumentNode) -> int:
+        hashed.append(self)
+        return by_value(self)
+
+    monkeypatch.setattr(DocumentNode, "__hash__", counted)
+    reply = gql.execute(query, token=token)
+
+    assert reply.data["me"]["displayName"] == user.display_name
+    assert hashed == []
