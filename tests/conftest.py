@@ -106,17 +106,19 @@ def token(user) -> str:
 def events_sent(monkeypatch, django_capture_on_commit_callbacks):
     """Record what services publish. Use as `with events_sent() as sent:`; on leaving the
     block the transaction's on-commit callbacks run and `sent` holds
-    `(group, event, data)` for each publication."""
+    `(group, event, data)` for each publication (for a session change, `(group, type,
+    message)`)."""
     from contextlib import contextmanager
 
     from chat import events
 
     sent: list[tuple[str, str, dict]] = []
-    monkeypatch.setattr(
-        events,
-        "_send",
-        lambda group, message: sent.append((group, message["event"], message["data"])),
-    )
+
+    def record(group: str, message: dict) -> None:
+        # A session change carries no event or data, only its type and the user.
+        sent.append((group, message.get("event", message["type"]), message.get("data", message)))
+
+    monkeypatch.setattr(events, "_send", record)
 
     @contextmanager
     def capture():

@@ -124,8 +124,9 @@ def test_exactly_4000_characters_is_allowed(user, direct):
 
 @pytest.mark.django_db
 def test_a_non_member_cannot_send(make_user, direct, events_sent):
+    stranger = make_user()  # setting a password announces a session change: not in the block
     with events_sent() as sent, pytest.raises(ValidationError) as error:
-        services.send_message(author=make_user(), chat_id=direct.id, body="let me in")
+        services.send_message(author=stranger, chat_id=direct.id, body="let me in")
 
     assert codes(error.value) == {"chat_id": ["not_found"]}
     assert sent == []
