@@ -25,6 +25,7 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 
 from schema import schema  # noqa: E402
 from server.bodylimit import BodyLimit  # noqa: E402
+from server.collector import pace_full_walks  # noqa: E402
 from server.consumers import GraphQLConsumer  # noqa: E402
 from server.sessions import websocket_endpoint  # noqa: E402
 
@@ -58,3 +59,5 @@ application = ProtocolTypeRouter(
 # from walking it again and again: they were the slowest requests (a chat list's p99 at
 # 66 ms against a 18 ms median, 20 ms frozen; bench/RESULTS.md, issue 14).
 gc.freeze()
+if settings.GC_FREEZE:
+    pace_full_walks()

@@ -118,6 +118,25 @@ class Collector:
         return True
 
 
+# Walks of the middle generation CPython lets pass before it considers walking the oldest
+# (its own default: 10).
+OLDEST_EVERY = 100
+
+
+def pace_full_walks(collector: Any = gc) -> None:
+    """Consider a walk of the oldest generation once per `OLDEST_EVERY` middle walks.
+
+    A request in flight during a middle walk is passed on to the oldest generation, and
+    freed there by reference counting once answered: nothing of a request is left in
+    cycles (server.handler). CPython still counted it as growth, and walked the oldest
+    generation every 100-200 requests, finding nothing. Those walks (1-3.5 ms each) were a
+    history page's p99 (bench/RESULTS.md, issue 14, session 24). Cycles that do reach the
+    oldest generation wait ten times longer for a walk; what open sockets hold is frozen
+    anyway (`Collector`)."""
+    young, middle, _ = collector.get_threshold()
+    collector.set_threshold(young, middle, OLDEST_EVERY)
+
+
 _process: Collector | None = None
 
 
