@@ -4,11 +4,12 @@
 
 Starts one daphne process from each checkout (`git worktree add /tmp/before REV` makes the
 "before"), both on bench/history.py's database (run that once to fill it), and POSTs the
-operation to each in turn, in blocks of `BLOCK` requests (default 100) for `ROUNDS`
-rounds (default 12), swapping which goes first each round. Prints each server's CPU per
-request (user + system from /proc) and latency, and the after/before ratio of each round:
-this machine's speed drifts by a quarter within minutes, and a ratio taken block by
-block, in the same minutes, is what stays meaningful.
+operation to each in turn (through `bench.keepalive`, as bench/history.py times them), in
+blocks of `BLOCK` requests (default 100) for `ROUNDS` rounds (default 12), swapping which
+goes first each round. Prints each server's CPU per request (user + system from /proc) and
+latency, and the after/before ratio of each round: this machine's speed drifts by a
+quarter within minutes, and a ratio taken block by block, in the same minutes, is what
+stays meaningful.
 """
 
 import os
@@ -34,16 +35,12 @@ def main() -> None:
     import django
 
     django.setup()
-    import logging
-
-    import httpx
-
+    from bench.keepalive import KeepAliveClient, Reply
     from bench.proc import cpu_seconds
     from chat import auth
     from chat.models import User
     from tests.system import live
 
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     ids = {n: uuid.uuid5(uuid.NAMESPACE_DNS, f"bench-{n}") for n in ("reader", "busy", "big")}
     query, user, variables = {
         "history": (history.HISTORY, "reader", {"chatId": str(ids["big"])}),
@@ -57,18 +54,16 @@ def main() -> None:
         for name, root in (("before", before), ("after", after)):
             live.ROOT = root  # the process serves the code of its own checkout
             servers[name] = live.LiveServer(env, Path(tempfile.mkdtemp()) / "daphne.log")
-        client = httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        headers = {"Authorization": f"Bearer {token}"}
+        clients = {server: KeepAliveClient(server.url, headers) for server in servers.values()}
 
-        def post(server: live.LiveServer) -> None:
-            reply = client.post(
-                f"{server.url}/graphql/", json={"query": query, "variables": variables}
-            )
-            assert reply.status_code == 200, reply.text
-            assert "errors" not in reply.json(), reply.text
+        def post(server: live.LiveServer) -> Reply:
+            return clients[server].post("/graphql/", json={"query": query, "variables": variables})
 
         for server in servers.values():
             for _ in range(history.WARMUP * 3):
-                post(server)
+                history.check_reply(post(server))
+        history.quiet_client_heap()
         cpu: dict[str, list[float]] = {name: [] for name in servers}
         latency: dict[str, list[float]] = {name: [] for name in servers}
         for turn in range(rounds):
@@ -78,8 +73,9 @@ def main() -> None:
                 used = cpu_seconds(server.process.pid)
                 for _ in range(block):
                     started = time.perf_counter()
-                    post(server)
+                    reply = post(server)
                     latency[name].append((time.perf_counter() - started) * 1000)
+                    history.check_reply(reply)  # the bench's work, not the server's time
                 cpu[name].append((cpu_seconds(server.process.pid) - used) / block * 1000)
         for name in servers:
             times = sorted(latency[name])
