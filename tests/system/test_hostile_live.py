@@ -369,3 +369,37 @@ def test_sigterm_closes_sockets_1012_finishes_requests_and_exits(live_stack):
     assert answer.endswith(b'{"data":{"__typename":"Query"}}')
     assert exit_code == 0
     assert exited_after < 10
+
+
+def _post(body: bytes) -> bytes:
+    return (
+        b"POST /graphql/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+
+
+def test_pipelined_requests_and_clients_gone_early_are_each_answered_or_dropped(daphne_server):
+    """An answered request leaves daphne's connections as soon as its application returns
+    (server/serve.py); requests pipelined on one connection, in one write, are each still
+    answered in order, and clients that hang up before their answer leave the process
+    serving."""
+    typename = _post(b'{"query": "{ __typename }"}')
+    malformed = _post(b'{"query": "{ nope"}')
+    with socket.create_connection(("127.0.0.1", daphne_server.port), timeout=10) as sock:
+        sock.sendall(typename + malformed + typename)
+        received = b""
+        deadline = time.monotonic() + 10
+        while received.count(b"HTTP/1.1 ") < 3 or not received.endswith(b"}"):
+            assert time.monotonic() < deadline, received
+            received += sock.recv(65536)
+    answers = received.split(b"HTTP/1.1 ")[1:]
+    assert [answer[:3] for answer in answers] == [b"200", b"200", b"200"]
+    assert b'"__typename":"Query"' in answers[0]
+    assert b'"__typename":"Query"' in answers[2]
+    assert b"GRAPHQL_PARSE_FAILED" in answers[1]
+
+    for _ in range(20):  # each hangs up before its answer
+        with socket.create_connection(("127.0.0.1", daphne_server.port), timeout=10) as sock:
+            sock.sendall(typename)
+    reply = httpx.post(f"{daphne_server.url}/graphql/", json={"query": "{ __typename }"})
+    assert reply.json() == {"data": {"__typename": "Query"}}
