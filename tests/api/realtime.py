@@ -62,10 +62,50 @@ async def signed_in(app, token: str, protocol=TRANSPORT_WS) -> GraphQLSocket:
     return socket
 
 
-async def subscribed(app, token: str, query: str, variables: dict, protocol=TRANSPORT_WS):
+async def subscribed(
+    app, token: str, query: str, variables: dict, protocol=TRANSPORT_WS, *, held: bool = False
+):
+    """A socket with subscription "s" started (see `subscribe`); `held`: only asked for,
+    for a test that holds the subscription's start (its replay, say) itself."""
     socket = await signed_in(app, token, protocol)
-    await socket.subscribe("s", query, variables)
+    if held:
+        await socket.subscribe("s", query, variables)
+    else:
+        await subscribe(socket, "s", query, variables)
     return socket
+
+
+async def subscribe(socket: GraphQLSocket, op_id: str, query: str, variables: dict) -> None:
+    """Subscribe, and return once the subscription has started: it has read where it
+    starts and waits for events, or it has answered (a first value, a replay, an error).
+    Whatever the test commits from then on reaches it. Sending right after the subscribe
+    frame raced the subscription's membership check, which reads where "from now" is: on a
+    loaded machine the check came second, and the message was (rightly) not delivered."""
+    before = _listeners()
+    await socket.subscribe(op_id, query, variables)
+    for _ in range(500):
+        if not socket.communicator.output_queue.empty() or any(
+            _started(x) for x in _listeners() - before
+        ):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"subscription {op_id} never started")
+
+
+def _listeners() -> set[fanout.Listener]:
+    return {
+        x
+        for feed in fanout.hub().feeds.values()
+        for x in feed.listeners
+        if isinstance(x, fanout.Listener)
+    }
+
+
+def _started(listener: fanout.Listener) -> bool:
+    feeds = fanout.hub().feeds
+    return listener.waiting and all(
+        group in feeds and feeds[group].joined.done() for group in listener.groups
+    )
 
 
 async def events(socket, count: int, *, presence: bool = False) -> list[dict]:

@@ -8,7 +8,7 @@ from asgiref.sync import sync_to_async
 
 from chat import services
 from schema import fanout
-from tests.api.realtime import http, send, subscribed
+from tests.api.realtime import http, send, subscribe, subscribed
 from tests.ws import LEGACY_WS, TRANSPORT_WS
 
 pytestmark = [
@@ -139,7 +139,6 @@ async def test_subscribers_with_the_same_query_share_one_execution(asgi_app, peo
         await subscribed(asgi_app, token, SHARED_NO_EMAIL, {"chatId": str(chat.id)})
         for token in (people["ada_token"], people["grace_token"], people["ada_token"])
     ]
-    await asyncio.sleep(0.05)
 
     await send(asgi_app, people["grace_token"], chat, "once for all")
     received = [await first_message(socket) for socket in sockets]
@@ -155,7 +154,6 @@ async def test_a_viewer_dependent_field_is_not_shared_between_viewers(asgi_app, 
     chat = people["chat"]
     ada = await subscribed(asgi_app, people["ada_token"], SHARED, {"chatId": str(chat.id)})
     grace = await subscribed(asgi_app, people["grace_token"], SHARED, {"chatId": str(chat.id)})
-    await asyncio.sleep(0.05)
 
     await send(asgi_app, people["ada_token"], chat, "whose email?")
     seen_by_ada, seen_by_grace = await first_message(ada), await first_message(grace)
@@ -171,15 +169,13 @@ async def test_a_completed_operation_gets_no_more_frames_and_its_id_can_be_reuse
 ):
     chat, hub = people["chat"], fanout.hub()
     socket = await subscribed(asgi_app, people["ada_token"], RESUMING, {"chatId": str(chat.id)})
-    await asyncio.sleep(0.05)
     await socket.send({"type": "complete", "id": "s"})
     await asyncio.sleep(0.05)
     left_the_group = f"chat.{chat.id.hex}" not in hub.feeds
 
     await send(asgi_app, people["grace_token"], chat, "after complete")
     quiet = await socket.communicator.receive_nothing(timeout=0.2)
-    await socket.subscribe("s", RESUMING, {"chatId": str(chat.id)})
-    await asyncio.sleep(0.05)
+    await subscribe(socket, "s", RESUMING, {"chatId": str(chat.id)})
     await send(asgi_app, people["grace_token"], chat, "resubscribed")
     again = await first_message(socket)
     nothing_else = await socket.communicator.receive_nothing(timeout=0.2)
@@ -243,7 +239,6 @@ async def test_an_inbox_stops_listening_to_a_chat_the_viewer_lost(asgi_app, peop
     inbox = await subscribed(
         asgi_app, people["ada_token"], "subscription { inbox { __typename } }", {}
     )
-    await asyncio.sleep(0.05)
     room = await sync_to_async(services.create_room)(owner=grace, name="Brief")
     group = f"chat.{room.id.hex}"
     await sync_to_async(services.add_members)(actor=grace, chat_id=room.id, user_ids=[ada.id])
@@ -295,7 +290,6 @@ async def test_typing_and_its_lapse_are_written_directly_and_not_to_the_typist(
     grace = await subscribed(
         asgi_app, people["grace_token"], TYPING_EVENTS, {"chatId": str(chat.id)}
     )
-    await asyncio.sleep(0.05)
     await settled(chat, 2)
 
     await http(asgi_app, SET_TYPING, {"c": str(chat.id)}, people["grace_token"])

@@ -335,7 +335,7 @@ async def test_a_live_change_the_replay_already_sent_is_dropped_without_being_bu
     monkeypatch.setattr(subscriptions, "_changes", held)
     monkeypatch.setattr(subscriptions, "message_from", counted)
     variables = {"chatId": str(chat.id), "after": start}
-    socket = await subscribed(asgi_app, people["grace_token"], RESUMING, variables)
+    socket = await subscribed(asgi_app, people["grace_token"], RESUMING, variables, held=True)
     group = f"chat.{chat.id.hex}"
     for _ in range(100):  # in the group; its replay held
         if group in fanout.hub().feeds and fanout.hub().feeds[group].joined.done():
@@ -376,7 +376,7 @@ async def test_sockets_replaying_the_same_changes_execute_each_once(
     monkeypatch.setattr(subscriptions, "change_events", counted)
     variables = {"chatId": str(room.id), "after": 3}
     subscribed_ = [
-        await subscribed(asgi_app, people["ada_token"], RESUMING, variables)
+        await subscribed(asgi_app, people["ada_token"], RESUMING, variables, held=True)
         for _ in range(sockets)
     ]
     await all_arrived(arrived, sockets)  # every socket in the group, its membership checked
@@ -411,7 +411,8 @@ async def test_typing_queued_behind_a_replay_is_executed_once_for_every_socket(
     typing = RESUMING.replace("__typename", "__typename ... on TypingChanged { typing }", 1)
     variables = {"chatId": str(room.id), "after": 3}
     subscribed_ = [
-        await subscribed(asgi_app, people["ada_token"], typing, variables) for _ in range(sockets)
+        await subscribed(asgi_app, people["ada_token"], typing, variables, held=True)
+        for _ in range(sockets)
     ]
     await all_arrived(arrived, sockets)
     await chat_events.typing_changed(room.id, people["grace"], typing=True, expires_in=5)
@@ -436,7 +437,7 @@ async def test_an_operation_id_reused_during_its_replay_gets_only_its_own_events
     room = await history_while_away(people)
     gate, arrived = gated_reads
     socket = await subscribed(
-        asgi_app, people["ada_token"], RESUMING, {"chatId": str(room.id), "after": 3}
+        asgi_app, people["ada_token"], RESUMING, {"chatId": str(room.id), "after": 3}, held=True
     )
     await all_arrived(arrived, 1)
     await socket.send({"id": "s", "type": "complete"})

@@ -28,6 +28,7 @@ MB = 1024 * 1024
 BUCKET = "chat-media"
 OPEN_DIRECT = "mutation($u: ID!) { openDirectChat(userId: $u) { ... on Chat { id } } }"
 ME = "{ me { id } }"
+REVISION = "query($c: ID!) { chat(id: $c) { revision } }"
 SEND_ATTACHMENT = """
 mutation($input: SendAttachmentInput!) {
   sendAttachment(input: $input) {
@@ -42,8 +43,8 @@ AVATAR = """
 mutation($a: Upload) { updateProfile(avatar: $a) { ... on User { avatarUrl avatarThumbnailUrl } } }
 """
 EVENTS = """
-subscription($c: ID!) {
-  chatEvents(chatId: $c) {
+subscription($c: ID!, $after: Int) {
+  chatEvents(chatId: $c, after: $after) {
     ... on MessageAdded { message { kind body attachment { width height url thumbnailUrl } } }
   }
 }
@@ -82,14 +83,15 @@ def send_photo(server, token: str, chat_id: str, data: bytes, name: str = "IMG_1
 
 async def photo_arrives_live(server, ada: str, grace: str, chat_id: str) -> tuple[dict, dict]:
     """Grace subscribes over graphql-transport-ws, Ada sends a photo over HTTP: what Ada
-    got back, and what Grace heard."""
+    got back, and what Grace heard. Grace resumes from the chat's revision: a photo sent
+    before her subscription is live comes in its replay."""
+    revision = server.graphql(REVISION, {"c": chat_id}, token=grace)["data"]["chat"]["revision"]
     async with connect(server.ws_url, subprotocols=["graphql-transport-ws"]) as ws:
         init = {"type": "connection_init", "payload": {"authorization": f"Bearer {grace}"}}
         await ws.send(json.dumps(init))
         assert json.loads(await ws.recv())["type"] == "connection_ack"
-        subscribe = {"query": EVENTS, "variables": {"c": chat_id}}
+        subscribe = {"query": EVENTS, "variables": {"c": chat_id, "after": revision}}
         await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": subscribe}))
-        await asyncio.sleep(0.5)  # the subscription joins its group
         sent = await asyncio.to_thread(send_photo, server, ada, chat_id, photo("JPEG"))
         while True:
             frame = json.loads(await asyncio.wait_for(ws.recv(), 10))

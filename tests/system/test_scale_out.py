@@ -32,8 +32,8 @@ SEND = """
 mutation($c: ID!, $b: String!) { sendMessage(input: {chatId: $c, body: $b}) { __typename } }
 """
 EVENTS = """
-subscription($c: ID!) {
-  chatEvents(chatId: $c) {
+subscription($c: ID!, $after: Int) {
+  chatEvents(chatId: $c, after: $after) {
     __typename
     ... on MessageAdded { message { seq body } }
     ... on PresenceChanged { online user { displayName } }
@@ -41,6 +41,7 @@ subscription($c: ID!) {
 }
 """
 ONLINE = "query($c: ID!) { onlineUsers(chatId: $c) { displayName } }"
+REVISION = "query($c: ID!) { chat(id: $c) { revision } }"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -58,8 +59,15 @@ def register(server, name: str) -> str:
 class Listener:
     """A graphql-transport-ws client subscribed to one chat's events."""
 
-    def __init__(self, server, token: str, chat_id: str) -> None:
+    def __init__(self, server, token: str, chat_id: str, *, resume: bool = False) -> None:
+        """`resume`: subscribe `after` the chat's revision as read now, so that what is
+        sent before the subscription is live comes in its replay. Without it (presence,
+        which is never replayed), wait a moment for the subscription to join its group."""
         self.server, self.token, self.chat_id = server, token, chat_id
+        self.after: int | None = None
+        if resume:
+            chat = server.graphql(REVISION, {"c": chat_id}, token=token)["data"]["chat"]
+            self.after = chat["revision"]
         self.received: list[dict] = []
 
     async def __aenter__(self) -> "Listener":
@@ -76,11 +84,15 @@ class Listener:
                 {
                     "type": "subscribe",
                     "id": "1",
-                    "payload": {"query": EVENTS, "variables": {"c": self.chat_id}},
+                    "payload": {
+                        "query": EVENTS,
+                        "variables": {"c": self.chat_id, "after": self.after},
+                    },
                 }
             )
         )
-        await asyncio.sleep(0.3)  # the subscription has joined its group
+        if self.after is None:
+            await asyncio.sleep(0.3)  # the subscription has joined its group
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -123,7 +135,8 @@ async def test_every_subscriber_on_every_process_gets_every_message_once(two_ser
     first_seq = 6  # created + four joins
 
     listeners = [
-        Listener(server, token, room) for token, server in zip(tokens, [a, b, a, b], strict=True)
+        Listener(server, token, room, resume=True)
+        for token, server in zip(tokens, [a, b, a, b], strict=True)
     ]
     async with listeners[0], listeners[1], listeners[2], listeners[3]:
         for n in range(20):
