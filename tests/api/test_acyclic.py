@@ -173,14 +173,26 @@ async def daphne_post(app, body: bytes, token: str) -> bytes:
     return b"".join(chunks)
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "{ __typename }",  # the request's own machinery
+        "{ me { displayName } }",  # and a resolver run on a worker thread
+    ],
+)
 @pytest.mark.django_db(transaction=True)
 async def test_a_request_served_as_daphne_serves_it_is_freed_once_answered(
-    asgi_app, monkeypatch, close_worker_connections
+    asgi_app, monkeypatch, close_worker_connections, query
 ):
     """Django's handler re-raised daphne's `http.disconnect` (a RequestAborted) in a frame
     that held the request, and the request's lazy user, `auser` and message storage refer
     back to it: every request, with its scope, body and response, waited for the
-    collector, and what outlived two young collections set off full ones (server.handler)."""
+    collector, and what outlived two young collections set off full ones (server.handler).
+
+    A worker thread may still hold its last task for a moment after handing the result
+    back (concurrent.futures deletes it once `set_result` returns, and the event loop may
+    run first), so a request is given a moment; one in a cycle is never freed with the
+    collector off."""
     import json
 
     from asgiref.sync import sync_to_async
@@ -199,18 +211,18 @@ async def test_a_request_served_as_daphne_serves_it_is_freed_once_answered(
     monkeypatch.setattr(django_application, "request_class", Remembered)
     user = await sync_to_async(UserFactory)(display_name="Ada")
     token = await sync_to_async(token_for)(user)
-    # No resolver: what is checked is the request's own machinery. (An execution whose
-    # resolver was handed graphql-core's async helpers can outlive it: noted in issue 14.)
-    body = json.dumps({"query": "query { __typename }"}).encode()
+    body = json.dumps({"query": query}).encode()
     await daphne_post(asgi_app, body, token)  # warm: the token is cached
     made.clear()
 
     with no_collector():
         replies = [await daphne_post(asgi_app, body, token) for _ in range(3)]
-        for _ in range(3):  # what the loop's pending callbacks hold, they let go of
-            await asyncio.sleep(0)
-        alive = [request for request in made if request() is not None]
+        for _ in range(50):
+            alive = [request for request in made if request() is not None]
+            if not alive:
+                break
+            await asyncio.sleep(0.02)
 
-    assert {json.loads(reply)["data"]["__typename"] for reply in replies} == {"Query"}
+    assert all("errors" not in json.loads(reply) for reply in replies), replies
     assert len(made) == 3
     assert alive == [], "a request waited for the garbage collector"
