@@ -76,17 +76,18 @@ async def subscribed(
 
 
 async def subscribe(socket: GraphQLSocket, op_id: str, query: str, variables: dict) -> None:
-    """Subscribe, and return once the subscription has started: it has read where it
-    starts and waits for events, or it has answered (a first value, a replay, an error).
-    Whatever the test commits from then on reaches it. Sending right after the subscribe
-    frame raced the subscription's membership check, which reads where "from now" is: on a
-    loaded machine the check came second, and the message was (rightly) not delivered."""
+    """Subscribe, and return once the subscription has started (as `joined` waits for
+    every subscription of one group): it waits for its next event in groups the process
+    has joined, past any replay, so whatever the test commits from then on reaches it. Or
+    it has answered without staying in a group (an error). Sending right after the
+    subscribe frame raced the membership check, which reads where "from now" is."""
     before = _listeners()
     await socket.subscribe(op_id, query, variables)
     for _ in range(500):
-        if not socket.communicator.output_queue.empty() or any(
-            _started(x) for x in _listeners() - before
-        ):
+        new = _listeners() - before
+        if any(_started(x) for x in new):
+            return
+        if not new and not socket.communicator.output_queue.empty():
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"subscription {op_id} never started")
@@ -141,7 +142,9 @@ async def joined(group: str) -> None:
     """Until the process listens to `group` and every subscription in it waits for its
     next event: each has read where it starts (without `after`, the revision its membership
     check read), so whatever is committed from then on reaches it. The group's join alone
-    came before that read, and a change committed between the two was never delivered."""
+    came before that read, and a change committed between the two was never delivered.
+    `subscribed` waits so for its own subscription; this is for the others (over
+    multipart HTTP, say)."""
     for _ in range(100):
         feed = fanout.hub().feeds.get(group)
         if feed is not None and feed.joined.done() and all(_waiting(x) for x in feed.listeners):

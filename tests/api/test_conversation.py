@@ -6,10 +6,10 @@ import time
 import pytest
 from asgiref.sync import sync_to_async
 
-from chat import events, services
+from chat import services
 from chat.models import Chat, Membership, Mention
 from tests.api.realtime import events as next_events
-from tests.api.realtime import http, joined, subscribed
+from tests.api.realtime import http, subscribed
 from tests.factories import UserFactory, token_for
 
 SEND = """
@@ -298,7 +298,6 @@ async def test_a_subscriber_sees_replies_and_each_reaction_change_live(asgi_app,
     )
     ada_token, grace_token = await sync_to_async(lambda: (token_for(user), token_for(grace)))()
     socket = await subscribed(asgi_app, grace_token, LIVE, {"c": str(chat.id)})
-    await joined(events.chat_group(chat.id))
 
     m = str(original.id)
     await http(asgi_app, SEND, {"c": str(chat.id), "body": "Me", "replyTo": m}, ada_token)
@@ -439,7 +438,6 @@ async def test_a_pin_reaches_a_live_subscriber(asgi_app, user, grace):
     message = await sync_to_async(services.send_message)(author=grace, chat_id=chat.id, body="x")
     ada_token, grace_token = await sync_to_async(lambda: (token_for(user), token_for(grace)))()
     socket = await subscribed(asgi_app, grace_token, PINS_LIVE, {"c": str(chat.id)})
-    await joined(events.chat_group(chat.id))
 
     await http(asgi_app, PIN, {"m": str(message.id)}, ada_token)
     await http(asgi_app, UNPIN, {"m": str(message.id)}, ada_token)
@@ -549,10 +547,6 @@ async def test_the_mentioned_members_inbox_gets_it_in_a_room_of_300(asgi_app, us
     bo_token, cy_token = await sync_to_async(lambda: (token_for(bo), token_for(cy)))()
     bo_socket = await subscribed(asgi_app, bo_token, INBOX_MENTIONS, {})
     cy_socket = await subscribed(asgi_app, cy_token, INBOX_MENTIONS, {})
-    await joined(events.user_group(bo.id))
-    await joined(events.user_group(cy.id))
-    await joined(events.chat_group(room.id))
-    await asyncio.sleep(0.2)  # both inboxes past listing their chats
 
     await sync_to_async(services.send_message)(
         author=user, chat_id=room.id, body="@Bo see this", mentions=[bo.id]
@@ -599,7 +593,6 @@ async def test_a_live_edit_keeps_its_reactions_and_readers(asgi_app, user, grace
       ... on MessageEdited { message { body readCount reactions { emoji count } } }
     } }"""
     socket = await subscribed(asgi_app, grace_token, query, {"c": str(chat.id)})
-    await joined(events.chat_group(chat.id))
 
     await sync_to_async(services.edit_message)(user=grace, message_id=message.id, body="In?")
     [edited] = await asyncio.wait_for(next_events(socket, 1), 5)
@@ -614,14 +607,15 @@ async def test_a_live_edit_keeps_its_reactions_and_readers(asgi_app, user, grace
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("close_worker_connections")
-async def test_joined_waits_until_the_subscription_has_read_where_it_starts(
+async def test_subscribed_waits_until_the_subscription_has_read_where_it_starts(
     asgi_app, user, grace, monkeypatch
 ):
-    """`joined` is what these tests wait on before changing anything. A subscription
-    without `after` starts from the revision its membership check reads; a change committed
-    between the group's join and that read is before its start, and never delivered. Under
-    load the read came late and `test_a_live_edit_keeps_its_reactions_and_readers` timed
-    out; here it is made late on purpose."""
+    """`subscribed` (and `joined`) is what these tests wait on before changing anything.
+    A subscription without `after` starts from the revision its membership check reads; a
+    change committed between the group's join and that read is before its start, and never
+    delivered. Under load the read came late and tests timed out (in CI,
+    `test_a_subscription_events_execution_is_freed_once_delivered`); here it is made late
+    on purpose."""
     from schema import subscriptions
 
     read = subscriptions._member_revision
@@ -639,7 +633,6 @@ async def test_joined_waits_until_the_subscription_has_read_where_it_starts(
     socket = await subscribed(
         asgi_app, await sync_to_async(token_for)(grace), query, {"c": str(chat.id)}
     )
-    await joined(events.chat_group(chat.id))
 
     await sync_to_async(services.edit_message, thread_sensitive=False)(
         user=grace, message_id=message.id, body="b"

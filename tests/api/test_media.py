@@ -10,10 +10,10 @@ import pytest
 from asgiref.sync import sync_to_async
 from PIL import Image
 
-from chat import events, services, storage
+from chat import services, storage
 from chat.models import Attachment, Message
 from tests.api.realtime import events as realtime_events
-from tests.api.realtime import joined, subscribed
+from tests.api.realtime import subscribed
 from tests.factories import token_for
 from tests.graphql_client import GraphQLClient, post_scope
 from tests.media_files import gps_of, metadata_of, pdf, photo, png_bomb
@@ -684,7 +684,6 @@ async def test_a_subscriber_receives_a_photo_live_with_a_url_that_downloads_it(
     socket = await subscribed(
         asgi_app, people["grace_token"], LIVE, {"chatId": str(chat.id)}, protocol
     )
-    await joined(events.chat_group(chat.id))
     client = GraphQLClient(asgi_app)
     variables = {"input": {"chatId": str(chat.id), "file": None, "caption": "Look"}}
     files = {"variables.input.file": ("IMG_1.jpg", photo("JPEG", (640, 480)), "image/jpeg")}

@@ -11,7 +11,7 @@ from asgiref.sync import sync_to_async
 from chat import events as chat_events
 from chat import services
 from schema import fanout
-from tests.api.realtime import CHAT_EVENTS, INBOX, events, http, joined, send, subscribed
+from tests.api.realtime import CHAT_EVENTS, INBOX, events, http, send, subscribed
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -141,7 +141,6 @@ async def test_live_edits_and_deletes_are_ordered_and_a_lost_one_is_backfilled(
     message = await sync_to_async(chat.messages.get)(seq=1)
     variables = {"chatId": str(chat.id), "after": 1}
     socket = await subscribed(asgi_app, people["grace_token"], RESUMING, variables)
-    await joined(f"chat.{chat.id.hex}")
     real, lost = chat_events.message_changed, []
 
     def lossy(message, event, **details):  # the layer loses the edit
@@ -176,7 +175,6 @@ async def test_a_resync_catches_a_live_subscription_up_without_a_further_change(
     ada, chat = people["ada"], people["chat"]
     variables = {"chatId": str(chat.id), "after": 0}
     socket = await subscribed(asgi_app, people["grace_token"], RESUMING, variables)
-    await joined(f"chat.{chat.id.hex}")
     # The layer is down: every broadcast is lost.
     monkeypatch.setattr(chat_events, "_send", lambda group, message: None)
     await send_as(ada, chat, "while down")
@@ -205,8 +203,6 @@ async def test_a_resync_brings_the_inbox_up_to_date_with_chats_gained_and_lost(
     room = await sync_to_async(services.create_room)(owner=ada, name="Lounge")
     await sync_to_async(services.add_members)(actor=ada, chat_id=room.id, user_ids=[grace.id])
     socket = await subscribed(asgi_app, people["grace_token"], INBOX, {})
-    for chat in (room, people["chat"]):
-        await joined(f"chat.{chat.id.hex}")
     monkeypatch.setattr(chat_events, "_send", lambda group, message: None)
     new_room = await sync_to_async(services.create_room)(owner=ada, name="Annex")
     await sync_to_async(services.add_members)(actor=ada, chat_id=new_room.id, user_ids=[grace.id])

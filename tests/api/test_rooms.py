@@ -6,10 +6,10 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ValidationError
 
-from chat import events, services
+from chat import services
 from chat.models import Chat, Membership, Message
 from tests.api.realtime import events as next_events
-from tests.api.realtime import http, joined, subscribed
+from tests.api.realtime import http, subscribed
 from tests.factories import token_for
 
 CREATE = """
@@ -202,7 +202,6 @@ async def test_rename_and_archive_reach_a_live_subscriber(asgi_app, user, grace)
     await sync_to_async(services.join_room)(user=grace, chat_id=room.id)
     tokens = await sync_to_async(lambda: (token_for(user), token_for(grace)))()
     socket = await subscribed(asgi_app, tokens[1], UPDATED, {"chatId": str(room.id)})
-    await joined(events.chat_group(room.id))
 
     await http(asgi_app, UPDATE, {"chatId": str(room.id), "name": "Lobby"}, tokens[0])
     await http(asgi_app, ARCHIVE, {"chatId": str(room.id)}, tokens[0])
@@ -239,7 +238,6 @@ async def test_a_chat_from_an_event_still_answers_the_viewers_fields(asgi_app, u
         lastMessage { body } peer { id } } }
     } }"""
     socket = await subscribed(asgi_app, tokens[1], query, {"chatId": str(room.id)})
-    await joined(events.chat_group(room.id))
 
     await http(asgi_app, UPDATE, {"chatId": str(room.id), "name": "Lobby"}, tokens[0])
     [renamed] = await asyncio.wait_for(next_events(socket, 1), 5)
