@@ -199,3 +199,37 @@ async def test_sockets_are_capped_per_client_address(asgi_app, db, settings):
     assert closed["code"] == 4429
     assert connected
     await asyncio.gather(*(c.disconnect() for c in [*kept, elsewhere]))
+
+
+AFTER_AS = "subscription($c: ID!, $a: Int) { chatEvents(chatId: $c, after: $a) { __typename } }"
+AFTER_LITERAL = (
+    "subscription($c: ID!) { chatEvents(chatId: $c, after: 99999999999) { __typename } }"
+)
+NO_INT_AFTER = [
+    (AFTER_AS, 2**31, "BAD_USER_INPUT"),  # refused when the variables are coerced
+    (AFTER_AS, 1.5, "BAD_USER_INPUT"),
+    (AFTER_AS, "9", "BAD_USER_INPUT"),
+    (AFTER_LITERAL, None, "GRAPHQL_VALIDATION_FAILED"),  # refused by validation
+]
+
+
+@BOTH
+@pytest.mark.parametrize(("query", "after", "code"), NO_INT_AFTER)
+async def test_an_after_that_is_no_int_gets_an_error_and_the_socket_lives_on(
+    asgi_app, token, protocol, query, after, code
+):
+    """A cursor a client mangled (past 32 bits, a float, a string) is a GraphQL error with
+    its code on that operation; the socket stays open and serves the next one."""
+    socket = await signed_in(asgi_app, token, protocol)
+    variables = {"c": "00000000-0000-0000-0000-000000000001", "a": after}
+    await socket.subscribe("bad", query, variables)
+    refused = await socket.receive()
+    await socket.subscribe("1", ME)
+    served = await socket.next_payload("1")
+    await socket.close()
+
+    assert (refused["type"], refused["id"]) == ("error", "bad"), refused
+    # graphql-transport-ws sends a list of errors; the legacy protocol, one error.
+    [error] = refused["payload"] if protocol == TRANSPORT_WS else [refused["payload"]]
+    assert error["extensions"]["code"] == code, error
+    assert served["data"]["me"]["id"]
